@@ -1,0 +1,67 @@
+import { eq } from 'drizzle-orm';
+import type { Database } from '../db/client';
+import { auditEvents, collectionCases, invoices } from '../db/schema';
+import type { CollectionOutcome, CollectionStage } from '../domain/collection';
+
+export type RecordCaseStateInput = {
+  workflowId: string;
+  /** Increases with every state change of the workflow: the audit event's dedupe key. */
+  seq: number;
+  stage: CollectionStage;
+  outcome: CollectionOutcome | null;
+  amountOutstandingMinor: number;
+  nextActionAt: string | null;
+  /** Workflow time of the change (ISO instant). */
+  at: string;
+  event: string;
+  data: Record<string, unknown>;
+};
+
+export type CaseStateDeps = { db: Database };
+
+/**
+ * Copies the workflow's state to the database (case row, invoice balance and status) and
+ * appends one audit event, so the API lists cases without asking Temporal. Replays of the
+ * same seq write the same values and skip the audit event.
+ */
+export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStateInput): Promise<void> {
+  const now = new Date(input.at);
+  await deps.db.transaction(async (tx) => {
+    const [updated] = await tx
+      .update(collectionCases)
+      .set({
+        stage: input.stage,
+        outcome: input.outcome,
+        amountOutstandingMinor: input.amountOutstandingMinor,
+        nextActionAt: input.nextActionAt ? new Date(input.nextActionAt) : null,
+        closedAt: input.stage === 'Closed' ? now : null,
+        updatedAt: now,
+      })
+      .where(eq(collectionCases.workflowId, input.workflowId))
+      .returning({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId });
+    if (!updated) throw new Error(`no collection case for workflow ${input.workflowId}`);
+
+    await tx
+      .update(invoices)
+      .set({
+        amountOutstandingMinor: input.amountOutstandingMinor,
+        ...(input.outcome === 'paid' ? { status: 'paid' as const } : {}),
+        ...(input.outcome === 'cancelled' ? { status: 'cancelled' as const } : {}),
+        updatedAt: now,
+      })
+      .where(eq(invoices.id, updated.invoiceId));
+
+    await tx
+      .insert(auditEvents)
+      .values({
+        caseId: updated.caseId,
+        invoiceId: updated.invoiceId,
+        actor: 'workflow',
+        type: input.event,
+        data: { stage: input.stage, amountOutstandingMinor: input.amountOutstandingMinor, ...input.data },
+        dedupeKey: `${input.workflowId}:state:${input.seq}`,
+        occurredAt: now,
+      })
+      .onConflictDoNothing({ target: auditEvents.dedupeKey });
+  });
+}

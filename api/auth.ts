@@ -1,0 +1,52 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { and, eq, isNull } from 'drizzle-orm';
+import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { Database } from '../db/client';
+import { apiKeys, roles } from '../db/schema';
+import { HttpProblem } from './problem';
+
+export type Role = (typeof roles)[number];
+export type Caller = { keyId: string; name: string; role: Role };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller?: Caller;
+  }
+}
+
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** Creates a key for a person or service; the plain key is returned once and never stored. */
+export async function createApiKey(db: Database, input: { name: string; role: Role }): Promise<{ id: string; key: string }> {
+  const key = `arr_${randomBytes(32).toString('base64url')}`;
+  const [row] = await db
+    .insert(apiKeys)
+    .values({ name: input.name, role: input.role, keyHash: hashApiKey(key) })
+    .returning({ id: apiKeys.id });
+  return { id: row!.id, key };
+}
+
+/**
+ * A preHandler that lets the request through only with a live API key of one of `allowed`
+ * roles (`Authorization: Bearer <key>`), and records who the caller is on the request.
+ */
+export function requireRole(db: Database, ...allowed: Role[]): preHandlerHookHandler {
+  return async (request: FastifyRequest, _reply: FastifyReply) => {
+    const header = request.headers.authorization;
+    const match = header?.match(/^Bearer\s+(\S+)$/i);
+    if (!match) {
+      throw new HttpProblem(401, 'unauthenticated', 'Authentication required', 'Send an API key as "Authorization: Bearer <key>".');
+    }
+    const [key] = await db
+      .select({ id: apiKeys.id, name: apiKeys.name, role: apiKeys.role })
+      .from(apiKeys)
+      .where(and(eq(apiKeys.keyHash, hashApiKey(match[1]!)), isNull(apiKeys.revokedAt)));
+    if (!key) throw new HttpProblem(401, 'unauthenticated', 'Authentication required', 'The API key is unknown or revoked.');
+    if (!allowed.includes(key.role)) {
+      throw new HttpProblem(403, 'forbidden', 'Not allowed', `The ${key.role} role may not do this; it needs one of: ${allowed.join(', ')}.`);
+    }
+    request.caller = { keyId: key.id, name: key.name, role: key.role };
+  };
+}

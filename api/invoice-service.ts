@@ -1,0 +1,328 @@
+import { and, asc, eq } from 'drizzle-orm';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowIdReusePolicy } from '@temporalio/common';
+import type { Database } from '../db/client';
+import { auditEvents, collectionCases, communications, customers, invoices, payments } from '../db/schema';
+import { collectionWorkflowId, defaultReminderOffsetsDays, type CollectionInput } from '../domain/collection';
+import type { Currency } from '../domain/money';
+import { caseStatusQuery, paymentReceivedSignal, searchAttributes, type CaseStatus } from '../workflows/messages';
+import type { Caller } from './auth';
+import { HttpProblem } from './problem';
+import type { RegisterInvoice } from './schemas';
+
+export type ServiceDeps = {
+  db: Database;
+  temporal: Client;
+  taskQueue: string;
+  temporalUiUrl: string;
+};
+
+type InvoiceRow = typeof invoices.$inferSelect;
+type CaseRow = typeof collectionCases.$inferSelect;
+
+export function temporalUiLink(deps: ServiceDeps, workflowId: string): string {
+  return `${deps.temporalUiUrl}/namespaces/${encodeURIComponent(deps.temporal.options.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+export function caseView(deps: ServiceDeps, row: CaseRow) {
+  return {
+    workflowId: row.workflowId,
+    stage: row.stage,
+    outcome: row.outcome,
+    amountOutstandingMinor: row.amountOutstandingMinor,
+    nextActionAt: row.nextActionAt?.toISOString() ?? null,
+    startedAt: row.startedAt.toISOString(),
+    closedAt: row.closedAt?.toISOString() ?? null,
+    temporalUiUrl: temporalUiLink(deps, row.workflowId),
+  };
+}
+
+export function invoiceView(row: InvoiceRow, customerExternalId: string) {
+  return {
+    id: row.id,
+    externalId: row.externalId,
+    number: row.number,
+    currency: row.currency,
+    amountTotalMinor: row.amountTotalMinor,
+    amountOutstandingMinor: row.amountOutstandingMinor,
+    issueDate: row.issueDate,
+    dueDate: row.dueDate,
+    status: row.status,
+    customerExternalId,
+  };
+}
+
+/** Starts the invoice's collection workflow; a workflow that exists (running or closed) is left alone. */
+async function startCollection(deps: ServiceDeps, input: CollectionInput, workflowId: string): Promise<boolean> {
+  try {
+    await deps.temporal.workflow.start('invoiceCollection', {
+      workflowId,
+      taskQueue: deps.taskQueue,
+      args: [input],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      typedSearchAttributes: [
+        { key: searchAttributes.invoiceId, value: input.invoiceExternalId },
+        { key: searchAttributes.customerId, value: input.customerExternalId },
+        { key: searchAttributes.currency, value: input.currency },
+        { key: searchAttributes.stage, value: 'Scheduled' },
+        { key: searchAttributes.amountOutstanding, value: input.amountOutstandingMinor },
+      ],
+    });
+    return true;
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return false;
+    throw err;
+  }
+}
+
+/**
+ * Registers an invoice (idempotent by external id) and opens its collection case: customer,
+ * invoice, case row and audit event in one transaction, then the workflow start. If the start
+ * fails, the stored case is kept and registering again starts it.
+ */
+export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice, caller: Caller) {
+  const outstanding = input.amountOutstandingMinor ?? input.amountTotalMinor;
+  const workflowId = collectionWorkflowId(input.externalId);
+  const { invoice, customer, caseRow, created } = await deps.db.transaction(async (tx) => {
+    const c = input.customer;
+    const customerValues = {
+      name: c.name,
+      email: c.email ?? null,
+      phone: c.phone ?? null,
+      postalAddress: c.postalAddress ?? null,
+      timeZone: c.timeZone,
+      locale: c.locale,
+      country: c.country ?? null,
+      kind: c.kind,
+    };
+    const [customer] = await tx
+      .insert(customers)
+      .values({ externalId: c.externalId, ...customerValues })
+      .onConflictDoUpdate({ target: customers.externalId, set: { ...customerValues, updatedAt: new Date() } })
+      .returning();
+
+    const [inserted] = await tx
+      .insert(invoices)
+      .values({
+        externalId: input.externalId,
+        customerId: customer!.id,
+        number: input.number,
+        currency: input.currency,
+        amountTotalMinor: input.amountTotalMinor,
+        amountOutstandingMinor: outstanding,
+        issueDate: input.issueDate,
+        dueDate: input.dueDate,
+        status: outstanding === 0 ? 'paid' : 'open',
+      })
+      .onConflictDoNothing({ target: invoices.externalId })
+      .returning();
+    const invoice = inserted ?? (await tx.select().from(invoices).where(eq(invoices.externalId, input.externalId)))[0]!;
+    if (!inserted) assertSameInvoice(invoice, input, customer!.id);
+
+    let [caseRow] = await tx.select().from(collectionCases).where(eq(collectionCases.invoiceId, invoice.id));
+    if (!caseRow && invoice.status === 'open') {
+      [caseRow] = await tx
+        .insert(collectionCases)
+        .values({ invoiceId: invoice.id, workflowId, stage: 'Scheduled', amountOutstandingMinor: invoice.amountOutstandingMinor })
+        .returning();
+    }
+    if (inserted) {
+      await tx.insert(auditEvents).values({
+        invoiceId: invoice.id,
+        caseId: caseRow?.id ?? null,
+        actor: caller.name,
+        type: 'invoice.registered',
+        data: { externalId: invoice.externalId, amountOutstandingMinor: invoice.amountOutstandingMinor, currency: invoice.currency },
+      });
+    }
+    return { invoice, customer: customer!, caseRow, created: Boolean(inserted) };
+  });
+
+  if (caseRow && caseRow.stage !== 'Closed') {
+    try {
+      await startCollection(
+        deps,
+        {
+          invoiceId: invoice.id,
+          invoiceExternalId: invoice.externalId,
+          invoiceNumber: invoice.number,
+          customerExternalId: customer.externalId,
+          currency: invoice.currency as Currency,
+          amountOutstandingMinor: caseRow.amountOutstandingMinor,
+          dueDate: invoice.dueDate,
+          reminderOffsetsDays: defaultReminderOffsetsDays,
+        },
+        workflowId,
+      );
+    } catch (err) {
+      throw new HttpProblem(
+        503,
+        'temporal-unavailable',
+        'Collection could not start',
+        `Invoice ${invoice.externalId} is stored, but its collection workflow could not be started (${(err as Error).message}). Register it again to retry; nothing is duplicated.`,
+      );
+    }
+  }
+  return { created, invoice: invoiceView(invoice, customer.externalId), case: caseRow ? caseView(deps, caseRow) : null };
+}
+
+function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, customerId: string): void {
+  const differences = [
+    existing.customerId !== customerId && 'customer',
+    existing.currency !== input.currency && 'currency',
+    existing.amountTotalMinor !== input.amountTotalMinor && 'amountTotalMinor',
+    existing.dueDate !== input.dueDate && 'dueDate',
+    existing.number !== input.number && 'number',
+  ].filter(Boolean);
+  if (differences.length > 0) {
+    throw new HttpProblem(
+      409,
+      'invoice-conflict',
+      'Invoice already registered with other details',
+      `Invoice ${existing.externalId} is already registered; these fields differ: ${differences.join(', ')}.`,
+    );
+  }
+}
+
+async function findInvoice(deps: ServiceDeps, externalId: string) {
+  const [row] = await deps.db
+    .select({ invoice: invoices, customerExternalId: customers.externalId, caseRow: collectionCases })
+    .from(invoices)
+    .innerJoin(customers, eq(customers.id, invoices.customerId))
+    .leftJoin(collectionCases, eq(collectionCases.invoiceId, invoices.id))
+    .where(eq(invoices.externalId, externalId));
+  if (!row) throw new HttpProblem(404, 'invoice-not-found', 'Unknown invoice', `No invoice with external id ${externalId}.`);
+  return row;
+}
+
+export type RecordPayment = {
+  reference: string;
+  amountMinor: number;
+  currency: Currency;
+  receivedAt?: string;
+};
+
+/**
+ * Records a payment against an invoice: stored once (provider + reference unique) before
+ * anything else, then delivered to the case. A repeated delivery finds the stored payment
+ * and signals again, which the workflow ignores if it has counted it already.
+ */
+export async function recordPayment(deps: ServiceDeps, externalId: string, input: RecordPayment, caller: Caller) {
+  const { invoice, caseRow } = await findInvoice(deps, externalId);
+  if (invoice.currency !== input.currency) {
+    throw new HttpProblem(
+      422,
+      'currency-mismatch',
+      'Payment currency differs from the invoice',
+      `Invoice ${externalId} is in ${invoice.currency}; the payment is in ${input.currency}.`,
+    );
+  }
+  const { payment, created } = await deps.db.transaction(async (tx) => {
+    const [inserted] = await tx
+      .insert(payments)
+      .values({
+        invoiceId: invoice.id,
+        provider: 'manual',
+        providerEventId: input.reference,
+        amountMinor: input.amountMinor,
+        currency: input.currency,
+        receivedAt: input.receivedAt ? new Date(input.receivedAt) : new Date(),
+        recordedBy: caller.name,
+      })
+      .onConflictDoNothing({ target: [payments.provider, payments.providerEventId] })
+      .returning();
+    if (inserted) {
+      await tx.insert(auditEvents).values({
+        invoiceId: invoice.id,
+        caseId: caseRow?.id ?? null,
+        actor: caller.name,
+        type: 'payment.recorded',
+        data: { paymentId: inserted.id, reference: input.reference, amountMinor: input.amountMinor, currency: input.currency },
+      });
+      return { payment: inserted, created: true };
+    }
+    const [existing] = await tx
+      .select()
+      .from(payments)
+      .where(and(eq(payments.provider, 'manual'), eq(payments.providerEventId, input.reference)));
+    if (existing!.invoiceId !== invoice.id || existing!.amountMinor !== input.amountMinor) {
+      throw new HttpProblem(
+        409,
+        'payment-conflict',
+        'Payment reference already used',
+        `Payment reference ${input.reference} is already recorded with a different invoice or amount.`,
+      );
+    }
+    return { payment: existing!, created: false };
+  });
+
+  if (caseRow) {
+    try {
+      await deps.temporal.workflow.getHandle(caseRow.workflowId).signal(paymentReceivedSignal, {
+        paymentId: payment.id,
+        amountMinor: payment.amountMinor,
+        currency: payment.currency as Currency,
+        receivedAt: payment.receivedAt.toISOString(),
+      });
+    } catch (err) {
+      // A closed case (already paid) cannot take more money: keep the payment on record.
+      if (!(err instanceof WorkflowNotFoundError)) {
+        throw new HttpProblem(
+          503,
+          'temporal-unavailable',
+          'Payment stored but not yet applied',
+          `Payment ${input.reference} is stored; delivering it to the collection case failed (${(err as Error).message}). Send it again to retry; it is counted once.`,
+        );
+      }
+    }
+  }
+  return {
+    created,
+    payment: {
+      id: payment.id,
+      provider: payment.provider,
+      providerEventId: payment.providerEventId,
+      amountMinor: payment.amountMinor,
+      currency: payment.currency,
+      receivedAt: payment.receivedAt.toISOString(),
+      recordedBy: payment.recordedBy,
+    },
+  };
+}
+
+/** The invoice with its case: the database copy, the workflow's live status, and the timeline. */
+export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
+  const { invoice, customerExternalId, caseRow } = await findInvoice(deps, externalId);
+  let live: CaseStatus | null = null;
+  if (caseRow) {
+    try {
+      const handle = deps.temporal.workflow.getHandle(caseRow.workflowId);
+      // A query needs a live worker; don't let a page wait on one that is down.
+      live = await deps.temporal.connection.withDeadline(Date.now() + 3000, () => handle.query(caseStatusQuery));
+    } catch {
+      live = null; // Temporal unreachable or workflow not started: the database copy still answers.
+    }
+  }
+  const [timeline, comms] = await Promise.all([
+    deps.db.select().from(auditEvents).where(eq(auditEvents.invoiceId, invoice.id)).orderBy(asc(auditEvents.id)),
+    caseRow
+      ? deps.db.select().from(communications).where(eq(communications.caseId, caseRow.id)).orderBy(asc(communications.createdAt))
+      : Promise.resolve([]),
+  ]);
+  return {
+    invoice: invoiceView(invoice, customerExternalId),
+    case: caseRow ? caseView(deps, caseRow) : null,
+    live,
+    communications: comms.map((c) => ({
+      id: c.id,
+      channel: c.channel,
+      template: c.template,
+      recipient: c.recipient,
+      subject: c.subject,
+      body: c.body,
+      status: c.status,
+      createdAt: c.createdAt.toISOString(),
+    })),
+    timeline: timeline.map((e) => ({ at: e.occurredAt.toISOString(), actor: e.actor, type: e.type, data: e.data })),
+  };
+}

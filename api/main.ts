@@ -1,0 +1,37 @@
+// The production API process: `npm run start:api` (after `npm run build`).
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig } from '../config';
+import { createDb } from '../db/client';
+import { buildApp } from './app';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  if (!config.DATABASE_URL) {
+    throw new Error('DATABASE_URL is required for a standalone API (the embedded database serves one process: use `npm run dev`).');
+  }
+  const db = await createDb(config);
+  await db.migrate();
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const app = await buildApp({
+    db,
+    temporal,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    temporalUiUrl: config.TEMPORAL_UI_URL,
+    logger: { level: config.LOG_LEVEL },
+  });
+  const shutdown = async () => {
+    await app.close();
+    await connection.close();
+    await db.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+  await app.listen({ host: config.API_HOST, port: config.API_PORT });
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,100 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+/**
+ * Every error leaves the API as RFC 9457 problem+json with a stable `type`. Clients branch on
+ * `type`; people read `detail`. 5xx details stay in the log, never in the response.
+ */
+export const problemSchema = z.object({
+  type: z.string().describe('Stable identifier of the kind of problem, e.g. urn:arrears:problem:validation'),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  instance: z.string().optional(),
+  requestId: z.string().optional(),
+  errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+});
+export type Problem = z.infer<typeof problemSchema>;
+
+const problemType = (slug: string) => `urn:arrears:problem:${slug}`;
+
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly slug: string,
+    readonly title: string,
+    readonly detail: string,
+  ) {
+    super(detail);
+    this.name = 'HttpProblem';
+  }
+}
+
+/** Shared problem responses for route schemas, so the OpenAPI document names them. */
+export const problemResponses = {
+  400: problemSchema,
+  401: problemSchema,
+  403: problemSchema,
+  404: problemSchema,
+  409: problemSchema,
+  422: problemSchema,
+  503: problemSchema,
+};
+
+function send(reply: FastifyReply, request: FastifyRequest, problem: Omit<Problem, 'instance' | 'requestId'>) {
+  return reply
+    .code(problem.status)
+    .type('application/problem+json')
+    .send(JSON.stringify({ ...problem, instance: request.url, requestId: request.id }));
+}
+
+export function registerProblemHandlers(app: FastifyInstance): void {
+  app.setNotFoundHandler((request, reply) =>
+    send(reply, request, {
+      type: problemType('not-found'),
+      title: 'Not found',
+      status: 404,
+      detail: `No route ${request.method} ${request.url.split('?')[0]}.`,
+    }),
+  );
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof HttpProblem) {
+      return send(reply, request, { type: problemType(error.slug), title: error.title, status: error.status, detail: error.detail });
+    }
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      const where = error.validationContext ?? 'request';
+      const errors = error.validation.map((issue) => ({
+        path: [where, ...(issue.instancePath ? issue.instancePath.split('/').filter(Boolean) : [])].join('.'),
+        message: issue.message ?? 'is invalid',
+      }));
+      return send(reply, request, {
+        type: problemType('validation'),
+        title: 'The request is invalid',
+        status: 400,
+        detail: errors.map((e) => `${e.path}: ${e.message}`).join('; '),
+        errors,
+      });
+    }
+    if (isResponseSerializationError(error)) {
+      request.log.error({ err: error, issues: error.cause.issues }, 'response did not match its schema');
+    } else if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      // Fastify's own client errors: malformed JSON, body too large, unsupported media type, ...
+      return send(reply, request, {
+        type: problemType(error.code ? error.code.toLowerCase().replace(/^fst_err_/, '').replace(/_/g, '-') : 'bad-request'),
+        title: 'The request could not be processed',
+        status: error.statusCode,
+        detail: error.message,
+      });
+    } else {
+      request.log.error({ err: error }, 'unhandled error');
+    }
+    return send(reply, request, {
+      type: problemType('internal'),
+      title: 'Internal error',
+      status: 500,
+      detail: `Something went wrong on our side. Quote request id ${request.id} when reporting it.`,
+    });
+  });
+}

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { AppContext } from '../app';
+import { HttpProblem, problemSchema } from '../problem';
+
+export const healthRoutes = (context: AppContext): FastifyPluginAsyncZod => async (app) => {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The process is up',
+        response: { 200: z.object({ status: z.literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The database and Temporal answer',
+        response: {
+          200: z.object({ status: z.literal('ready'), database: z.literal('ok'), temporal: z.literal('ok') }),
+          503: problemSchema,
+        },
+      },
+    },
+    async () => {
+      const { db, services: { temporal } } = context;
+      const [database, temporalCheck] = await Promise.allSettled([
+        db.ping(),
+        temporal.connection.withDeadline(Date.now() + 2000, () => temporal.workflowService.getSystemInfo({})),
+      ]);
+      const failing = [
+        database.status === 'rejected' && `database: ${(database.reason as Error).message}`,
+        temporalCheck.status === 'rejected' && `temporal: ${(temporalCheck.reason as Error).message}`,
+      ].filter(Boolean);
+      if (failing.length) throw new HttpProblem(503, 'not-ready', 'Not ready', failing.join('; '));
+      return { status: 'ready' as const, database: 'ok' as const, temporal: 'ok' as const };
+    },
+  );
+};

@@ -1,0 +1,103 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { AppContext } from '../app';
+import { requireRole } from '../auth';
+import { getInvoiceDetail, recordPayment, registerInvoice } from '../invoice-service';
+import { problemResponses } from '../problem';
+import {
+  caseViewSchema,
+  externalIdParamsSchema,
+  invoiceViewSchema,
+  paymentViewSchema,
+  recordPaymentSchema,
+  registerInvoiceSchema,
+} from '../schemas';
+
+const registeredSchema = z.object({ invoice: invoiceViewSchema, case: caseViewSchema.nullable() });
+
+const caseStatusSchema = z.object({
+  workflowId: z.string(),
+  stage: z.string(),
+  outcome: z.string().nullable(),
+  currency: z.string(),
+  amountOutstandingMinor: z.number().int(),
+  nextAction: z.object({ kind: z.string(), at: z.string() }).nullable(),
+  history: z.array(z.object({ at: z.string(), kind: z.string(), detail: z.string() })),
+});
+
+const invoiceDetailSchema = registeredSchema.extend({
+  live: caseStatusSchema.nullable().describe("The workflow's own view of the case; null if Temporal did not answer"),
+  communications: z.array(
+    z.object({
+      id: z.uuid(),
+      channel: z.string(),
+      template: z.string(),
+      recipient: z.string().nullable(),
+      subject: z.string().nullable(),
+      body: z.string(),
+      status: z.string(),
+      createdAt: z.string(),
+    }),
+  ),
+  timeline: z.array(z.object({ at: z.string(), actor: z.string(), type: z.string(), data: z.record(z.string(), z.unknown()) })),
+});
+
+export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZod => async (app) => {
+  app.post(
+    '/invoices',
+    {
+      preHandler: requireRole(db.db, 'admin', 'collector'),
+      schema: {
+        tags: ['invoices'],
+        summary: 'Register an invoice and open its collection case',
+        description:
+          'Idempotent by externalId: registering the same invoice again returns it (200) and starts nothing new. ' +
+          'Different details under the same externalId are a 409.',
+        security: [{ apiKey: [] }],
+        body: registerInvoiceSchema,
+        response: { 200: registeredSchema, 201: registeredSchema, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const result = await registerInvoice(services, request.body, request.caller!);
+      return reply.code(result.created ? 201 : 200).send({ invoice: result.invoice, case: result.case });
+    },
+  );
+
+  app.get(
+    '/invoices/:externalId',
+    {
+      preHandler: requireRole(db.db, 'admin', 'collector', 'approver', 'viewer'),
+      schema: {
+        tags: ['invoices'],
+        summary: 'An invoice with its case, live workflow status and timeline',
+        security: [{ apiKey: [] }],
+        params: externalIdParamsSchema,
+        response: { 200: invoiceDetailSchema, ...problemResponses },
+      },
+    },
+    async (request) => getInvoiceDetail(services, request.params.externalId),
+  );
+
+  app.post(
+    '/invoices/:externalId/payments',
+    {
+      preHandler: requireRole(db.db, 'admin', 'collector'),
+      schema: {
+        tags: ['payments'],
+        summary: 'Record a payment received for an invoice',
+        description:
+          'Stored once per reference, then delivered to the collection case: a full payment closes it as paid. ' +
+          'Sending the same reference again returns 200 and changes nothing.',
+        security: [{ apiKey: [] }],
+        params: externalIdParamsSchema,
+        body: recordPaymentSchema,
+        response: { 200: z.object({ payment: paymentViewSchema }), 201: z.object({ payment: paymentViewSchema }), ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const result = await recordPayment(services, request.params.externalId, request.body, request.caller!);
+      return reply.code(result.created ? 201 : 200).send({ payment: result.payment });
+    },
+  );
+};

@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { collectionOutcomes, externalIdSchema } from '../domain/collection';
+import { currencySchema, positiveMinorUnitsSchema } from '../domain/money';
+import { collectionCases, customers, invoices } from '../db/schema';
+
+const timeZoneSchema = z.string().refine(
+  (zone) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: zone });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { error: 'must be an IANA time zone such as Europe/Berlin' },
+);
+
+const countrySchema = z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as DE');
+
+export const customerInputSchema = z.object({
+  externalId: externalIdSchema,
+  name: z.string().min(1).max(200),
+  email: z.email().optional(),
+  phone: z.string().min(3).max(40).optional(),
+  postalAddress: z
+    .object({
+      line1: z.string().min(1),
+      line2: z.string().optional(),
+      city: z.string().min(1),
+      postalCode: z.string().min(1),
+      region: z.string().optional(),
+      country: countrySchema,
+    })
+    .optional(),
+  timeZone: timeZoneSchema.default('UTC'),
+  locale: z.string().regex(/^[a-z]{2}(-[A-Z]{2})?$/, 'must be a language tag such as en or de-DE').default('en'),
+  country: countrySchema.optional(),
+  kind: z.enum(customers.kind.enumValues).default('business'),
+});
+
+export const registerInvoiceSchema = z
+  .object({
+    externalId: externalIdSchema.describe('The invoice id in your accounting system; registering it again is a no-op'),
+    number: z.string().min(1).max(64),
+    currency: currencySchema,
+    amountTotalMinor: positiveMinorUnitsSchema.describe('Invoice total in minor units (cents)'),
+    amountOutstandingMinor: z
+      .number()
+      .int('must be a whole number of minor units')
+      .nonnegative()
+      .optional()
+      .describe('What is still owed, if part is paid already; defaults to the total'),
+    issueDate: z.iso.date(),
+    dueDate: z.iso.date(),
+    customer: customerInputSchema,
+  })
+  .refine((i) => (i.amountOutstandingMinor ?? 0) <= i.amountTotalMinor, {
+    path: ['amountOutstandingMinor'],
+    error: 'cannot exceed amountTotalMinor',
+  })
+  .refine((i) => i.dueDate >= i.issueDate, { path: ['dueDate'], error: 'cannot be before issueDate' });
+export type RegisterInvoice = z.infer<typeof registerInvoiceSchema>;
+
+const isoInstant = z.iso.datetime({ offset: true });
+
+export const invoiceViewSchema = z.object({
+  id: z.uuid(),
+  externalId: z.string(),
+  number: z.string(),
+  currency: z.string(),
+  amountTotalMinor: z.number().int(),
+  amountOutstandingMinor: z.number().int(),
+  issueDate: z.string(),
+  dueDate: z.string(),
+  status: z.enum(invoices.status.enumValues),
+  customerExternalId: z.string(),
+});
+
+export const caseViewSchema = z.object({
+  workflowId: z.string(),
+  stage: z.enum(collectionCases.stage.enumValues),
+  outcome: z.enum(collectionOutcomes).nullable(),
+  amountOutstandingMinor: z.number().int(),
+  nextActionAt: isoInstant.nullable(),
+  startedAt: isoInstant,
+  closedAt: isoInstant.nullable(),
+  temporalUiUrl: z.url(),
+});
+
+export const recordPaymentSchema = z.object({
+  reference: z
+    .string()
+    .min(1)
+    .max(200)
+    .describe("Your unique reference for this payment (bank transaction id); sending it again changes nothing"),
+  amountMinor: positiveMinorUnitsSchema,
+  currency: currencySchema,
+  receivedAt: isoInstant.optional().describe('When the money arrived; defaults to now'),
+});
+
+export const paymentViewSchema = z.object({
+  id: z.uuid(),
+  provider: z.string(),
+  providerEventId: z.string(),
+  amountMinor: z.number().int(),
+  currency: z.string(),
+  receivedAt: isoInstant,
+  recordedBy: z.string(),
+});
+
+export const externalIdParamsSchema = z.object({ externalId: externalIdSchema });

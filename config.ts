@@ -1,0 +1,46 @@
+import { z } from 'zod';
+
+/**
+ * Every setting Arrears reads from the environment, validated once at start-up.
+ * The README's configuration table and docker-compose.yml list exactly these names
+ * (a test keeps the three in step). There are no default secrets: a secret left unset
+ * disables what needs it.
+ */
+export const configSchema = z.object({
+  TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('arrears-collections'),
+  TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  DATA_DIR: z.string().min(1).default('data'),
+  API_HOST: z.string().min(1).default('127.0.0.1'),
+  API_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SENDGRID_API_KEY: z.string().min(1).optional(),
+  SENDGRID_BASE_URL: z.url().default('https://api.sendgrid.com'),
+  MAIL_FROM: z.email().default('collections@example.com'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(issues: z.core.$ZodIssue[]) {
+    super(
+      'Invalid configuration:\n' +
+        issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment (process.env by default); throws one error listing every problem. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // An empty variable means "not set", the way shells and compose files write it.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = configSchema.safeParse(present);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues);
+  return parsed.data;
+}

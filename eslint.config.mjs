@@ -1,0 +1,73 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import globals from 'globals';
+import { builtinModules } from 'node:module';
+
+// Workflow code is replayed, so it must be deterministic: no Node built-ins, no I/O
+// libraries, no wall clock. Activities do the side effects. domain/ is imported by the
+// workflow bundle, so the same rule holds there.
+const nodeBuiltins = builtinModules.flatMap((m) => [m, `node:${m}`]);
+const ioLibraries = [
+  '@temporalio/client',
+  '@temporalio/worker',
+  '@temporalio/activity',
+  '@sendgrid/*',
+  'fastify',
+  'fastify-*',
+  'drizzle-orm',
+  'drizzle-orm/*',
+  'postgres',
+  '@electric-sql/*',
+  '../activities',
+  '../activities/*',
+  '../db',
+  '../db/*',
+  '../api/*',
+  '../worker/*',
+  '../config',
+];
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'dist/', 'data/', 'db/migrations/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { ...globals.node } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+    },
+  },
+  {
+    files: ['workflows/**/*.ts', 'domain/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    languageOptions: { globals: {} },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: nodeBuiltins.map((name) => ({ name, message: 'Workflow code must be deterministic: no Node built-ins.' })),
+          patterns: [
+            {
+              group: ioLibraries,
+              allowTypeImports: true,
+              message: 'Workflow code must not do I/O: call an activity (import its type only).',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'process', message: 'Workflow code must not read the process environment.' },
+        { name: 'setTimeout', message: 'Use sleep() or condition() from @temporalio/workflow.' },
+        { name: 'setInterval', message: 'Use sleep() or condition() from @temporalio/workflow.' },
+        { name: 'fetch', message: 'Workflow code must not do I/O: call an activity.' },
+        { name: 'require', message: 'Use static imports in workflow code.' },
+      ],
+      'no-restricted-properties': [
+        'error',
+        { object: 'Math', property: 'random', message: 'Non-deterministic: pass randomness in as input.' },
+      ],
+    },
+  },
+);
