@@ -12,18 +12,24 @@ export type CreateWorkerOptions = {
   namespace: string;
   taskQueue: string;
   db: Database;
+  /**
+   * "prebuilt": the bundle `npm run build` wrote (production: starts fast, runs exactly what was
+   * built). "source": bundle workflows/ at start-up (dev stack and tests: always current code).
+   */
+  workflowCode: 'prebuilt' | 'source';
   /** Extra options for tests (e.g. a shorter shutdown grace time). */
   overrides?: Partial<WorkerOptions>;
 };
 
-/**
- * The collection worker: the workflow code (a prebuilt bundle when one exists, as in
- * production, else bundled from source at start-up) and the activities bound to the database.
- */
+/** The collection worker: the workflow code and the activities bound to the database. */
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
-  const workflowSource = existsSync(workflowBundlePath)
-    ? { workflowBundle: { codePath: workflowBundlePath } }
-    : { workflowsPath: require.resolve('../workflows') };
+  if (options.workflowCode === 'prebuilt' && !existsSync(workflowBundlePath)) {
+    throw new Error(`No workflow bundle at ${workflowBundlePath}: run \`npm run build\` first.`);
+  }
+  const workflowSource =
+    options.workflowCode === 'prebuilt'
+      ? { workflowBundle: { codePath: workflowBundlePath } }
+      : { workflowsPath: path.resolve(__dirname, '..', 'workflows') };
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,

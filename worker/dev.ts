@@ -68,6 +68,7 @@ async function main(): Promise<void> {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     db: db.db,
+    workflowCode: 'source',
   });
   const workerRun = worker.run();
 

@@ -79,8 +79,16 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   ]);
 
   const isPaid = () => balance === 0;
-  for (const [index, offsetDays] of input.reminderOffsetsDays.entries()) {
+  const offsets = input.reminderOffsetsDays;
+  for (const [index, offsetDays] of offsets.entries()) {
     const dueAt = stepDueAt(input.dueDate, offsetDays);
+    const nextOffset = offsets[index + 1];
+    if (nextOffset !== undefined && stepDueAt(input.dueDate, nextOffset).getTime() <= Date.now()) {
+      // A case that starts late (or a worker that was down) must not fire a burst of
+      // reminders at once: of the steps already due, only the latest one goes out.
+      history.push({ at: new Date().toISOString(), kind: 'skipped', detail: `reminder ${index + 1}: a later step is already due` });
+      continue;
+    }
     nextAction = { kind: `reminder ${index + 1}`, at: dueAt.toISOString() };
     stage = 'Scheduled';
     await publish('case.step_scheduled', { step: index + 1, at: nextAction.at });

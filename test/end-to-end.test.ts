@@ -1,0 +1,106 @@
+// The first slice end to end, on the real Temporal dev server (the CLI) and a real database:
+// HTTP registration → workflow → reminder activity → HTTP payment → case closed as paid.
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { auditEvents, collectionCases, communications, invoices } from '../db/schema';
+import { collectionWorkflowId } from '../domain/collection';
+import { searchAttributes } from '../workflows/messages';
+import { invoicePayload, isoDate } from './support/fixtures';
+import { startHarness, type Harness } from './support/harness';
+
+let connection: Connection;
+let nativeConnection: NativeConnection;
+let client: Client;
+let h: Harness;
+
+beforeAll(async () => {
+  const address = inject('temporalAddress');
+  connection = await Connection.connect({ address });
+  nativeConnection = await NativeConnection.connect({ address });
+  client = new Client({ connection });
+  h = await startHarness({ client, connection, nativeConnection });
+});
+
+afterAll(async () => {
+  await h?.stop();
+  await nativeConnection?.close();
+  await connection?.close();
+});
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('first slice on the Temporal dev server', () => {
+  it('registers an overdue invoice, reminds once, and closes the case as paid when the payment arrives', async () => {
+    const payload = invoicePayload({ dueDate: isoDate(-3) });
+    const workflowId = collectionWorkflowId(payload.externalId);
+
+    const registered = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
+    expect(registered.statusCode, registered.body).toBe(201);
+    expect(registered.json().case).toMatchObject({ workflowId, stage: 'Scheduled' });
+
+    const handle = client.workflow.getHandle(workflowId);
+    const first = await handle.describe();
+    expect(first.status.name).toBe('RUNNING');
+    expect(first.typedSearchAttributes.get(searchAttributes.invoiceId)).toBe(payload.externalId);
+
+    // Registering again starts nothing new: same run, 200.
+    const again = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
+    expect(again.statusCode).toBe(200);
+    expect((await handle.describe()).runId).toBe(first.runId);
+
+    // Day 1's reminder is due already: the activity records it and its audit event.
+    const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, workflowId));
+    const reminder = await until('the first reminder', async () => {
+      const rows = await h.db.db.select().from(communications).where(eq(communications.caseId, caseRow!.id));
+      return rows.length > 0 && rows;
+    });
+    expect(reminder).toHaveLength(1);
+    expect(reminder[0]).toMatchObject({ channel: 'email', template: 'reminder-1', recipient: 'ap@muster.example' });
+    expect(reminder[0]!.subject).toContain(payload.number);
+    const audit = await h.db.db.select().from(auditEvents).where(eq(auditEvents.caseId, caseRow!.id));
+    expect(audit.map((e) => e.type)).toEqual(expect.arrayContaining(['invoice.registered', 'communication.recorded']));
+
+    const paid = await h.app.inject({
+      method: 'POST',
+      url: `/invoices/${payload.externalId}/payments`,
+      headers: h.auth('collector'),
+      payload: { reference: `bank-${payload.externalId}`, amountMinor: payload.amountTotalMinor, currency: 'EUR' },
+    });
+    expect(paid.statusCode, paid.body).toBe(201);
+    expect(await handle.result()).toEqual({ outcome: 'paid', amountOutstandingMinor: 0, paymentsApplied: 1 });
+
+    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
+    expect(invoice).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });
+    const detail = await h.app.inject({ url: `/invoices/${payload.externalId}`, headers: h.auth('viewer') });
+    expect(detail.json()).toMatchObject({ case: { stage: 'Closed', outcome: 'paid' }, live: { stage: 'Closed' } });
+    expect(detail.json().timeline.map((e: { type: string }) => e.type)).toContain('payment.recorded');
+  });
+
+  it('keeps the case findable in Temporal by stage and amount outstanding', async () => {
+    const payload = invoicePayload({ dueDate: isoDate(5) });
+    await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
+    const query = `InvoiceId = "${payload.externalId}" AND CollectionStage = "Scheduled" AND AmountOutstanding = ${payload.amountTotalMinor}`;
+    const found = await until('the visibility record', async () => {
+      const ids: string[] = [];
+      for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
+      return ids.length > 0 && ids;
+    });
+    expect(found).toEqual([collectionWorkflowId(payload.externalId)]);
+  });
+
+  it('answers /readyz with 200 when the database and Temporal answer', async () => {
+    const res = await h.app.inject({ url: '/readyz' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ready', database: 'ok', temporal: 'ok' });
+  });
+});
