@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
 import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import type { Database } from '../db/client';
-import { apiKeys, roles } from '../db/schema';
+import type { roles } from '../db/schema';
+import { apiKeys } from '../db/schema';
 import { HttpProblem } from './problem';
 
 export type Role = (typeof roles)[number];

@@ -3,7 +3,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { workflowBundlePath } from './create-worker';
+
+// Run from source by tsx (worker/), writing where dist/worker/create-worker.js looks for it.
+const workflowBundlePath = path.resolve(__dirname, '..', 'dist', 'workflow-bundle.js');
 
 async function main(): Promise<void> {
   const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows') });

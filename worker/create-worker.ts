@@ -1,11 +1,15 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { NativeConnection} from '@temporalio/worker';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { Database } from '../db/client';
 
-/** Where `npm run build` writes the prebuilt workflow bundle. */
-export const workflowBundlePath = path.resolve(__dirname, '..', 'dist', 'workflow-bundle.js');
+/**
+ * The prebuilt workflow bundle, beside the compiled code: this file runs as
+ * dist/worker/create-worker.js in production, so this is dist/workflow-bundle.js.
+ */
+export const workflowBundlePath = path.resolve(__dirname, '..', 'workflow-bundle.js');
 
 export type CreateWorkerOptions = {
   connection: NativeConnection;

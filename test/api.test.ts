@@ -1,0 +1,180 @@
+// The HTTP contract: authentication, validation as problem+json, conflicts, health, OpenAPI.
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildApp } from '../api/app';
+import { apiKeys, auditEvents, invoices } from '../db/schema';
+import { createTestDb } from './support/db';
+import { invoicePayload } from './support/fixtures';
+import { startHarness, type Harness } from './support/harness';
+
+let connection: Connection;
+let nativeConnection: NativeConnection;
+let client: Client;
+let h: Harness;
+
+beforeAll(async () => {
+  const address = inject('temporalAddress');
+  connection = await Connection.connect({ address });
+  nativeConnection = await NativeConnection.connect({ address });
+  client = new Client({ connection });
+  h = await startHarness({ client, connection, nativeConnection });
+});
+
+afterAll(async () => {
+  await h?.stop();
+  await nativeConnection?.close();
+  await connection?.close();
+});
+
+const register = (headers: Record<string, string>, payload: unknown) =>
+  h.app.inject({ method: 'POST', url: '/invoices', headers, payload: payload as object });
+
+type ProblemBody = { status: number; type: string; detail: string; errors: { path: string; message: string }[] };
+
+function expectProblem(res: { statusCode: number; headers: Record<string, unknown>; json(): unknown }, status: number, type: string) {
+  expect(res.statusCode).toBe(status);
+  expect(res.headers['content-type']).toContain('application/problem+json');
+  const body = res.json() as ProblemBody;
+  expect(body).toMatchObject({ status, type: `urn:arrears:problem:${type}` });
+  expect(typeof body.detail).toBe('string');
+  expect(JSON.stringify(body)).not.toMatch(/at .*\.ts:\d+/); // never a stack trace
+  return body;
+}
+
+async function invoiceCount(externalId: string) {
+  return (await h.db.db.select().from(invoices).where(eq(invoices.externalId, externalId))).length;
+}
+
+describe('authentication and roles', () => {
+  it('refuses a request without an API key, with an unknown key, or with a revoked key', async () => {
+    const payload = invoicePayload();
+    expectProblem(await register({}, payload), 401, 'unauthenticated');
+    expectProblem(await register({ authorization: 'Bearer arr_not-a-key' }, payload), 401, 'unauthenticated');
+
+    await h.db.db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.name, 'test-approver'));
+    expectProblem(await h.app.inject({ url: `/invoices/${payload.externalId}`, headers: h.auth('approver') }), 401, 'unauthenticated');
+    expect(await invoiceCount(payload.externalId)).toBe(0);
+  });
+
+  it('lets viewers read but not register invoices or record payments', async () => {
+    const payload = invoicePayload();
+    const body = expectProblem(await register(h.auth('viewer'), payload), 403, 'forbidden');
+    expect(body.detail).toContain('viewer');
+    expect(await invoiceCount(payload.externalId)).toBe(0);
+
+    expect((await register(h.auth('collector'), payload)).statusCode).toBe(201);
+    expect((await h.app.inject({ url: `/invoices/${payload.externalId}`, headers: h.auth('viewer') })).statusCode).toBe(200);
+    const pay = await h.app.inject({
+      method: 'POST',
+      url: `/invoices/${payload.externalId}/payments`,
+      headers: h.auth('viewer'),
+      payload: { reference: 'x', amountMinor: 100, currency: 'EUR' },
+    });
+    expectProblem(pay, 403, 'forbidden');
+  });
+
+  it('records who registered the invoice in the audit trail', async () => {
+    const payload = invoicePayload();
+    const res = await register(h.auth('admin'), payload);
+    const events = await h.db.db.select().from(auditEvents).where(eq(auditEvents.invoiceId, res.json().invoice.id));
+    expect(events.find((e) => e.type === 'invoice.registered')?.actor).toBe('test-admin');
+  });
+});
+
+describe('validation', () => {
+  it('explains every invalid field and stores nothing', async () => {
+    const payload = { ...invoicePayload(), currency: 'EUX', amountTotalMinor: 12.5, number: undefined };
+    const body = expectProblem(await register(h.auth('collector'), payload), 400, 'validation');
+    const paths = body.errors.map((e) => e.path);
+    expect(paths).toEqual(expect.arrayContaining(['body.currency', 'body.amountTotalMinor', 'body.number']));
+    expect(body.detail).toContain('unknown currency "EUX"');
+    expect(await invoiceCount(payload.externalId)).toBe(0);
+  });
+
+  it('rejects negative amounts, a due date before the issue date and an unknown time zone', async () => {
+    const base = invoicePayload();
+    const payload = { ...base, amountTotalMinor: -5, dueDate: '2020-01-01', customer: { ...base.customer, timeZone: 'Mars/Olympus' } };
+    const body = expectProblem(await register(h.auth('collector'), payload), 400, 'validation');
+    expect(body.errors.map((e) => e.path)).toEqual(
+      expect.arrayContaining(['body.amountTotalMinor', 'body.customer.timeZone']),
+    );
+  });
+
+  it('answers malformed JSON, an oversized body and an unknown route with problem+json', async () => {
+    const malformed = await h.app.inject({
+      method: 'POST',
+      url: '/invoices',
+      headers: { ...h.auth('collector'), 'content-type': 'application/json' },
+      payload: '{"externalId": ',
+    });
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.headers['content-type']).toContain('application/problem+json');
+
+    const huge = await h.app.inject({
+      method: 'POST',
+      url: '/invoices',
+      headers: { ...h.auth('collector'), 'content-type': 'application/json' },
+      payload: JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) }),
+    });
+    expect(huge.statusCode).toBe(413);
+    expect(huge.headers['content-type']).toContain('application/problem+json');
+
+    expectProblem(await h.app.inject({ url: '/nowhere' }), 404, 'not-found');
+  });
+});
+
+describe('invoices and payments', () => {
+  it('refuses to re-register an external id with different details (409) and keeps the original', async () => {
+    const payload = invoicePayload();
+    await register(h.auth('collector'), payload);
+    const body = expectProblem(await register(h.auth('collector'), { ...payload, amountTotalMinor: 1 }), 409, 'invoice-conflict');
+    expect(body.detail).toContain('amountTotalMinor');
+    const [stored] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
+    expect(stored?.amountTotalMinor).toBe(payload.amountTotalMinor);
+  });
+
+  it('answers 404 for an unknown invoice and 422 for a payment in another currency', async () => {
+    expectProblem(await h.app.inject({ url: '/invoices/INV-unknown', headers: h.auth('viewer') }), 404, 'invoice-not-found');
+    const payload = invoicePayload();
+    await register(h.auth('collector'), payload);
+    const res = await h.app.inject({
+      method: 'POST',
+      url: `/invoices/${payload.externalId}/payments`,
+      headers: h.auth('collector'),
+      payload: { reference: 'usd-1', amountMinor: 100, currency: 'USD' },
+    });
+    expectProblem(res, 422, 'currency-mismatch');
+  });
+});
+
+describe('health and contract', () => {
+  it('reports liveness without dependencies and readiness with them', async () => {
+    expect((await h.app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
+    expect((await h.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+  });
+
+  it('answers /readyz with 503 naming the database when it is unreachable', async () => {
+    const db = await createTestDb();
+    const app = await buildApp({ db, temporal: client, taskQueue: 'unused', temporalUiUrl: 'http://localhost:8233' });
+    await db.dispose();
+    const body = expectProblem(await app.inject({ url: '/readyz' }), 503, 'not-ready');
+    expect(body.detail).toContain('database');
+    await app.close();
+  });
+
+  it('publishes an OpenAPI 3.1 document covering every route, and its UI at /docs', async () => {
+    const doc = (await h.app.inject({ url: '/docs/json' })).json();
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/healthz', '/readyz', '/invoices', '/invoices/{externalId}', '/invoices/{externalId}/payments']),
+    );
+    expect(doc.paths['/invoices'].post.requestBody.content['application/json'].schema.required).toEqual(
+      expect.arrayContaining(['externalId', 'currency', 'amountTotalMinor', 'dueDate', 'customer']),
+    );
+    const ui = await h.app.inject({ url: '/docs/' });
+    expect(ui.statusCode).toBe(200);
+    expect(ui.headers['content-type']).toContain('text/html');
+  });
+});

@@ -1,0 +1,107 @@
+// Unit tests of the pure pieces: money, schedule arithmetic, configuration, server resolution,
+// and the lint rule that keeps workflow code deterministic.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ESLint } from 'eslint';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../config';
+import { daysOverdue, stepDueAt } from '../domain/collection';
+import { currencySchema, formatMoney, positiveMinorUnitsSchema } from '../domain/money';
+import {
+  cachedCliPath,
+  resolveServerExecutable,
+  TemporalServerUnavailableError,
+} from '../scripts/temporal-servers';
+
+describe('money', () => {
+  it('formats minor units in the debtor locale without floating-point drift', () => {
+    expect(formatMoney(123456, 'EUR', 'de-DE')).toBe('1.234,56\u00a0€');
+    expect(formatMoney(30, 'USD', 'en-US')).toBe('$0.30');
+    expect(formatMoney(5000, 'JPY', 'en-US')).toBe('¥5,000');
+  });
+
+  it('rejects fractional, zero and negative amounts and unknown currencies', () => {
+    expect(positiveMinorUnitsSchema.safeParse(12.5).success).toBe(false);
+    expect(positiveMinorUnitsSchema.safeParse(0).success).toBe(false);
+    expect(positiveMinorUnitsSchema.safeParse(-1).success).toBe(false);
+    expect(positiveMinorUnitsSchema.safeParse(100).success).toBe(true);
+    const bad = currencySchema.safeParse('EUX');
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues[0]?.message).toContain('unknown currency "EUX"');
+  });
+});
+
+describe('schedule arithmetic', () => {
+  it('puts a step at the due date plus its offset, in UTC days', () => {
+    expect(stepDueAt('2026-01-31', 1).toISOString()).toBe('2026-02-01T00:00:00.000Z');
+    expect(stepDueAt('2026-01-31', -3).toISOString()).toBe('2026-01-28T00:00:00.000Z');
+    expect(daysOverdue('2026-01-31', new Date('2026-03-02T12:00:00Z'))).toBe(30);
+  });
+});
+
+describe('configuration', () => {
+  it('has working defaults and no default secrets', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ TEMPORAL_ADDRESS: 'localhost:7233', TEMPORAL_NAMESPACE: 'default', API_PORT: 3000 });
+    expect(config.SENDGRID_API_KEY).toBeUndefined();
+    expect(config.DATABASE_URL).toBeUndefined();
+  });
+
+  it('names every invalid variable in one error', () => {
+    const attempt = () => loadConfig({ DATABASE_URL: 'mysql://x', API_PORT: 'eighty', LOG_LEVEL: 'loud' });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(/DATABASE_URL: must be a postgres/);
+    expect(attempt).toThrow(/API_PORT/);
+    expect(attempt).toThrow(/LOG_LEVEL/);
+  });
+
+  it('treats an empty variable as unset, as compose files write it', () => {
+    expect(loadConfig({ SENDGRID_API_KEY: '' }).SENDGRID_API_KEY).toBeUndefined();
+  });
+});
+
+describe('Temporal server resolution', () => {
+  const emptyCache = () => mkdtempSync(path.join(tmpdir(), 'arrears-cache-'));
+
+  it('prefers an explicitly configured executable', () => {
+    const dir = emptyCache();
+    const exe = path.join(dir, 'my-temporal');
+    writeFileSync(exe, '');
+    expect(resolveServerExecutable('cli', { TEMPORAL_CLI_PATH: exe, ARREARS_CACHE_DIR: dir })).toEqual({ type: 'existing-path', path: exe });
+  });
+
+  it('fails with a clear message when the configured executable does not exist', () => {
+    const attempt = () => resolveServerExecutable('test-server', { TEMPORAL_TEST_SERVER_PATH: '/nope/test-server' });
+    expect(attempt).toThrow(TemporalServerUnavailableError);
+    expect(attempt).toThrow(/TEMPORAL_TEST_SERVER_PATH=\/nope\/test-server does not exist/);
+  });
+
+  it('uses the cached build, and falls back to the SDK download when nothing is cached', () => {
+    const dir = emptyCache();
+    expect(resolveServerExecutable('cli', { ARREARS_CACHE_DIR: dir })).toEqual({ type: 'cached-download' });
+    const cached = cachedCliPath({ ARREARS_CACHE_DIR: dir });
+    mkdirSync(path.dirname(cached), { recursive: true });
+    writeFileSync(cached, '');
+    expect(resolveServerExecutable('cli', { ARREARS_CACHE_DIR: dir })).toEqual({ type: 'existing-path', path: cached });
+  });
+});
+
+describe('workflow determinism lint rule', () => {
+  const eslint = new ESLint({ cwd: path.resolve(__dirname, '..') });
+  const lint = async (filePath: string, code: string) => {
+    const [result] = await eslint.lintText(code, { filePath });
+    return result!.messages.map((m) => m.ruleId);
+  };
+
+  it('rejects Node built-ins, I/O libraries and Math.random in workflow code', async () => {
+    expect(await lint('workflows/bad.ts', "import { readFileSync } from 'node:fs';\nexport const x = readFileSync;\n")).toContain('no-restricted-imports');
+    expect(await lint('workflows/bad.ts', "import postgres from 'postgres';\nexport const x = postgres;\n")).toContain('no-restricted-imports');
+    expect(await lint('workflows/bad.ts', 'export const x = Math.random();\n')).toContain('no-restricted-properties');
+  });
+
+  it('allows importing activity types and the same code outside workflows/', async () => {
+    expect(await lint('workflows/ok.ts', "import type { Activities } from '../activities';\nexport type A = Activities;\n")).toEqual([]);
+    expect(await lint('activities/ok.ts', "import { readFileSync } from 'node:fs';\nexport const x = readFileSync;\n")).toEqual([]);
+  });
+});
