@@ -21,19 +21,16 @@ import { ensureServers, TemporalServerUnavailableError } from '../scripts/tempor
 import { createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
 
-const DEV_TEMPORAL_PORT = 7233;
-const DEV_TEMPORAL_UI_PORT = 8233;
-
-async function startTemporalDevServer(dataDir: string): Promise<TestWorkflowEnvironment> {
+async function startTemporalDevServer(dataDir: string, port: number, uiPort: number): Promise<TestWorkflowEnvironment> {
   const { cli } = ensureServers();
   try {
     return await TestWorkflowEnvironment.createLocal({
       server: {
         executable: cli,
         ip: '127.0.0.1',
-        port: DEV_TEMPORAL_PORT,
+        port,
         ui: true,
-        uiPort: DEV_TEMPORAL_UI_PORT,
+        uiPort,
         dbFilename: path.join(dataDir, 'temporal.sqlite'),
         searchAttributes: allSearchAttributeKeys,
       },
@@ -51,9 +48,11 @@ async function main(): Promise<void> {
   mkdirSync(dataDir, { recursive: true });
 
   const ownTemporal = !process.env.TEMPORAL_ADDRESS;
-  const temporalEnv = ownTemporal ? await startTemporalDevServer(dataDir) : undefined;
-  const temporalAddress = ownTemporal ? `127.0.0.1:${DEV_TEMPORAL_PORT}` : config.TEMPORAL_ADDRESS;
-  const temporalUiUrl = ownTemporal ? `http://localhost:${DEV_TEMPORAL_UI_PORT}` : config.TEMPORAL_UI_URL;
+  const temporalEnv = ownTemporal
+    ? await startTemporalDevServer(dataDir, config.DEV_TEMPORAL_PORT, config.DEV_TEMPORAL_UI_PORT)
+    : undefined;
+  const temporalAddress = ownTemporal ? `127.0.0.1:${config.DEV_TEMPORAL_PORT}` : config.TEMPORAL_ADDRESS;
+  const temporalUiUrl = ownTemporal ? `http://localhost:${config.DEV_TEMPORAL_UI_PORT}` : config.TEMPORAL_UI_URL;
 
   const db = await createDb(config);
   await db.migrate();
