@@ -1,11 +1,11 @@
 // Unit tests of the pure pieces: money, schedule arithmetic, configuration, server resolution,
 // and the lint rule that keeps workflow code deterministic.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../config';
+import { ConfigError, configSchema, loadConfig } from '../config';
 import { daysOverdue, stepDueAt } from '../domain/collection';
 import { currencySchema, formatMoney, positiveMinorUnitsSchema } from '../domain/money';
 import {
@@ -103,5 +103,15 @@ describe('workflow determinism lint rule', () => {
   it('allows importing activity types and the same code outside workflows/', async () => {
     expect(await lint('workflows/ok.ts', "import type { Activities } from '../activities';\nexport type A = Activities;\n")).toEqual([]);
     expect(await lint('activities/ok.ts', "import { readFileSync } from 'node:fs';\nexport const x = readFileSync;\n")).toEqual([]);
+  });
+});
+
+describe('README', () => {
+  const readme = readFileSync(path.resolve(__dirname, '..', 'README.md'), 'utf8');
+
+  it('documents every configuration variable the code reads, and no other', () => {
+    const documented = [...readme.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    const tooling = ['TEMPORAL_CLI_PATH', 'TEMPORAL_TEST_SERVER_PATH', 'ARREARS_CACHE_DIR'];
+    expect(documented.sort()).toEqual([...Object.keys(configSchema.shape), ...tooling].sort());
   });
 });
