@@ -1,31 +1,20 @@
 // The HTTP contract: authentication, validation as problem+json, conflicts, health, OpenAPI.
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
 import { apiKeys, auditEvents, invoices } from '../db/schema';
 import { createTestDb } from './support/db';
 import { invoicePayload } from './support/fixtures';
-import { startHarness, type Harness } from './support/harness';
+import { startDevServerHarness } from './support/harness';
 
-let connection: Connection;
-let nativeConnection: NativeConnection;
-let client: Client;
-let h: Harness;
+let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 
 beforeAll(async () => {
-  const address = inject('temporalAddress');
-  connection = await Connection.connect({ address });
-  nativeConnection = await NativeConnection.connect({ address });
-  client = new Client({ connection });
-  h = await startHarness({ client, connection, nativeConnection });
+  h = await startDevServerHarness();
 });
 
 afterAll(async () => {
   await h?.stop();
-  await nativeConnection?.close();
-  await connection?.close();
 });
 
 const register = (headers: Record<string, string>, payload: unknown) =>
@@ -157,7 +146,7 @@ describe('health and contract', () => {
 
   it('answers /readyz with 503 naming the database when it is unreachable', async () => {
     const db = await createTestDb();
-    const app = await buildApp({ db, temporal: client, taskQueue: 'unused', temporalUiUrl: 'http://localhost:8233' });
+    const app = await buildApp({ db, temporal: h.client, taskQueue: 'unused', temporalUiUrl: 'http://localhost:8233' });
     await db.dispose();
     const body = expectProblem(await app.inject({ url: '/readyz' }), 503, 'not-ready');
     expect(body.detail).toContain('database');

@@ -1,32 +1,21 @@
 // The first slice end to end, on the real Temporal dev server (the CLI) and a real database:
 // HTTP registration → workflow → reminder activity → HTTP payment → case closed as paid.
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, collectionCases, communications, invoices } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { searchAttributes } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
-import { startHarness, type Harness } from './support/harness';
+import { startDevServerHarness } from './support/harness';
 
-let connection: Connection;
-let nativeConnection: NativeConnection;
-let client: Client;
-let h: Harness;
+let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 
 beforeAll(async () => {
-  const address = inject('temporalAddress');
-  connection = await Connection.connect({ address });
-  nativeConnection = await NativeConnection.connect({ address });
-  client = new Client({ connection });
-  h = await startHarness({ client, connection, nativeConnection });
+  h = await startDevServerHarness();
 });
 
 afterAll(async () => {
   await h?.stop();
-  await nativeConnection?.close();
-  await connection?.close();
 });
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
@@ -48,7 +37,7 @@ describe('first slice on the Temporal dev server', () => {
     expect(registered.statusCode, registered.body).toBe(201);
     expect(registered.json().case).toMatchObject({ workflowId, stage: 'Scheduled' });
 
-    const handle = client.workflow.getHandle(workflowId);
+    const handle = h.client.workflow.getHandle(workflowId);
     const first = await handle.describe();
     expect(first.status.name).toBe('RUNNING');
     expect(first.typedSearchAttributes.get(searchAttributes.invoiceId)).toBe(payload.externalId);
@@ -92,7 +81,7 @@ describe('first slice on the Temporal dev server', () => {
     const query = `InvoiceId = "${payload.externalId}" AND CollectionStage = "Scheduled" AND AmountOutstanding = ${payload.amountTotalMinor}`;
     const found = await until('the visibility record', async () => {
       const ids: string[] = [];
-      for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
+      for await (const wf of h.client.workflow.list({ query })) ids.push(wf.workflowId);
       return ids.length > 0 && ids;
     });
     expect(found).toEqual([collectionWorkflowId(payload.externalId)]);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Client, Connection } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app';
 import { createApiKey, type Role } from '../../api/auth';
@@ -55,6 +56,24 @@ export async function startHarness(temporal: {
       worker.shutdown();
       await workerRun;
       await db.dispose();
+    },
+  };
+}
+
+/** The harness on the run's shared Temporal dev server (started by the vitest globalSetup). */
+export async function startDevServerHarness() {
+  const address = inject('temporalAddress');
+  const connection = await Connection.connect({ address });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const client = new Client({ connection });
+  const harness = await startHarness({ client, connection, nativeConnection });
+  return {
+    ...harness,
+    client,
+    async stop() {
+      await harness.stop();
+      await nativeConnection.close();
+      await connection.close();
     },
   };
 }
