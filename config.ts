@@ -9,6 +9,9 @@ import { z } from 'zod';
 export const configSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  /** Temporal Cloud (or any server with API-key auth); implies TLS. */
+  TEMPORAL_API_KEY: z.string().min(1).optional(),
+  TEMPORAL_TLS: z.stringbool().optional(),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('arrears-collections'),
   TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
   DATABASE_URL: z
@@ -45,4 +48,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const parsed = configSchema.safeParse(present);
   if (!parsed.success) throw new ConfigError(parsed.error.issues);
   return parsed.data;
+}
+
+/** How to reach Temporal, for the client and the worker's native connection alike. */
+export function temporalConnectionOptions(config: Config): { address: string; tls: boolean; apiKey?: string } {
+  return {
+    address: config.TEMPORAL_ADDRESS,
+    tls: config.TEMPORAL_TLS ?? Boolean(config.TEMPORAL_API_KEY),
+    ...(config.TEMPORAL_API_KEY ? { apiKey: config.TEMPORAL_API_KEY } : {}),
+  };
 }

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { and, eq, lt } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, invoices } from '../db/schema';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
@@ -21,12 +21,14 @@ export type CaseStateDeps = { db: Database };
 
 /**
  * Copies the workflow's state to the database (case row, invoice balance and status) and
- * appends one audit event, so the API lists cases without asking Temporal. Replays of the
- * same seq write the same values and skip the audit event.
+ * appends one audit event, so the API lists cases without asking Temporal. A retry of the
+ * same seq changes nothing; the audit event is written once, by its dedupe key.
  */
 export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStateInput): Promise<void> {
   const now = new Date(input.at);
   await deps.db.transaction(async (tx) => {
+    // Only a newer state may overwrite: an attempt that timed out and commits late must not
+    // turn a closed case back into an open one.
     const [updated] = await tx
       .update(collectionCases)
       .set({
@@ -35,27 +37,38 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         amountOutstandingMinor: input.amountOutstandingMinor,
         nextActionAt: input.nextActionAt ? new Date(input.nextActionAt) : null,
         closedAt: input.stage === 'Closed' ? now : null,
+        stateSeq: input.seq,
         updatedAt: now,
       })
-      .where(eq(collectionCases.workflowId, input.workflowId))
+      .where(and(eq(collectionCases.workflowId, input.workflowId), lt(collectionCases.stateSeq, input.seq)))
       .returning({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId });
-    if (!updated) throw new Error(`no collection case for workflow ${input.workflowId}`);
+    const target =
+      updated ??
+      (
+        await tx
+          .select({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId })
+          .from(collectionCases)
+          .where(eq(collectionCases.workflowId, input.workflowId))
+      )[0];
+    if (!target) throw new Error(`no collection case for workflow ${input.workflowId}`);
 
-    await tx
-      .update(invoices)
-      .set({
-        amountOutstandingMinor: input.amountOutstandingMinor,
-        ...(input.outcome === 'paid' ? { status: 'paid' as const } : {}),
-        ...(input.outcome === 'cancelled' ? { status: 'cancelled' as const } : {}),
-        updatedAt: now,
-      })
-      .where(eq(invoices.id, updated.invoiceId));
+    if (updated) {
+      await tx
+        .update(invoices)
+        .set({
+          amountOutstandingMinor: input.amountOutstandingMinor,
+          ...(input.outcome === 'paid' ? { status: 'paid' as const } : {}),
+          ...(input.outcome === 'cancelled' ? { status: 'cancelled' as const } : {}),
+          updatedAt: now,
+        })
+        .where(eq(invoices.id, updated.invoiceId));
+    }
 
     await tx
       .insert(auditEvents)
       .values({
-        caseId: updated.caseId,
-        invoiceId: updated.invoiceId,
+        caseId: target.caseId,
+        invoiceId: target.invoiceId,
         actor: 'workflow',
         type: input.event,
         data: { stage: input.stage, amountOutstandingMinor: input.amountOutstandingMinor, ...input.data },

@@ -63,6 +63,7 @@ export async function sendReminder(deps: ReminderDeps, input: SendReminderInput)
         subject,
         body,
         status: 'recorded',
+        createdAt: new Date(input.at),
       })
       .onConflictDoNothing({ target: communications.idempotencyKey })
       .returning({ id: communications.id });
@@ -77,6 +78,7 @@ export async function sendReminder(deps: ReminderDeps, input: SendReminderInput)
         type: 'communication.recorded',
         data: { communicationId: created.id, channel: 'email', step: input.step, offsetDays: input.offsetDays },
         dedupeKey: idempotencyKey,
+        occurredAt: new Date(input.at),
       })
       .onConflictDoNothing({ target: auditEvents.dedupeKey });
     return { communicationId: created.id, created: true };

@@ -14,7 +14,8 @@ export type AppDeps = {
   temporal: Client;
   taskQueue: string;
   temporalUiUrl: string;
-  logger?: boolean | { level: string };
+  /** Log level; logging is off when unset (tests). */
+  logLevel?: string;
 };
 
 /** What route plugins are given: the database handle and the services' dependencies. */
@@ -27,14 +28,19 @@ export type AppContext = { db: DbHandle; services: ServiceDeps };
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: deps.logger ?? false,
-    bodyLimit: 1024 * 1024,
     // Never log credentials.
-    ...(deps.logger ? { logger: { ...(typeof deps.logger === 'object' ? deps.logger : {}), redact: ['req.headers.authorization'] } } : {}),
+    logger: deps.logLevel ? { level: deps.logLevel, redact: ['req.headers.authorization'] } : false,
+    bodyLimit: 1024 * 1024,
   }).withTypeProvider<ZodTypeProvider>();
   const context: AppContext = {
     db: deps.db,
-    services: { db: deps.db.db, temporal: deps.temporal, taskQueue: deps.taskQueue, temporalUiUrl: deps.temporalUiUrl },
+    services: {
+      db: deps.db.db,
+      log: app.log,
+      temporal: deps.temporal,
+      taskQueue: deps.taskQueue,
+      temporalUiUrl: deps.temporalUiUrl,
+    },
   };
 
   app.setValidatorCompiler(validatorCompiler);

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { and, eq, isNull } from 'drizzle-orm';
-import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { Database } from '../db/client';
 import type { roles } from '../db/schema';
 import { apiKeys } from '../db/schema';
@@ -30,10 +30,10 @@ export async function createApiKey(db: Database, input: { name: string; role: Ro
 }
 
 /**
- * A preHandler that lets the request through only with a live API key of one of `allowed`
+ * An onRequest hook (before the body is read or validated) that lets the request through only with a live API key of one of `allowed`
  * roles (`Authorization: Bearer <key>`), and records who the caller is on the request.
  */
-export function requireRole(db: Database, ...allowed: Role[]): preHandlerHookHandler {
+export function requireRole(db: Database, ...allowed: Role[]): onRequestHookHandler {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
     const header = request.headers.authorization;
     const match = header?.match(/^Bearer\s+(\S+)$/i);

@@ -1,5 +1,5 @@
 import { and, asc, eq } from 'drizzle-orm';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, communications, customers, invoices, payments } from '../db/schema';
@@ -10,8 +10,12 @@ import type { Caller } from './auth';
 import { HttpProblem } from './problem';
 import type { RegisterInvoice } from './schemas';
 
+type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
 export type ServiceDeps = {
   db: Database;
+  /** Where failures hidden from the caller (Temporal errors behind a 503) are logged. */
+  log?: { error(obj: object, msg: string): void };
   temporal: Client;
   taskQueue: string;
   temporalUiUrl: string;
@@ -52,27 +56,78 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
   };
 }
 
-/** Starts the invoice's collection workflow; a workflow that exists (running or closed) is left alone. */
-async function startCollection(deps: ServiceDeps, input: CollectionInput, workflowId: string): Promise<boolean> {
-  try {
-    await deps.temporal.workflow.start('invoiceCollection', {
-      workflowId,
-      taskQueue: deps.taskQueue,
-      args: [input],
-      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      typedSearchAttributes: [
-        { key: searchAttributes.invoiceId, value: input.invoiceExternalId },
-        { key: searchAttributes.customerId, value: input.customerExternalId },
-        { key: searchAttributes.currency, value: input.currency },
-        { key: searchAttributes.stage, value: 'Scheduled' },
-        { key: searchAttributes.amountOutstanding, value: input.amountOutstandingMinor },
-      ],
-    });
-    return true;
-  } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return false;
-    throw err;
-  }
+type CustomerRow = typeof customers.$inferSelect;
+
+/** The workflow's input, from the stored invoice and the balance its case starts with. */
+function collectionInput(invoice: InvoiceRow, customerExternalId: string, amountOutstandingMinor: number): CollectionInput {
+  return {
+    invoiceId: invoice.id,
+    invoiceExternalId: invoice.externalId,
+    invoiceNumber: invoice.number,
+    customerExternalId,
+    currency: invoice.currency as Currency,
+    amountOutstandingMinor,
+    dueDate: invoice.dueDate,
+    reminderOffsetsDays: defaultReminderOffsetsDays,
+  };
+}
+
+/**
+ * How every case's workflow is started, by registration or by a payment that finds it not yet
+ * started: the id derived from the invoice, and a closed case never started again.
+ */
+function startOptions(deps: ServiceDeps, input: CollectionInput) {
+  return {
+    workflowId: collectionWorkflowId(input.invoiceExternalId),
+    taskQueue: deps.taskQueue,
+    args: [input] as [CollectionInput],
+    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+    typedSearchAttributes: [
+      { key: searchAttributes.invoiceId, value: input.invoiceExternalId },
+      { key: searchAttributes.customerId, value: input.customerExternalId },
+      { key: searchAttributes.currency, value: input.currency },
+      { key: searchAttributes.stage, value: 'Scheduled' },
+      { key: searchAttributes.amountOutstanding, value: input.amountOutstandingMinor },
+    ],
+  };
+}
+
+function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
+  deps.log?.error({ err }, title);
+  return new HttpProblem(503, 'temporal-unavailable', title, detail);
+}
+
+type CustomerInput = RegisterInvoice['customer'];
+
+/**
+ * Finds or creates the customer. Details that differ from what is stored are updated and the
+ * change is audited, so a repeated registration with the same data changes nothing.
+ */
+async function upsertCustomer(tx: Transaction, input: CustomerInput, actor: string): Promise<CustomerRow> {
+  const values = {
+    name: input.name,
+    email: input.email ?? null,
+    phone: input.phone ?? null,
+    postalAddress: input.postalAddress ?? null,
+    timeZone: input.timeZone,
+    locale: input.locale,
+    country: input.country ?? null,
+    kind: input.kind,
+  };
+  const [inserted] = await tx
+    .insert(customers)
+    .values({ externalId: input.externalId, ...values })
+    .onConflictDoNothing({ target: customers.externalId })
+    .returning();
+  if (inserted) return inserted;
+  const [existing] = await tx.select().from(customers).where(eq(customers.externalId, input.externalId)).for('update');
+  const changed = (Object.keys(values) as (keyof typeof values)[]).filter(
+    (field) => JSON.stringify(existing![field]) !== JSON.stringify(values[field]),
+  );
+  if (changed.length === 0) return existing!;
+  const [updated] = await tx.update(customers).set({ ...values, updatedAt: new Date() }).where(eq(customers.id, existing!.id)).returning();
+  await tx.insert(auditEvents).values({ actor, type: 'customer.updated', data: { customerExternalId: input.externalId, changed } });
+  return updated!;
 }
 
 /**
@@ -84,28 +139,13 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
   const outstanding = input.amountOutstandingMinor ?? input.amountTotalMinor;
   const workflowId = collectionWorkflowId(input.externalId);
   const { invoice, customer, caseRow, created } = await deps.db.transaction(async (tx) => {
-    const c = input.customer;
-    const customerValues = {
-      name: c.name,
-      email: c.email ?? null,
-      phone: c.phone ?? null,
-      postalAddress: c.postalAddress ?? null,
-      timeZone: c.timeZone,
-      locale: c.locale,
-      country: c.country ?? null,
-      kind: c.kind,
-    };
-    const [customer] = await tx
-      .insert(customers)
-      .values({ externalId: c.externalId, ...customerValues })
-      .onConflictDoUpdate({ target: customers.externalId, set: { ...customerValues, updatedAt: new Date() } })
-      .returning();
+    const customer = await upsertCustomer(tx, input.customer, caller.name);
 
     const [inserted] = await tx
       .insert(invoices)
       .values({
         externalId: input.externalId,
-        customerId: customer!.id,
+        customerId: customer.id,
         number: input.number,
         currency: input.currency,
         amountTotalMinor: input.amountTotalMinor,
@@ -117,7 +157,7 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
       .onConflictDoNothing({ target: invoices.externalId })
       .returning();
     const invoice = inserted ?? (await tx.select().from(invoices).where(eq(invoices.externalId, input.externalId)))[0]!;
-    if (!inserted) assertSameInvoice(invoice, input, customer!.id);
+    if (!inserted) assertSameInvoice(invoice, input, customer.id);
 
     let [caseRow] = await tx.select().from(collectionCases).where(eq(collectionCases.invoiceId, invoice.id));
     if (!caseRow && invoice.status === 'open') {
@@ -135,32 +175,22 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
         data: { externalId: invoice.externalId, amountOutstandingMinor: invoice.amountOutstandingMinor, currency: invoice.currency },
       });
     }
-    return { invoice, customer: customer!, caseRow, created: Boolean(inserted) };
+    return { invoice, customer, caseRow, created: Boolean(inserted) };
   });
 
   if (caseRow && caseRow.stage !== 'Closed') {
+    const collection = collectionInput(invoice, customer.externalId, caseRow.amountOutstandingMinor);
     try {
-      await startCollection(
-        deps,
-        {
-          invoiceId: invoice.id,
-          invoiceExternalId: invoice.externalId,
-          invoiceNumber: invoice.number,
-          customerExternalId: customer.externalId,
-          currency: invoice.currency as Currency,
-          amountOutstandingMinor: caseRow.amountOutstandingMinor,
-          dueDate: invoice.dueDate,
-          reminderOffsetsDays: defaultReminderOffsetsDays,
-        },
-        workflowId,
-      );
+      await deps.temporal.workflow.start('invoiceCollection', startOptions(deps, collection));
     } catch (err) {
-      throw new HttpProblem(
-        503,
-        'temporal-unavailable',
-        'Collection could not start',
-        `Invoice ${invoice.externalId} is stored, but its collection workflow could not be started (${(err as Error).message}). Register it again to retry; nothing is duplicated.`,
-      );
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
+        throw temporalUnavailable(
+          deps,
+          'Collection could not start',
+          `Invoice ${invoice.externalId} is stored, but its collection workflow could not be started. Register it again to retry; nothing is duplicated.`,
+          err,
+        );
+      }
     }
   }
   return { created, invoice: invoiceView(invoice, customer.externalId), case: caseRow ? caseView(deps, caseRow) : null };
@@ -208,7 +238,7 @@ export type RecordPayment = {
  * and signals again, which the workflow ignores if it has counted it already.
  */
 export async function recordPayment(deps: ServiceDeps, externalId: string, input: RecordPayment, caller: Caller) {
-  const { invoice, caseRow } = await findInvoice(deps, externalId);
+  const { invoice, customerExternalId, caseRow } = await findInvoice(deps, externalId);
   if (invoice.currency !== input.currency) {
     throw new HttpProblem(
       422,
@@ -256,28 +286,49 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
     return { payment: existing!, created: false };
   });
 
+  // Delivered with signal-with-start: a case whose workflow never started (its start failed
+  // at registration) starts now, with this payment in hand.
+  let delivery: 'applied' | 'case_closed' | 'no_case' = 'no_case';
   if (caseRow) {
     try {
-      await deps.temporal.workflow.getHandle(caseRow.workflowId).signal(paymentReceivedSignal, {
-        paymentId: payment.id,
-        amountMinor: payment.amountMinor,
-        currency: payment.currency as Currency,
-        receivedAt: payment.receivedAt.toISOString(),
+      await deps.temporal.workflow.signalWithStart('invoiceCollection', {
+        ...startOptions(deps, collectionInput(invoice, customerExternalId, caseRow.amountOutstandingMinor)),
+        signal: paymentReceivedSignal,
+        signalArgs: [
+          {
+            paymentId: payment.id,
+            amountMinor: payment.amountMinor,
+            currency: payment.currency as Currency,
+            receivedAt: payment.receivedAt.toISOString(),
+          },
+        ],
       });
+      delivery = 'applied';
     } catch (err) {
-      // A closed case (already paid) cannot take more money: keep the payment on record.
-      if (!(err instanceof WorkflowNotFoundError)) {
-        throw new HttpProblem(
-          503,
-          'temporal-unavailable',
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
+        throw temporalUnavailable(
+          deps,
           'Payment stored but not yet applied',
-          `Payment ${input.reference} is stored; delivering it to the collection case failed (${(err as Error).message}). Send it again to retry; it is counted once.`,
+          `Payment ${input.reference} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
+          err,
         );
       }
+      delivery = 'case_closed';
     }
+  }
+  if (created && delivery !== 'applied') {
+    // Money for a case that is closed (or never needed one): kept and flagged for reconciliation.
+    await deps.db.insert(auditEvents).values({
+      invoiceId: invoice.id,
+      caseId: caseRow?.id ?? null,
+      actor: caller.name,
+      type: 'payment.unapplied',
+      data: { paymentId: payment.id, reference: input.reference, amountMinor: payment.amountMinor, reason: delivery },
+    });
   }
   return {
     created,
+    delivery,
     payment: {
       id: payment.id,
       provider: payment.provider,

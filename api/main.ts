@@ -1,6 +1,6 @@
 // The production API process: `npm run start:api` (after `npm run build`).
 import { Client, Connection } from '@temporalio/client';
-import { loadConfig } from '../config';
+import { loadConfig, temporalConnectionOptions } from '../config';
 import { createDb } from '../db/client';
 import { buildApp } from './app';
 
@@ -11,14 +11,14 @@ async function main(): Promise<void> {
   }
   const db = await createDb(config);
   await db.migrate();
-  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await Connection.connect(temporalConnectionOptions(config));
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const app = await buildApp({
     db,
     temporal,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     temporalUiUrl: config.TEMPORAL_UI_URL,
-    logger: { level: config.LOG_LEVEL },
+    logLevel: config.LOG_LEVEL,
   });
   const shutdown = async () => {
     await app.close();

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
@@ -43,7 +43,7 @@ export async function createDb(config: DbConfig): Promise<DbHandle> {
     return {
       db,
       kind: 'postgres',
-      migrate: () => migratePostgres(drizzlePostgres(client, { schema }), { migrationsFolder }),
+      migrate: () => migrateWithLock(config.DATABASE_URL!),
       ping: async () => {
         await db.execute(sql`select 1`);
       },
@@ -51,7 +51,7 @@ export async function createDb(config: DbConfig): Promise<DbHandle> {
     };
   }
   const dataDir = config.DATA_DIR === 'memory://' ? undefined : path.resolve(config.DATA_DIR, 'pglite');
-  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const releaseLock = dataDir ? lockDataDir(dataDir) : () => {};
   const client = new PGlite(dataDir);
   await client.waitReady;
   const pglite = drizzlePglite(client, { schema });
@@ -63,6 +63,54 @@ export async function createDb(config: DbConfig): Promise<DbHandle> {
     ping: async () => {
       await db.execute(sql`select 1`);
     },
-    close: () => client.close(),
+    close: async () => {
+      await client.close();
+      releaseLock();
+    },
   };
+}
+
+// Any constant works; it only has to be the same in every Arrears process.
+const MIGRATION_LOCK_ID = 4_127_001;
+
+/**
+ * Applies the migrations on one dedicated connection holding an advisory lock, so a worker
+ * and an API starting together on a fresh database do not both try to create the tables.
+ */
+async function migrateWithLock(url: string): Promise<void> {
+  const client = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await client`select pg_advisory_lock(${MIGRATION_LOCK_ID})`;
+    await migratePostgres(drizzlePostgres(client), { migrationsFolder });
+    await client`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`;
+  } finally {
+    await client.end({ timeout: 5 });
+  }
+}
+
+/**
+ * PGlite serves one process: two processes on the same folder would corrupt it. A lock file
+ * with the owner's pid makes the second one stop with a clear message instead.
+ */
+function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true });
+  const lockFile = path.join(dataDir, 'arrears.lock');
+  const owner = existsSync(lockFile) ? Number(readFileSync(lockFile, 'utf8')) : undefined;
+  if (owner && owner !== process.pid && processIsAlive(owner)) {
+    throw new Error(
+      `The embedded database in ${dataDir} is in use by process ${owner} (is \`npm run dev\` running?). ` +
+        'Stop it first, or set DATABASE_URL to a PostgreSQL server that several processes can share.',
+    );
+  }
+  writeFileSync(lockFile, String(process.pid));
+  return () => rmSync(lockFile, { force: true });
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { currencySchema } from './money';
+import type { Currency } from './money';
 
 /** The collection workflow of an invoice has an id derived from it, so a second start is a no-op. */
 export function collectionWorkflowId(invoiceExternalId: string): string {
@@ -13,25 +13,25 @@ export const externalIdSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only, starting with a letter or digit');
 
 /** Where a case stands; also the value of the CollectionStage search attribute. */
-export const collectionStages = ['Scheduled', 'Reminding', 'AwaitingPayment', 'Closed'] as const;
+export const collectionStages = ['Scheduled', 'AwaitingPayment', 'Closed'] as const;
 export type CollectionStage = (typeof collectionStages)[number];
 
 export const collectionOutcomes = ['paid', 'cancelled'] as const;
 export type CollectionOutcome = (typeof collectionOutcomes)[number];
 
 /** What the workflow needs to know about the invoice: a snapshot taken when the case starts. */
-export const collectionInputSchema = z.object({
-  invoiceId: z.uuid(),
-  invoiceExternalId: externalIdSchema,
-  invoiceNumber: z.string(),
-  customerExternalId: externalIdSchema,
-  currency: currencySchema,
-  amountOutstandingMinor: z.number().int().nonnegative(),
-  dueDate: z.iso.date(),
+export type CollectionInput = {
+  invoiceId: string;
+  invoiceExternalId: string;
+  invoiceNumber: string;
+  customerExternalId: string;
+  currency: Currency;
+  amountOutstandingMinor: number;
+  /** YYYY-MM-DD */
+  dueDate: string;
   /** Days after the due date on which a reminder goes out (negative: before it). */
-  reminderOffsetsDays: z.array(z.number().int()).min(1),
-});
-export type CollectionInput = z.infer<typeof collectionInputSchema>;
+  reminderOffsetsDays: number[];
+};
 
 /**
  * The first slice's ladder: a courtesy reminder on day 1, a second on day 7, a firmer one on
@@ -48,4 +48,14 @@ export function stepDueAt(dueDate: string, offsetDays: number): Date {
 /** Whole days from the due date to `now` (0 on the due date, negative before it). */
 export function daysOverdue(dueDate: string, now: Date): number {
   return Math.floor((now.getTime() - Date.parse(`${dueDate}T00:00:00Z`)) / 86_400_000);
+}
+
+/**
+ * Whether ladder step `index` is superseded at `now`: a later step is already due. A case that
+ * starts late, or wakes after its worker was down, runs only the latest due step, never a
+ * burst of reminders sent at once.
+ */
+export function isStepSuperseded(offsetsDays: number[], dueDate: string, index: number, now: Date): boolean {
+  const next = offsetsDays[index + 1];
+  return next !== undefined && stepDueAt(dueDate, next).getTime() <= now.getTime();
 }

@@ -2,7 +2,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
-import { apiKeys, auditEvents, invoices } from '../db/schema';
+import { apiKeys, auditEvents, customers, invoices } from '../db/schema';
 import { createTestDb } from './support/db';
 import { invoicePayload } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -64,6 +64,10 @@ describe('authentication and roles', () => {
     expectProblem(pay, 403, 'forbidden');
   });
 
+  it('checks the API key before reading the body: no key and a bad body is 401, not 400', async () => {
+    expectProblem(await register({}, { nonsense: true }), 401, 'unauthenticated');
+  });
+
   it('records who registered the invoice in the audit trail', async () => {
     const payload = invoicePayload();
     const res = await register(h.auth('admin'), payload);
@@ -122,6 +126,26 @@ describe('invoices and payments', () => {
     expect(body.detail).toContain('amountTotalMinor');
     const [stored] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
     expect(stored?.amountTotalMinor).toBe(payload.amountTotalMinor);
+  });
+
+  it('changes nothing on a repeated registration, and audits changed customer details', async () => {
+    const payload = invoicePayload();
+    await register(h.auth('collector'), payload);
+    const again = await register(h.auth('collector'), payload);
+    expect(again.statusCode).toBe(200);
+    const customerEvents = async () =>
+      (await h.db.db.select().from(auditEvents).where(eq(auditEvents.type, 'customer.updated'))).filter(
+        (e) => e.data.customerExternalId === payload.customer.externalId,
+      );
+    expect(await customerEvents()).toEqual([]);
+
+    const moved = invoicePayload({ customer: { ...payload.customer, email: 'new-ap@muster.example' } });
+    expect((await register(h.auth('collector'), moved)).statusCode).toBe(201);
+    const events = await customerEvents();
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ actor: 'test-collector', data: { changed: ['email'] } });
+    const [customer] = await h.db.db.select().from(customers).where(eq(customers.externalId, payload.customer.externalId));
+    expect(customer?.email).toBe('new-ap@muster.example');
   });
 
   it('answers 404 for an unknown invoice and 422 for a payment in another currency', async () => {

@@ -1,7 +1,13 @@
 // The schema's guarantees, on PGlite or the PostgreSQL server at DATABASE_URL.
-import { sql } from 'drizzle-orm';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEvents, customers, invoices, payments } from '../db/schema';
+import { recordCaseState } from '../activities/case-state';
+import { createDb } from '../db/client';
+import { auditEvents, collectionCases, customers, invoices, payments } from '../db/schema';
 import { createTestDb } from './support/db';
 
 let db: Awaited<ReturnType<typeof createTestDb>>;
@@ -58,5 +64,59 @@ describe('database schema', () => {
     await expect(db.db.insert(payments).values(payment)).rejects.toThrow();
     const again = await db.db.insert(payments).values(payment).onConflictDoNothing().returning();
     expect(again).toEqual([]);
+  });
+
+  it('ignores a case state that arrives after a newer one (a late retry never reopens a case)', async () => {
+    const [customer] = await db.db.insert(customers).values({ externalId: 'C-seq', name: 'C' }).returning();
+    const [invoice] = await db.db
+      .insert(invoices)
+      .values({
+        externalId: 'I-seq',
+        customerId: customer!.id,
+        number: '2',
+        currency: 'EUR',
+        amountTotalMinor: 100,
+        amountOutstandingMinor: 100,
+        issueDate: '2026-01-01',
+        dueDate: '2026-01-31',
+      })
+      .returning();
+    await db.db.insert(collectionCases).values({ invoiceId: invoice!.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100 });
+    const state = (seq: number, stage: 'Scheduled' | 'Closed', amount: number) => ({
+      workflowId: 'wf-seq',
+      seq,
+      stage,
+      outcome: stage === 'Closed' ? ('paid' as const) : null,
+      amountOutstandingMinor: amount,
+      nextActionAt: null,
+      at: new Date().toISOString(),
+      event: `test.${seq}`,
+      data: {},
+    });
+    await recordCaseState({ db: db.db }, state(5, 'Closed', 0));
+    await recordCaseState({ db: db.db }, state(3, 'Scheduled', 100));
+    const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-seq'));
+    expect(row).toMatchObject({ stage: 'Closed', outcome: 'paid', amountOutstandingMinor: 0, stateSeq: 5 });
+    const [inv] = await db.db.select().from(invoices).where(eq(invoices.id, invoice!.id));
+    expect(inv).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });
+  });
+});
+
+describe('embedded database', () => {
+  it('refuses to open a data folder that another live process holds', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'arrears-lock-'));
+    const other = spawn('sleep', ['30']);
+    try {
+      mkdirSync(path.join(dataDir, 'pglite'), { recursive: true });
+      writeFileSync(path.join(dataDir, 'pglite', 'arrears.lock'), String(other.pid));
+      await expect(createDb({ DATA_DIR: dataDir })).rejects.toThrow(/in use by process \d+ \(is `npm run dev` running\?\)/);
+    } finally {
+      other.kill();
+    }
+    // Once that process is gone, the folder opens.
+    await new Promise((resolve) => other.on('exit', resolve));
+    const handle = await createDb({ DATA_DIR: dataDir });
+    await handle.close();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 });

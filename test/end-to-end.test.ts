@@ -66,7 +66,7 @@ describe('first slice on the Temporal dev server', () => {
       payload: { reference: `bank-${payload.externalId}`, amountMinor: payload.amountTotalMinor, currency: 'EUR' },
     });
     expect(paid.statusCode, paid.body).toBe(201);
-    expect(await handle.result()).toEqual({ outcome: 'paid', amountOutstandingMinor: 0, paymentsApplied: 1 });
+    expect(await handle.result()).toEqual({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 1 });
 
     const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
     expect(invoice).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });

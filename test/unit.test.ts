@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configSchema, loadConfig } from '../config';
-import { daysOverdue, stepDueAt } from '../domain/collection';
+import { daysOverdue, isStepSuperseded, stepDueAt } from '../domain/collection';
 import { currencySchema, formatMoney, positiveMinorUnitsSchema } from '../domain/money';
 import {
   cachedCliPath,
@@ -37,6 +37,16 @@ describe('schedule arithmetic', () => {
     expect(stepDueAt('2026-01-31', 1).toISOString()).toBe('2026-02-01T00:00:00.000Z');
     expect(stepDueAt('2026-01-31', -3).toISOString()).toBe('2026-01-28T00:00:00.000Z');
     expect(daysOverdue('2026-01-31', new Date('2026-03-02T12:00:00Z'))).toBe(30);
+  });
+
+  it('supersedes a step once a later one is due, so a late wake-up sends one reminder, not a burst', () => {
+    const ladder = [1, 7, 30];
+    const wokeOnDay = (day: number) => new Date(stepDueAt('2026-01-31', day).getTime() + 3_600_000);
+    // A worker down from day 0 to day 31 wakes for step 1: steps 1 and 2 are superseded, 3 runs.
+    expect(ladder.map((_, i) => isStepSuperseded(ladder, '2026-01-31', i, wokeOnDay(31)))).toEqual([true, true, false]);
+    // On time, nothing is superseded.
+    expect(isStepSuperseded(ladder, '2026-01-31', 0, wokeOnDay(1))).toBe(false);
+    expect(isStepSuperseded(ladder, '2026-01-31', 1, wokeOnDay(8))).toBe(false);
   });
 });
 

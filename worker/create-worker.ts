@@ -40,6 +40,8 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     taskQueue: options.taskQueue,
     ...workflowSource,
     activities: createActivities({ db: options.db }),
+    // On shutdown, activities in hand get this long to finish before they are cancelled.
+    shutdownGraceTime: '30 seconds',
     ...options.overrides,
   });
 }

@@ -13,7 +13,7 @@ import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { buildApp } from '../api/app';
 import { createApiKey } from '../api/auth';
-import { loadConfig } from '../config';
+import { loadConfig, temporalConnectionOptions } from '../config';
 import { createDb } from '../db/client';
 import { apiKeys } from '../db/schema';
 import { allSearchAttributeKeys } from '../workflows/messages';
@@ -51,17 +51,20 @@ async function main(): Promise<void> {
   const temporalEnv = ownTemporal
     ? await startTemporalDevServer(dataDir, config.DEV_TEMPORAL_PORT, config.DEV_TEMPORAL_UI_PORT)
     : undefined;
-  const temporalAddress = ownTemporal ? `127.0.0.1:${config.DEV_TEMPORAL_PORT}` : config.TEMPORAL_ADDRESS;
+  const temporalOptions = ownTemporal
+    ? { address: `127.0.0.1:${config.DEV_TEMPORAL_PORT}`, tls: false }
+    : temporalConnectionOptions(config);
+  const temporalAddress = temporalOptions.address;
   const temporalUiUrl = ownTemporal ? `http://localhost:${config.DEV_TEMPORAL_UI_PORT}` : config.TEMPORAL_UI_URL;
 
   const db = await createDb(config);
   await db.migrate();
 
-  const connection = await Connection.connect({ address: temporalAddress });
+  const connection = await Connection.connect(temporalOptions);
   await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
-  const nativeConnection = await NativeConnection.connect({ address: temporalAddress });
+  const nativeConnection = await NativeConnection.connect(temporalOptions);
   const worker = await createWorker({
     connection: nativeConnection,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -76,7 +79,7 @@ async function main(): Promise<void> {
     temporal,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     temporalUiUrl,
-    logger: { level: config.LOG_LEVEL },
+    logLevel: config.LOG_LEVEL,
   });
   const apiUrl = await app.listen({ host: config.API_HOST, port: config.API_PORT });
   const keyFile = await ensureDevAdminKey(db.db, dataDir);

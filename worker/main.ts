@@ -2,7 +2,7 @@
 // Stops gracefully on SIGINT/SIGTERM: running activities finish, then the database closes.
 import { Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { loadConfig } from '../config';
+import { loadConfig, temporalConnectionOptions } from '../config';
 import { createDb } from '../db/client';
 import { createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
@@ -15,12 +15,12 @@ async function main(): Promise<void> {
   const dbHandle = await createDb(config);
   await dbHandle.migrate();
 
-  const admin = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const admin = await Connection.connect(temporalConnectionOptions(config));
   const added = await ensureSearchAttributes(admin, config.TEMPORAL_NAMESPACE);
   if (added.length) console.log(`registered search attributes: ${added.join(', ')}`);
   await admin.close();
 
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   const worker = await createWorker({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,

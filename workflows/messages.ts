@@ -23,6 +23,8 @@ export type CaseStatus = {
   outcome: CollectionOutcome | null;
   currency: Currency;
   amountOutstandingMinor: number;
+  /** Paid beyond the balance: owed back to the customer or kept as credit. */
+  overpaidMinor: number;
   nextAction: { kind: string; at: string } | null;
   history: CaseAction[];
 };
@@ -30,6 +32,7 @@ export type CaseStatus = {
 export type CollectionResult = {
   outcome: CollectionOutcome;
   amountOutstandingMinor: number;
+  overpaidMinor: number;
   paymentsApplied: number;
 };
 
@@ -37,7 +40,7 @@ export const paymentReceivedSignal = defineSignal<[PaymentReceived]>('paymentRec
 export const caseStatusQuery = defineQuery<CaseStatus>('caseStatus');
 
 /**
- * Search attributes that ops filter on in the Temporal UI, e.g. `CollectionStage = "Reminding"`.
+ * Search attributes that ops filter on in the Temporal UI, e.g. `CollectionStage = "AwaitingPayment"`.
  * The worker registers them on start-up when the server lacks them.
  */
 export const searchAttributes = {

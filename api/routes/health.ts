@@ -28,16 +28,22 @@ export const healthRoutes = (context: AppContext): FastifyPluginAsyncZod => asyn
         },
       },
     },
-    async () => {
+    async (request) => {
       const { db, services: { temporal } } = context;
       const [database, temporalCheck] = await Promise.allSettled([
         db.ping(),
         temporal.connection.withDeadline(Date.now() + 2000, () => temporal.workflowService.getSystemInfo({})),
       ]);
-      const failing = [
-        database.status === 'rejected' && `database: ${(database.reason as Error).message}`,
-        temporalCheck.status === 'rejected' && `temporal: ${(temporalCheck.reason as Error).message}`,
-      ].filter(Boolean);
+      // Which dependency fails is public; why (hosts, users, driver messages) goes to the log only.
+      const failing: string[] = [];
+      if (database.status === 'rejected') {
+        request.log.error({ err: database.reason }, 'readiness: database unreachable');
+        failing.push('database unreachable');
+      }
+      if (temporalCheck.status === 'rejected') {
+        request.log.error({ err: temporalCheck.reason }, 'readiness: Temporal unreachable');
+        failing.push('Temporal unreachable');
+      }
       if (failing.length) throw new HttpProblem(503, 'not-ready', 'Not ready', failing.join('; '));
       return { status: 'ready' as const, database: 'ok' as const, temporal: 'ok' as const };
     },

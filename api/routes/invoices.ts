@@ -21,8 +21,16 @@ const caseStatusSchema = z.object({
   outcome: z.string().nullable(),
   currency: z.string(),
   amountOutstandingMinor: z.number().int(),
+  overpaidMinor: z.number().int(),
   nextAction: z.object({ kind: z.string(), at: z.string() }).nullable(),
   history: z.array(z.object({ at: z.string(), kind: z.string(), detail: z.string() })),
+});
+
+const paymentRecordedSchema = z.object({
+  payment: paymentViewSchema,
+  delivery: z
+    .enum(['applied', 'case_closed', 'no_case'])
+    .describe('applied: the case counted it; case_closed / no_case: kept and flagged for reconciliation'),
 });
 
 const invoiceDetailSchema = registeredSchema.extend({
@@ -46,7 +54,7 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
   app.post(
     '/invoices',
     {
-      preHandler: requireRole(db.db, 'admin', 'collector'),
+      onRequest: requireRole(db.db, 'admin', 'collector'),
       schema: {
         tags: ['invoices'],
         summary: 'Register an invoice and open its collection case',
@@ -67,7 +75,7 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
   app.get(
     '/invoices/:externalId',
     {
-      preHandler: requireRole(db.db, 'admin', 'collector', 'approver', 'viewer'),
+      onRequest: requireRole(db.db, 'admin', 'collector', 'approver', 'viewer'),
       schema: {
         tags: ['invoices'],
         summary: 'An invoice with its case, live workflow status and timeline',
@@ -82,22 +90,23 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
   app.post(
     '/invoices/:externalId/payments',
     {
-      preHandler: requireRole(db.db, 'admin', 'collector'),
+      onRequest: requireRole(db.db, 'admin', 'collector'),
       schema: {
         tags: ['payments'],
         summary: 'Record a payment received for an invoice',
         description:
           'Stored once per reference, then delivered to the collection case: a full payment closes it as paid. ' +
+          'Money for a case that is already closed is kept and flagged (delivery: case_closed). ' +
           'Sending the same reference again returns 200 and changes nothing.',
         security: [{ apiKey: [] }],
         params: externalIdParamsSchema,
         body: recordPaymentSchema,
-        response: { 200: z.object({ payment: paymentViewSchema }), 201: z.object({ payment: paymentViewSchema }), ...problemResponses },
+        response: { 200: paymentRecordedSchema, 201: paymentRecordedSchema, ...problemResponses },
       },
     },
     async (request, reply) => {
       const result = await recordPayment(services, request.params.externalId, request.body, request.caller!);
-      return reply.code(result.created ? 201 : 200).send({ payment: result.payment });
+      return reply.code(result.created ? 201 : 200).send({ payment: result.payment, delivery: result.delivery });
     },
   );
 };

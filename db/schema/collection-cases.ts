@@ -1,4 +1,4 @@
-import { bigint, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
+import { bigint, integer, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
 import { collectionOutcomes, collectionStages } from '../../domain/collection';
 import { invoices } from './invoices';
 
@@ -16,6 +16,8 @@ export const collectionCases = pgTable(
     outcome: text('outcome', { enum: collectionOutcomes }),
     amountOutstandingMinor: bigint('amount_outstanding_minor', { mode: 'number' }).notNull(),
     nextActionAt: timestamp('next_action_at', { withTimezone: true }),
+    /** The workflow's state sequence number last written: an older write arriving late is ignored. */
+    stateSeq: integer('state_seq').notNull().default(0),
     startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
     closedAt: timestamp('closed_at', { withTimezone: true }),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),

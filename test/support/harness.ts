@@ -47,7 +47,6 @@ export async function startHarness(temporal: {
   return {
     db,
     app,
-    worker,
     taskQueue,
     keys,
     auth,

@@ -1,0 +1,1 @@
+ALTER TABLE "collection_cases" ADD COLUMN "state_seq" integer DEFAULT 0 NOT NULL;
