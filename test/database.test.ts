@@ -18,6 +18,25 @@ afterAll(async () => {
   await db?.dispose();
 });
 
+/** A customer and an open invoice of 1.00 EUR, with ids suffixed by `key`. */
+async function seedInvoice(key: string) {
+  const [customer] = await db.db.insert(customers).values({ externalId: `C-${key}`, name: 'C' }).returning();
+  const [invoice] = await db.db
+    .insert(invoices)
+    .values({
+      externalId: `I-${key}`,
+      customerId: customer!.id,
+      number: key,
+      currency: 'EUR',
+      amountTotalMinor: 100,
+      amountOutstandingMinor: 100,
+      issueDate: '2026-01-01',
+      dueDate: '2026-01-31',
+    })
+    .returning();
+  return invoice!;
+}
+
 describe('database schema', () => {
   it('applies the migrations again without change', async () => {
     await db.migrate();
@@ -37,22 +56,9 @@ describe('database schema', () => {
   });
 
   it('stores one payment per provider event id', async () => {
-    const [customer] = await db.db.insert(customers).values({ externalId: 'C-db', name: 'C' }).returning();
-    const [invoice] = await db.db
-      .insert(invoices)
-      .values({
-        externalId: 'I-db',
-        customerId: customer!.id,
-        number: '1',
-        currency: 'EUR',
-        amountTotalMinor: 100,
-        amountOutstandingMinor: 100,
-        issueDate: '2026-01-01',
-        dueDate: '2026-01-31',
-      })
-      .returning();
+    const invoice = await seedInvoice('db');
     const payment = {
-      invoiceId: invoice!.id,
+      invoiceId: invoice.id,
       provider: 'stripe',
       providerEventId: 'evt_1',
       amountMinor: 100,
@@ -67,21 +73,8 @@ describe('database schema', () => {
   });
 
   it('ignores a case state that arrives after a newer one (a late retry never reopens a case)', async () => {
-    const [customer] = await db.db.insert(customers).values({ externalId: 'C-seq', name: 'C' }).returning();
-    const [invoice] = await db.db
-      .insert(invoices)
-      .values({
-        externalId: 'I-seq',
-        customerId: customer!.id,
-        number: '2',
-        currency: 'EUR',
-        amountTotalMinor: 100,
-        amountOutstandingMinor: 100,
-        issueDate: '2026-01-01',
-        dueDate: '2026-01-31',
-      })
-      .returning();
-    await db.db.insert(collectionCases).values({ invoiceId: invoice!.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100 });
+    const invoice = await seedInvoice('seq');
+    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100 });
     const state = (seq: number, stage: 'Scheduled' | 'Closed', amount: number) => ({
       workflowId: 'wf-seq',
       seq,
@@ -97,7 +90,7 @@ describe('database schema', () => {
     await recordCaseState({ db: db.db }, state(3, 'Scheduled', 100));
     const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-seq'));
     expect(row).toMatchObject({ stage: 'Closed', outcome: 'paid', amountOutstandingMinor: 0, stateSeq: 5 });
-    const [inv] = await db.db.select().from(invoices).where(eq(invoices.id, invoice!.id));
+    const [inv] = await db.db.select().from(invoices).where(eq(invoices.id, invoice.id));
     expect(inv).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });
   });
 });
