@@ -1,6 +1,8 @@
 import { pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { roles } from '../../domain/roles';
 
-export const roles = ['admin', 'collector', 'approver', 'viewer'] as const;
+export { roles };
+
 
 /** API keys are stored as SHA-256 hashes; the key itself is shown once, when created. */
 export const apiKeys = pgTable('api_keys', {

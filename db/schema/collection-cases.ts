@@ -1,5 +1,6 @@
 import { bigint, integer, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
 import { collectionOutcomes, collectionStages } from '../../domain/collection';
+import { collectionPolicies } from './collection-policies';
 import { invoices } from './invoices';
 
 /** One collection case per invoice; the database copy of its workflow's state, for listing. */
@@ -18,6 +19,10 @@ export const collectionCases = pgTable(
     nextActionAt: timestamp('next_action_at', { withTimezone: true }),
     /** The workflow's state sequence number last written: an older write arriving late is ignored. */
     stateSeq: integer('state_seq').notNull().default(0),
+    /** The policy version the case follows, pinned when it started. */
+    policyId: uuid('policy_id').references(() => collectionPolicies.id),
+    /** Why the case cannot go on by itself (e.g. the e-mail address was refused), until someone acts. */
+    blockedReason: text('blocked_reason'),
     startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
     closedAt: timestamp('closed_at', { withTimezone: true }),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),

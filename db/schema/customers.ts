@@ -23,6 +23,8 @@ export const customers = pgTable('customers', {
   locale: text('locale').notNull().default('en'),
   country: char('country', { length: 2 }),
   kind: text('kind', { enum: ['business', 'consumer'] }).notNull().default('business'),
+  /** Set by a ladder's credit_hold step: sales should not extend more credit. */
+  creditHoldSince: timestamp('credit_hold_since', { withTimezone: true }),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });

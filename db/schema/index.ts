@@ -6,3 +6,6 @@ export * from './approvals';
 export * from './communications';
 export * from './audit-events';
 export * from './api-keys';
+export * from './collection-policies';
+export * from './call-tasks';
+export * from './letters';
