@@ -7,7 +7,9 @@ import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configSchema, loadConfig } from '../config';
 import { daysOverdue, isStepSuperseded, stepDueAt } from '../domain/collection';
+import { localParts, nextContactTime } from '../domain/contact-window';
 import { currencySchema, formatMoney, positiveMinorUnitsSchema } from '../domain/money';
+import { contactWindowSchema, defaultPolicy, policySchema, stepApplies } from '../domain/policy';
 import {
   cachedCliPath,
   resolveServerExecutable,
@@ -123,5 +125,69 @@ describe('README', () => {
     const documented = [...readme.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
     const tooling = ['TEMPORAL_CLI_PATH', 'TEMPORAL_TEST_SERVER_PATH', 'ARREARS_CACHE_DIR'];
     expect(documented.sort()).toEqual([...Object.keys(configSchema.shape), ...tooling].sort());
+  });
+});
+
+describe('contact windows', () => {
+  const window = { weekdays: [1, 2, 3, 4, 5], start: '09:00', end: '18:00' };
+
+  it('moves a night-time step to 09:00 the next business morning in the debtor zone', () => {
+    // Friday 2026-11-27 22:30 in Berlin (21:30 UTC) → Monday 2026-11-30 09:00 Berlin (08:00 UTC).
+    expect(nextContactTime(new Date('2026-11-27T21:30:00Z'), 'Europe/Berlin', window).toISOString()).toBe('2026-11-30T08:00:00.000Z');
+    // Same instant for a debtor in New York: Friday 16:30 local, inside the window: unchanged.
+    expect(nextContactTime(new Date('2026-11-27T21:30:00Z'), 'America/New_York', window).toISOString()).toBe('2026-11-27T21:30:00.000Z');
+  });
+
+  it('moves an early-morning step to the window start of the same day, across a DST change', () => {
+    // 2026-03-30 is the Monday after Europe's switch to summer time: 09:00 Berlin = 07:00 UTC.
+    expect(nextContactTime(new Date('2026-03-30T03:00:00Z'), 'Europe/Berlin', window).toISOString()).toBe('2026-03-30T07:00:00.000Z');
+    expect(localParts(new Date('2026-03-30T07:00:00Z'), 'Europe/Berlin')).toMatchObject({ hour: 9, weekday: 1 });
+  });
+
+  it('refuses a policy window outside 08:00-21:00', () => {
+    expect(contactWindowSchema.safeParse({ weekdays: [1], start: '07:00', end: '18:00' }).success).toBe(false);
+    expect(contactWindowSchema.safeParse({ weekdays: [1], start: '09:00', end: '22:00' }).success).toBe(false);
+  });
+});
+
+describe('collection policy', () => {
+  it('follows the domain timeline by default and validates as data', () => {
+    expect(policySchema.parse(defaultPolicy)).toEqual(defaultPolicy);
+    expect(defaultPolicy.steps.map((s) => [s.offsetDays, s.action])).toEqual([
+      [-3, 'email'],
+      [1, 'email'],
+      [7, 'letter'],
+      [7, 'call_task'],
+      [30, 'email'],
+      [30, 'credit_hold'],
+      [45, 'final_notice'],
+      [60, 'agency_referral'],
+      [60, 'write_off'],
+      [90, 'legal_action'],
+    ]);
+  });
+
+  it('chooses write-off over agency referral for a balance that would not cover the costs', () => {
+    const at60 = defaultPolicy.steps.filter((s) => s.offsetDays === 60);
+    expect(at60.filter((s) => stepApplies(s, 20_000)).map((s) => s.action)).toEqual(['write_off']);
+    expect(at60.filter((s) => stepApplies(s, 500_000)).map((s) => s.action)).toEqual(['agency_referral']);
+  });
+
+  it('rejects a gated step without an approval rule, duplicate ids and steps out of order', () => {
+    const bad = {
+      ...defaultPolicy,
+      steps: [
+        { id: 'a', offsetDays: 10, action: 'email', template: 't', tone: 'friendly' },
+        { id: 'a', offsetDays: 5, action: 'legal_action', template: 't', tone: 'final' },
+      ],
+    };
+    const messages = policySchema.safeParse(bad).error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('steps.1.approval'),
+        expect.stringContaining('duplicate step id "a"'),
+        expect.stringContaining('steps must be in time order'),
+      ]),
+    );
   });
 });
