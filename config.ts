@@ -27,6 +27,12 @@ export const configSchema = z.object({
   SENDGRID_API_KEY: z.string().min(1).optional(),
   SENDGRID_BASE_URL: z.url().default('https://api.sendgrid.com'),
   MAIL_FROM: z.email().default('collections@example.com'),
+  /** Who the letters and e-mails come from. */
+  BUSINESS_NAME: z.string().min(1).default('Accounts Receivable'),
+  /** The sender address on letters, lines separated by "|". */
+  BUSINESS_ADDRESS: z.string().default(''),
+  /** How to pay, quoted in every reminder (bank details, a payment link). */
+  PAYMENT_INSTRUCTIONS: z.string().default(''),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -11,6 +11,7 @@ export type RecordCaseStateInput = {
   outcome: CollectionOutcome | null;
   amountOutstandingMinor: number;
   nextActionAt: string | null;
+  blockedReason: string | null;
   /** Workflow time of the change (ISO instant). */
   at: string;
   event: string;
@@ -36,6 +37,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         outcome: input.outcome,
         amountOutstandingMinor: input.amountOutstandingMinor,
         nextActionAt: input.nextActionAt ? new Date(input.nextActionAt) : null,
+        blockedReason: input.blockedReason,
         closedAt: input.stage === 'Closed' ? now : null,
         stateSeq: input.seq,
         updatedAt: now,

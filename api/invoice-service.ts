@@ -3,10 +3,11 @@ import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/c
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, communications, customers, invoices, payments } from '../db/schema';
-import { collectionWorkflowId, defaultReminderOffsetsDays, type CollectionInput } from '../domain/collection';
+import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import { caseStatusQuery, paymentReceivedSignal, searchAttributes, type CaseStatus } from '../workflows/messages';
 import type { Caller } from './auth';
+import { latestPolicy, pinnedPolicy } from './policies';
 import { HttpProblem } from './problem';
 import type { RegisterInvoice } from './schemas';
 
@@ -58,17 +59,20 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
 
 type CustomerRow = typeof customers.$inferSelect;
 
-/** The workflow's input, from the stored invoice and the balance its case starts with. */
-function collectionInput(invoice: InvoiceRow, customerExternalId: string, amountOutstandingMinor: number): CollectionInput {
+/** The workflow's input: the stored invoice, the balance its case starts with, and its pinned policy. */
+async function collectionInput(deps: ServiceDeps, invoice: InvoiceRow, customer: Pick<CustomerRow, 'externalId' | 'timeZone'>, caseRow: CaseRow): Promise<CollectionInput> {
+  const policy = caseRow.policyId ? await pinnedPolicy(deps.db, caseRow.policyId) : await latestPolicy(deps.db);
   return {
     invoiceId: invoice.id,
     invoiceExternalId: invoice.externalId,
     invoiceNumber: invoice.number,
-    customerExternalId,
+    customerExternalId: customer.externalId,
+    customerTimeZone: customer.timeZone,
     currency: invoice.currency as Currency,
-    amountOutstandingMinor,
+    amountOutstandingMinor: caseRow.amountOutstandingMinor,
     dueDate: invoice.dueDate,
-    reminderOffsetsDays: defaultReminderOffsetsDays,
+    policyId: policy.id,
+    policy: policy.definition,
   };
 }
 
@@ -138,6 +142,7 @@ async function upsertCustomer(tx: Transaction, input: CustomerInput, actor: stri
 export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice, caller: Caller) {
   const outstanding = input.amountOutstandingMinor ?? input.amountTotalMinor;
   const workflowId = collectionWorkflowId(input.externalId);
+  const policy = await latestPolicy(deps.db, input.policy);
   const { invoice, customer, caseRow, created } = await deps.db.transaction(async (tx) => {
     const customer = await upsertCustomer(tx, input.customer, caller.name);
 
@@ -163,7 +168,13 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
     if (!caseRow && invoice.status === 'open') {
       [caseRow] = await tx
         .insert(collectionCases)
-        .values({ invoiceId: invoice.id, workflowId, stage: 'Scheduled', amountOutstandingMinor: invoice.amountOutstandingMinor })
+        .values({
+          invoiceId: invoice.id,
+          workflowId,
+          stage: 'Scheduled',
+          amountOutstandingMinor: invoice.amountOutstandingMinor,
+          policyId: policy.id,
+        })
         .returning();
     }
     if (inserted) {
@@ -179,7 +190,7 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
   });
 
   if (caseRow && caseRow.stage !== 'Closed') {
-    const collection = collectionInput(invoice, customer.externalId, caseRow.amountOutstandingMinor);
+    const collection = await collectionInput(deps, invoice, customer, caseRow);
     try {
       await deps.temporal.workflow.start('invoiceCollection', startOptions(deps, collection));
     } catch (err) {
@@ -216,7 +227,7 @@ function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, custome
 
 async function findInvoice(deps: ServiceDeps, externalId: string) {
   const [row] = await deps.db
-    .select({ invoice: invoices, customerExternalId: customers.externalId, caseRow: collectionCases })
+    .select({ invoice: invoices, customer: { externalId: customers.externalId, timeZone: customers.timeZone }, caseRow: collectionCases })
     .from(invoices)
     .innerJoin(customers, eq(customers.id, invoices.customerId))
     .leftJoin(collectionCases, eq(collectionCases.invoiceId, invoices.id))
@@ -238,7 +249,7 @@ export type RecordPayment = {
  * and signals again, which the workflow ignores if it has counted it already.
  */
 export async function recordPayment(deps: ServiceDeps, externalId: string, input: RecordPayment, caller: Caller) {
-  const { invoice, customerExternalId, caseRow } = await findInvoice(deps, externalId);
+  const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
   if (invoice.currency !== input.currency) {
     throw new HttpProblem(
       422,
@@ -292,7 +303,7 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
   if (caseRow) {
     try {
       await deps.temporal.workflow.signalWithStart('invoiceCollection', {
-        ...startOptions(deps, collectionInput(invoice, customerExternalId, caseRow.amountOutstandingMinor)),
+        ...startOptions(deps, await collectionInput(deps, invoice, customer, caseRow)),
         signal: paymentReceivedSignal,
         signalArgs: [
           {
@@ -343,7 +354,7 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
 
 /** The invoice with its case: the database copy, the workflow's live status, and the timeline. */
 export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
-  const { invoice, customerExternalId, caseRow } = await findInvoice(deps, externalId);
+  const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
   let live: CaseStatus | null = null;
   if (caseRow) {
     try {
@@ -361,7 +372,7 @@ export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
       : Promise.resolve([]),
   ]);
   return {
-    invoice: invoiceView(invoice, customerExternalId),
+    invoice: invoiceView(invoice, customer.externalId),
     case: caseRow ? caseView(deps, caseRow) : null,
     live,
     communications: comms.map((c) => ({

@@ -53,6 +53,11 @@ export const registerInvoiceSchema = z
     issueDate: z.iso.date(),
     dueDate: z.iso.date(),
     customer: customerInputSchema,
+    policy: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/)
+      .optional()
+      .describe('Name of the collection policy to follow (its newest version is pinned); default "default"'),
   })
   .refine((i) => (i.amountOutstandingMinor ?? 0) <= i.amountTotalMinor, {
     path: ['amountOutstandingMinor'],

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Currency } from './money';
+import { isGated, type CollectionPolicy } from './policy';
 
 /** The collection workflow of an invoice has an id derived from it, so a second start is a no-op. */
 export function collectionWorkflowId(invoiceExternalId: string): string {
@@ -13,31 +14,28 @@ export const externalIdSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only, starting with a letter or digit');
 
 /** Where a case stands; also the value of the CollectionStage search attribute. */
-export const collectionStages = ['Scheduled', 'AwaitingPayment', 'Closed'] as const;
+export const collectionStages = ['Scheduled', 'AwaitingPayment', 'Paused', 'Blocked', 'AwaitingApproval', 'Closed'] as const;
 export type CollectionStage = (typeof collectionStages)[number];
 
 export const collectionOutcomes = ['paid', 'cancelled'] as const;
 export type CollectionOutcome = (typeof collectionOutcomes)[number];
 
-/** What the workflow needs to know about the invoice: a snapshot taken when the case starts. */
+/** What the workflow needs to know: a snapshot of the invoice and the policy, pinned when the case starts. */
 export type CollectionInput = {
   invoiceId: string;
   invoiceExternalId: string;
   invoiceNumber: string;
   customerExternalId: string;
+  /** IANA zone of the debtor: decides the contact windows. */
+  customerTimeZone: string;
   currency: Currency;
   amountOutstandingMinor: number;
   /** YYYY-MM-DD */
   dueDate: string;
-  /** Days after the due date on which a reminder goes out (negative: before it). */
-  reminderOffsetsDays: number[];
+  policyId: string;
+  policy: CollectionPolicy;
 };
 
-/**
- * The first slice's ladder: a courtesy reminder on day 1, a second on day 7, a firmer one on
- * day 30 (domain.md's timeline). The full policy with letters, calls and approvals replaces it.
- */
-export const defaultReminderOffsetsDays = [1, 7, 30];
 
 /** The instant a step falls due: the due date (a calendar date, taken at 00:00 UTC) plus the offset. */
 export function stepDueAt(dueDate: string, offsetDays: number): Date {
@@ -51,11 +49,31 @@ export function daysOverdue(dueDate: string, now: Date): number {
 }
 
 /**
- * Whether ladder step `index` is superseded at `now`: a later step is already due. A case that
- * starts late, or wakes after its worker was down, runs only the latest due step, never a
- * burst of reminders sent at once.
+ * Whether policy step `index` is superseded at `now`: a later contact step (one with a larger
+ * offset) is already due. A case that wakes after its worker was down runs only the latest
+ * due step, never a burst of reminders at once. Gated steps are never superseded.
  */
-export function isStepSuperseded(offsetsDays: number[], dueDate: string, index: number, now: Date): boolean {
-  const next = offsetsDays[index + 1];
-  return next !== undefined && stepDueAt(dueDate, next).getTime() <= now.getTime();
+export function isStepSuperseded(policy: CollectionPolicy, dueDate: string, index: number, now: Date, shiftMs = 0): boolean {
+  const step = policy.steps[index]!;
+  if (isGated(step.action)) return false;
+  return policy.steps.some(
+    (later, j) =>
+      j > index &&
+      !isGated(later.action) &&
+      later.offsetDays > step.offsetDays &&
+      stepDueAt(dueDate, later.offsetDays).getTime() + shiftMs <= now.getTime(),
+  );
+}
+
+/**
+ * For a case that starts late: how far to push the timeline so that it resumes at the latest
+ * contact step already due (that step runs now, the later ones keep their spacing), instead
+ * of firing every missed step at once, or an escalation with no reminder before it.
+ */
+export function lateStartShiftMs(policy: CollectionPolicy, dueDate: string, now: Date): number {
+  const due = policy.steps
+    .filter((s) => !isGated(s.action))
+    .map((s) => stepDueAt(dueDate, s.offsetDays).getTime())
+    .filter((t) => t <= now.getTime());
+  return due.length ? now.getTime() - Math.max(...due) : 0;
 }

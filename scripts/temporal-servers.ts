@@ -160,9 +160,12 @@ exec java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto -cp "$here/lib/*
  * Makes both servers available locally where this machine can build them. Where it cannot
  * (no Go, no Maven), it says so and leaves the SDK's download to try at test time.
  */
-export function ensureServers(env = process.env): Record<ServerKind, ServerExecutable> {
-  const result = {} as Record<ServerKind, ServerExecutable>;
-  for (const kind of ['cli', 'test-server'] as const) {
+export function ensureServers(
+  env = process.env,
+  kinds: readonly ServerKind[] = ['cli', 'test-server'],
+): Partial<Record<ServerKind, ServerExecutable>> {
+  const result: Partial<Record<ServerKind, ServerExecutable>> = {};
+  for (const kind of kinds) {
     const found = resolveServerExecutable(kind, env);
     if (found.type === 'existing-path') {
       result[kind] = found;

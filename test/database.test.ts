@@ -82,6 +82,7 @@ describe('database schema', () => {
       outcome: stage === 'Closed' ? ('paid' as const) : null,
       amountOutstandingMinor: amount,
       nextActionAt: null,
+      blockedReason: null,
       at: new Date().toISOString(),
       event: `test.${seq}`,
       data: {},

@@ -2,7 +2,8 @@
 // HTTP registration → workflow → reminder activity → HTTP payment → case closed as paid.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEvents, collectionCases, communications, invoices } from '../db/schema';
+import { auditEvents, collectionCases, collectionPolicies, communications, invoices, letters } from '../db/schema';
+import { policySchema } from '../domain/policy';
 import { collectionWorkflowId } from '../domain/collection';
 import { searchAttributes } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
@@ -29,8 +30,25 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
 }
 
 describe('first slice on the Temporal dev server', () => {
-  it('registers an overdue invoice, reminds once, and closes the case as paid when the payment arrives', async () => {
-    const payload = invoicePayload({ dueDate: isoDate(-3) });
+  it('registers an overdue invoice, sends its first letter, and closes the case as paid when the payment arrives', async () => {
+    // Letters are not held for the debtor's contact window, so this runs at any hour.
+    await h.db.db
+      .insert(collectionPolicies)
+      .values({
+        name: 'letters-first',
+        version: 1,
+        createdBy: 'test',
+        definition: policySchema.parse({
+          name: 'letters-first',
+          version: 1,
+          steps: [
+            { id: 'day-1-letter', offsetDays: 1, action: 'letter', template: 'reminder_letter', tone: 'friendly' },
+            { id: 'day-30-letter', offsetDays: 30, action: 'letter', template: 'reminder_letter', tone: 'firm' },
+          ],
+        }),
+      })
+      .onConflictDoNothing();
+    const payload = { ...invoicePayload({ dueDate: isoDate(-3) }), policy: 'letters-first' };
     const workflowId = collectionWorkflowId(payload.externalId);
 
     const registered = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
@@ -47,17 +65,19 @@ describe('first slice on the Temporal dev server', () => {
     expect(again.statusCode).toBe(200);
     expect((await handle.describe()).runId).toBe(first.runId);
 
-    // Day 1's reminder is due already: the activity records it and its audit event.
+    // Day 1's letter is due already: the activity renders it and queues it for print.
     const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, workflowId));
-    const reminder = await until('the first reminder', async () => {
+    const reminder = await until('the first letter', async () => {
       const rows = await h.db.db.select().from(communications).where(eq(communications.caseId, caseRow!.id));
       return rows.length > 0 && rows;
     });
     expect(reminder).toHaveLength(1);
-    expect(reminder[0]).toMatchObject({ channel: 'email', template: 'reminder-1', recipient: 'ap@muster.example' });
-    expect(reminder[0]!.subject).toContain(payload.number);
+    expect(reminder[0]).toMatchObject({ channel: 'letter', template: 'reminder_letter', status: 'queued' });
+    expect(reminder[0]!.recipient).toContain('Musterstraße 1');
+    const [letter] = await h.db.db.select().from(letters).where(eq(letters.communicationId, reminder[0]!.id));
+    expect(letter?.pdf.subarray(0, 5).toString()).toBe('%PDF-');
     const audit = await h.db.db.select().from(auditEvents).where(eq(auditEvents.caseId, caseRow!.id));
-    expect(audit.map((e) => e.type)).toEqual(expect.arrayContaining(['invoice.registered', 'communication.recorded']));
+    expect(audit.map((e) => e.type)).toEqual(expect.arrayContaining(['invoice.registered', 'letter.queued']));
 
     const paid = await h.app.inject({
       method: 'POST',

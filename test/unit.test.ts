@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configSchema, loadConfig } from '../config';
-import { daysOverdue, isStepSuperseded, stepDueAt } from '../domain/collection';
+import { daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt } from '../domain/collection';
 import { localParts, nextContactTime } from '../domain/contact-window';
 import { currencySchema, formatMoney, positiveMinorUnitsSchema } from '../domain/money';
 import { contactWindowSchema, defaultPolicy, policySchema, stepApplies } from '../domain/policy';
@@ -41,14 +41,28 @@ describe('schedule arithmetic', () => {
     expect(daysOverdue('2026-01-31', new Date('2026-03-02T12:00:00Z'))).toBe(30);
   });
 
-  it('supersedes a step once a later one is due, so a late wake-up sends one reminder, not a burst', () => {
-    const ladder = [1, 7, 30];
-    const wokeOnDay = (day: number) => new Date(stepDueAt('2026-01-31', day).getTime() + 3_600_000);
-    // A worker down from day 0 to day 31 wakes for step 1: steps 1 and 2 are superseded, 3 runs.
-    expect(ladder.map((_, i) => isStepSuperseded(ladder, '2026-01-31', i, wokeOnDay(31)))).toEqual([true, true, false]);
-    // On time, nothing is superseded.
-    expect(isStepSuperseded(ladder, '2026-01-31', 0, wokeOnDay(1))).toBe(false);
-    expect(isStepSuperseded(ladder, '2026-01-31', 1, wokeOnDay(8))).toBe(false);
+  it('supersedes a contact step once a later one is due, so a late wake-up sends one reminder, not a burst', () => {
+    const due = '2026-01-31';
+    const wokeOnDay = (day: number) => new Date(stepDueAt(due, day).getTime() + 3_600_000);
+    const superseded = (day: number) => defaultPolicy.steps.map((s, i) => [s.id, isStepSuperseded(defaultPolicy, due, i, wokeOnDay(day))]);
+    // A worker down from day 0 to day 31: pre-due, day 1 and day 7 are superseded; day 30's steps run.
+    expect(Object.fromEntries(superseded(31))).toMatchObject({
+      'pre-due': true,
+      'day-1': true,
+      'day-7-letter': true,
+      'day-7-call': true,
+      'day-30': false,
+      'day-30-hold': false,
+    });
+    // Steps on the same day never supersede each other; gated steps are never superseded.
+    expect(Object.fromEntries(superseded(8))).toMatchObject({ 'day-7-letter': false, 'day-7-call': false });
+    expect(Object.fromEntries(superseded(200))).toMatchObject({ agency: false, legal: false });
+  });
+
+  it('resumes a late-starting case at the latest contact step due, keeping the spacing after it', () => {
+    // Registered on day 20: day 7 is the latest contact step due, so the ladder moves 13 days.
+    expect(lateStartShiftMs(defaultPolicy, '2026-01-31', stepDueAt('2026-01-31', 20))).toBe(13 * 86_400_000);
+    expect(lateStartShiftMs(defaultPolicy, '2026-01-31', stepDueAt('2026-01-31', -10))).toBe(0);
   });
 });
 

@@ -3,6 +3,9 @@ import path from 'node:path';
 import type { NativeConnection} from '@temporalio/worker';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import type { ChannelDeps } from '../activities/channels';
+import { createMailer } from '../activities/mailer';
+import type { Config } from '../config';
 import type { Database } from '../db/client';
 
 /**
@@ -16,6 +19,8 @@ export type CreateWorkerOptions = {
   namespace: string;
   taskQueue: string;
   db: Database;
+  /** How the worker reaches debtors: mailer and the business's letterhead. */
+  channels: Omit<ChannelDeps, 'db'>;
   /**
    * "prebuilt": the bundle `npm run build` wrote (production: starts fast, runs exactly what was
    * built). "source": bundle workflows/ at start-up (dev stack and tests: always current code).
@@ -39,9 +44,21 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     ...workflowSource,
-    activities: createActivities({ db: options.db }),
+    activities: createActivities({ db: options.db, ...options.channels }),
     // On shutdown, activities in hand get this long to finish before they are cancelled.
     shutdownGraceTime: '30 seconds',
     ...options.overrides,
   });
+}
+
+/** The mailer and letterhead from the configuration. */
+export function channelsFromConfig(config: Config): Omit<ChannelDeps, 'db'> {
+  return {
+    mailer: createMailer({ apiKey: config.SENDGRID_API_KEY, baseUrl: config.SENDGRID_BASE_URL, from: config.MAIL_FROM }),
+    business: {
+      name: config.BUSINESS_NAME,
+      address: config.BUSINESS_ADDRESS.split('|').map((line) => line.trim()).filter(Boolean),
+      paymentInstructions: config.PAYMENT_INSTRUCTIONS,
+    },
+  };
 }

@@ -18,11 +18,11 @@ import { createDb } from '../db/client';
 import { apiKeys } from '../db/schema';
 import { allSearchAttributeKeys } from '../workflows/messages';
 import { ensureServers, TemporalServerUnavailableError } from '../scripts/temporal-servers';
-import { createWorker } from './create-worker';
+import { channelsFromConfig, createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
 
 async function startTemporalDevServer(dataDir: string, port: number, uiPort: number): Promise<TestWorkflowEnvironment> {
-  const { cli } = ensureServers();
+  const cli = ensureServers(process.env, ['cli']).cli!;
   try {
     return await TestWorkflowEnvironment.createLocal({
       server: {
@@ -71,6 +71,7 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     db: db.db,
     workflowCode: 'source',
+    channels: channelsFromConfig(config),
   });
   const workerRun = worker.run();
 

@@ -4,7 +4,7 @@ import { Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { createDb } from '../db/client';
-import { createWorker } from './create-worker';
+import { channelsFromConfig, createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
 
 async function main(): Promise<void> {
@@ -27,6 +27,7 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     db: dbHandle.db,
     workflowCode: 'prebuilt',
+    channels: channelsFromConfig(config),
   });
   console.log(`worker polling task queue ${config.TEMPORAL_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
   try {

@@ -26,8 +26,15 @@ export type CaseStatus = {
   /** Paid beyond the balance: owed back to the customer or kept as credit. */
   overpaidMinor: number;
   nextAction: { kind: string; at: string } | null;
+  /** Why the case waits for a person (a permanent delivery failure), or null. */
+  blockedReason: string | null;
+  pausedReason: string | null;
+  communicationCeased: boolean;
+  policy: { name: string; version: number };
   history: CaseAction[];
 };
+
+export type OperatorCommand = { by: string; reason: string };
 
 export type CollectionResult = {
   outcome: CollectionOutcome;
@@ -38,6 +45,12 @@ export type CollectionResult = {
 
 export const paymentReceivedSignal = defineSignal<[PaymentReceived]>('paymentReceived');
 export const caseStatusQuery = defineQuery<CaseStatus>('caseStatus');
+/** Operations: stop the ladder's clock (e.g. while a credit note is agreed); resume shifts what is left. */
+export const pauseSignal = defineSignal<[OperatorCommand]>('pause');
+/** Operations: resume a paused case, or retry the step a blocked case stopped at. */
+export const resumeSignal = defineSignal<[OperatorCommand]>('resume');
+/** The debtor asked not to be contacted: no more e-mails, letters or calls; only gated actions remain. */
+export const ceaseCommunicationSignal = defineSignal<[OperatorCommand]>('ceaseCommunication');
 
 /**
  * Search attributes that ops filter on in the Temporal UI, e.g. `CollectionStage = "AwaitingPayment"`.

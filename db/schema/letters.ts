@@ -1,7 +1,11 @@
 import { customType, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
 import { communications } from './communications';
 
-const bytea = customType<{ data: Buffer }>({ dataType: () => 'bytea' });
+// postgres.js returns a Buffer, PGlite a Uint8Array: the column always gives a Buffer.
+const bytea = customType<{ data: Buffer; driverData: Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => Buffer.from(value),
+});
 
 export const letterStatuses = ['queued', 'printed', 'mailed', 'cancelled'] as const;
 

@@ -20,6 +20,8 @@ export function invoicePayload(overrides: Partial<RegisterInvoice> = {}): Regist
       externalId: `CUST-${id}`,
       name: 'Muster GmbH',
       email: 'ap@muster.example',
+      phone: '+49 30 1234567',
+      postalAddress: { line1: 'Musterstraße 1', city: 'Berlin', postalCode: '10115', country: 'DE' },
       timeZone: 'Europe/Berlin',
       locale: 'de-DE',
       country: 'DE',

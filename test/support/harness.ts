@@ -5,9 +5,11 @@ import { inject } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app';
 import { createApiKey, type Role } from '../../api/auth';
-import { createWorker } from '../../worker/create-worker';
+import { loadConfig } from '../../config';
+import { channelsFromConfig, createWorker } from '../../worker/create-worker';
 import { ensureSearchAttributes } from '../../worker/search-attributes';
 import { createTestDb } from './db';
+import { startFakeSendGrid } from './fake-sendgrid';
 
 export type Harness = Awaited<ReturnType<typeof startHarness>>;
 
@@ -23,6 +25,15 @@ export async function startHarness(temporal: {
 }) {
   await ensureSearchAttributes(temporal.connection, temporal.namespace ?? 'default');
   const db = await createTestDb();
+  // E-mail goes through the real @sendgrid/mail client to a local SendGrid-compatible server.
+  const sendgrid = await startFakeSendGrid();
+  const config = loadConfig({
+    SENDGRID_API_KEY: sendgrid.apiKey,
+    SENDGRID_BASE_URL: sendgrid.url,
+    BUSINESS_NAME: 'Beispiel AG',
+    BUSINESS_ADDRESS: 'Hauptstraße 5|10117 Berlin',
+    PAYMENT_INSTRUCTIONS: 'IBAN DE02 1203 0000 0000 2020 51',
+  });
   const taskQueue = `test-${randomUUID()}`;
   const worker: Worker = await createWorker({
     connection: temporal.nativeConnection,
@@ -30,6 +41,7 @@ export async function startHarness(temporal: {
     taskQueue,
     db: db.db,
     workflowCode: 'source',
+    channels: channelsFromConfig(config),
   });
   const workerRun = worker.run();
   const app: FastifyInstance = await buildApp({
@@ -47,6 +59,7 @@ export async function startHarness(temporal: {
   return {
     db,
     app,
+    sendgrid,
     taskQueue,
     keys,
     auth,
@@ -55,6 +68,7 @@ export async function startHarness(temporal: {
       worker.shutdown();
       await workerRun;
       await db.dispose();
+      await sendgrid.close();
     },
   };
 }

@@ -1,0 +1,276 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import type { Database } from '../db/client';
+import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters } from '../db/schema';
+import { daysOverdue } from '../domain/collection';
+import type { Currency } from '../domain/money';
+import type { Tone } from '../domain/policy';
+import { formatPostalAddress, renderLetterPdf } from './letter-pdf';
+import type { Mailer } from './mailer';
+import { renderMessage } from './templates';
+
+export type ChannelDeps = {
+  db: Database;
+  mailer: Mailer;
+  business: { name: string; address: string[]; paymentInstructions: string };
+};
+
+/** What every step activity is given by the workflow. */
+export type StepInput = {
+  workflowId: string;
+  /** With the workflow id, the idempotency key of what the step does. */
+  stepId: string;
+  template: string;
+  tone: Tone;
+  amountOutstandingMinor: number;
+  /** Workflow time when the step ran (ISO instant): dates in the text and the records. */
+  at: string;
+  /** For a final notice: the date the account will be referred. */
+  referralDate?: string;
+};
+
+type Db = Database | Parameters<Parameters<Database['transaction']>[0]>[0];
+
+/** The case, invoice and customer behind a workflow. */
+async function loadCase(db: Db, workflowId: string) {
+  const [row] = await db
+    .select({ caseId: collectionCases.id, invoice: invoices, customer: customers })
+    .from(collectionCases)
+    .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+    .innerJoin(customers, eq(customers.id, invoices.customerId))
+    .where(eq(collectionCases.workflowId, workflowId));
+  if (!row) throw ApplicationFailure.nonRetryable(`no collection case for workflow ${workflowId}`, 'CaseNotFound');
+  return row;
+}
+
+function render(deps: ChannelDeps, input: StepInput, c: Awaited<ReturnType<typeof loadCase>>, template = input.template) {
+  return renderMessage({
+    template,
+    tone: input.tone,
+    locale: c.customer.locale,
+    customerName: c.customer.name,
+    invoiceNumber: c.invoice.number,
+    amountOutstandingMinor: input.amountOutstandingMinor,
+    currency: c.invoice.currency as Currency,
+    dueDate: c.invoice.dueDate,
+    daysOverdue: daysOverdue(c.invoice.dueDate, new Date(input.at)),
+    paymentInstructions: deps.business.paymentInstructions,
+    businessName: deps.business.name,
+    ...(input.referralDate ? { referralDate: input.referralDate } : {}),
+  });
+}
+
+const key = (input: StepInput, channel: string) => `${input.workflowId}:${input.stepId}:${channel}`;
+
+/**
+ * Sends a step's e-mail through SendGrid. The communication row (keyed by workflow id + step)
+ * is written before the send and marked sent after it: a retry after a recorded send does
+ * nothing; a crash between SendGrid's 202 and the mark is the one at-least-once window.
+ * A permanent refusal marks the row failed and fails the step for the workflow to block on.
+ */
+export async function sendEmail(deps: ChannelDeps, input: StepInput): Promise<{ communicationId: string; sent: boolean }> {
+  const idempotencyKey = key(input, 'email');
+  const c = await loadCase(deps.db, input.workflowId);
+  const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
+  if (existing?.status === 'sent') return { communicationId: existing.id, sent: false };
+  if (!c.customer.email) {
+    throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no e-mail address`, 'EmailRejected');
+  }
+  const message = render(deps, input, c);
+  const [row] = existing
+    ? [existing]
+    : await deps.db
+        .insert(communications)
+        .values({
+          caseId: c.caseId,
+          idempotencyKey,
+          channel: 'email',
+          template: input.template,
+          tone: input.tone,
+          locale: c.customer.locale,
+          recipient: c.customer.email,
+          subject: message.subject,
+          body: message.text,
+          status: 'queued',
+          createdAt: new Date(input.at),
+        })
+        .onConflictDoUpdate({ target: communications.idempotencyKey, set: { status: sql`${communications.status}` } })
+        .returning();
+
+  let messageId: string | null;
+  try {
+    ({ messageId } = await deps.mailer.send({
+      to: c.customer.email,
+      subject: message.subject,
+      text: message.text,
+      html: message.html,
+      idempotencyKey,
+    }));
+  } catch (err) {
+    if (err instanceof ApplicationFailure && err.nonRetryable) {
+      await deps.db
+        .update(communications)
+        .set({ status: 'failed', failureReason: err.message })
+        .where(eq(communications.id, row!.id));
+    }
+    throw err;
+  }
+  await deps.db.transaction(async (tx) => {
+    await tx
+      .update(communications)
+      .set({ status: 'sent', providerMessageId: messageId, failureReason: null })
+      .where(eq(communications.id, row!.id));
+    await tx
+      .insert(auditEvents)
+      .values({
+        caseId: c.caseId,
+        invoiceId: c.invoice.id,
+        actor: 'workflow',
+        type: 'communication.sent',
+        data: { communicationId: row!.id, channel: 'email', stepId: input.stepId, template: input.template, messageId },
+        dedupeKey: idempotencyKey,
+        occurredAt: new Date(input.at),
+      })
+      .onConflictDoNothing({ target: auditEvents.dedupeKey });
+  });
+  return { communicationId: row!.id, sent: true };
+}
+
+/** Renders a step's letter to PDF and queues it for print and mail, once per workflow + step. */
+export async function sendLetter(
+  deps: ChannelDeps,
+  input: StepInput & { certified: boolean },
+): Promise<{ communicationId: string; created: boolean }> {
+  const idempotencyKey = key(input, 'letter');
+  return deps.db.transaction(async (tx) => {
+    const [existing] = await tx.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
+    if (existing) return { communicationId: existing.id, created: false };
+    const c = await loadCase(tx, input.workflowId);
+    if (!c.customer.postalAddress) {
+      throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no postal address`, 'LetterUndeliverable');
+    }
+    const message = render(deps, input, c);
+    const pdf = await renderLetterPdf({
+      businessName: deps.business.name,
+      businessAddress: deps.business.address,
+      recipientName: c.customer.name,
+      recipientAddress: c.customer.postalAddress,
+      date: input.at.slice(0, 10),
+      locale: c.customer.locale,
+      subject: message.subject,
+      body: message.text,
+      invoiceNumber: c.invoice.number,
+      amountOutstandingMinor: input.amountOutstandingMinor,
+      currency: c.invoice.currency as Currency,
+      dueDate: c.invoice.dueDate,
+      certified: input.certified,
+    });
+    const [comm] = await tx
+      .insert(communications)
+      .values({
+        caseId: c.caseId,
+        idempotencyKey,
+        channel: 'letter',
+        template: input.template,
+        tone: input.tone,
+        locale: c.customer.locale,
+        recipient: formatPostalAddress(c.customer.name, c.customer.postalAddress),
+        subject: message.subject,
+        body: message.text,
+        status: 'queued',
+        createdAt: new Date(input.at),
+      })
+      .returning();
+    await tx.insert(letters).values({
+      communicationId: comm!.id,
+      pdf,
+      address: formatPostalAddress(c.customer.name, c.customer.postalAddress),
+      certified: input.certified ? 'yes' : 'no',
+    });
+    await tx.insert(auditEvents).values({
+      caseId: c.caseId,
+      invoiceId: c.invoice.id,
+      actor: 'workflow',
+      type: 'letter.queued',
+      data: { communicationId: comm!.id, stepId: input.stepId, template: input.template, certified: input.certified },
+      dedupeKey: idempotencyKey,
+      occurredAt: new Date(input.at),
+    });
+    return { communicationId: comm!.id, created: true };
+  });
+}
+
+/** Puts a call on the collectors' worklist, once per workflow + step. */
+export async function createCallTask(deps: ChannelDeps, input: StepInput): Promise<{ taskId: string; created: boolean }> {
+  const idempotencyKey = key(input, 'call');
+  return deps.db.transaction(async (tx) => {
+    const [existing] = await tx.select({ id: callTasks.id }).from(callTasks).where(eq(callTasks.idempotencyKey, idempotencyKey));
+    if (existing) return { taskId: existing.id, created: false };
+    const c = await loadCase(tx, input.workflowId);
+    const message = render(deps, input, c, 'reminder_letter');
+    const [task] = await tx
+      .insert(callTasks)
+      .values({
+        caseId: c.caseId,
+        idempotencyKey,
+        template: input.template,
+        brief: `Call ${c.customer.name} about invoice ${c.invoice.number}. Talking points:\n${message.text}`,
+        phone: c.customer.phone,
+        dueAt: new Date(input.at),
+      })
+      .returning({ id: callTasks.id });
+    await tx.insert(auditEvents).values({
+      caseId: c.caseId,
+      invoiceId: c.invoice.id,
+      actor: 'workflow',
+      type: 'call_task.created',
+      data: { taskId: task!.id, stepId: input.stepId },
+      dedupeKey: idempotencyKey,
+      occurredAt: new Date(input.at),
+    });
+    return { taskId: task!.id, created: true };
+  });
+}
+
+/** Flags the customer: no more credit until the account is settled. Idempotent. */
+export async function placeCreditHold(deps: ChannelDeps, input: StepInput): Promise<void> {
+  const idempotencyKey = key(input, 'credit-hold');
+  await deps.db.transaction(async (tx) => {
+    const c = await loadCase(tx, input.workflowId);
+    await tx
+      .update(customers)
+      .set({ creditHoldSince: new Date(input.at) })
+      .where(and(eq(customers.id, c.customer.id), isNull(customers.creditHoldSince)));
+    await tx
+      .insert(auditEvents)
+      .values({
+        caseId: c.caseId,
+        invoiceId: c.invoice.id,
+        actor: 'workflow',
+        type: 'customer.credit_hold',
+        data: { customerExternalId: c.customer.externalId, stepId: input.stepId },
+        dedupeKey: idempotencyKey,
+        occurredAt: new Date(input.at),
+      })
+      .onConflictDoNothing({ target: auditEvents.dedupeKey });
+  });
+}
+
+/** Appends one audit event for the case, once per workflow + type + step. */
+export async function recordCaseEvent(
+  deps: { db: Database },
+  input: { workflowId: string; type: string; data: Record<string, unknown> & { stepId?: string } },
+): Promise<void> {
+  const c = await loadCase(deps.db, input.workflowId);
+  await deps.db
+    .insert(auditEvents)
+    .values({
+      caseId: c.caseId,
+      invoiceId: c.invoice.id,
+      actor: 'workflow',
+      type: input.type,
+      data: input.data,
+      dedupeKey: `${input.workflowId}:${input.type}:${input.data.stepId ?? ''}`,
+    })
+    .onConflictDoNothing({ target: auditEvents.dedupeKey });
+}

@@ -1,0 +1,181 @@
+import { Client } from '@sendgrid/client';
+import { MailService, type MailDataRequired } from '@sendgrid/mail';
+import { ApplicationFailure } from '@temporalio/common';
+
+/**
+ * The e-mail channel: SendGrid's v3 mail send through the official client, with every
+ * failure turned into a Temporal ApplicationFailure the retry policy understands.
+ *
+ *   429, 5xx, network error, timeout  → retryable 'EmailTemporarilyUnavailable', with
+ *                                       nextRetryDelay from X-RateLimit-Reset / Retry-After
+ *   any other 4xx (bad key, bad address) → non-retryable 'EmailRejected'
+ *   no API key configured              → non-retryable 'EmailDisabled'
+ *
+ * The API key never appears in a message: failures are built from the status, the
+ * response headers and SendGrid's error body only, never from the raw HTTP error (whose
+ * request config carries the Authorization header).
+ */
+
+export type MailerOptions = {
+  /** SENDGRID_API_KEY; undefined disables e-mail (every send fails with EmailDisabled). */
+  apiKey?: string | undefined;
+  /** SENDGRID_BASE_URL, e.g. https://api.sendgrid.com (the client appends /v3/mail/send). */
+  baseUrl: string;
+  /** MAIL_FROM, or an address with a display name. */
+  from: string | { email: string; name?: string };
+  /** Per-request timeout; a timeout counts as temporarily unavailable. Default 20 s. */
+  timeoutMs?: number;
+  /** Clock for X-RateLimit-Reset arithmetic (tests). */
+  now?: () => number;
+};
+
+export type SendEmailInput = {
+  to: string;
+  subject: string;
+  text: string;
+  html: string;
+  /** Ties SendGrid's event webhooks back to the communication: custom arg and mail header. */
+  idempotencyKey: string;
+  categories?: string[];
+};
+
+export type SendEmailResult = { messageId: string | null };
+
+export type Mailer = { send(input: SendEmailInput): Promise<SendEmailResult> };
+
+export const IDEMPOTENCY_HEADER = 'X-Arrears-Idempotency-Key';
+
+/** Bounds for a server-suggested retry delay: a garbled header must not park a case for years. */
+const MIN_RETRY_DELAY_MS = 1_000;
+const MAX_RETRY_DELAY_MS = 60 * 60 * 1_000;
+
+export function createMailer(options: MailerOptions): Mailer {
+  const { apiKey } = options;
+  if (apiKey === undefined || apiKey === '') {
+    return {
+      async send() {
+        throw ApplicationFailure.nonRetryable('SENDGRID_API_KEY is not set: e-mail is disabled', 'EmailDisabled');
+      },
+    };
+  }
+  const now = options.now ?? Date.now;
+
+  // A client of our own (not the module's shared singleton), so the base URL and key stay
+  // local to this mailer. Order matters: setApiKey() resets baseUrl to SendGrid's global
+  // host, so the base URL is set after it.
+  const client = new Client();
+  client.setApiKey(apiKey);
+  client.setDefaultRequest('baseUrl', options.baseUrl.replace(/\/+$/, '') + '/');
+  const service = new MailService();
+  service.setClient(client);
+  service.setTimeout(options.timeoutMs ?? 20_000);
+
+  return {
+    async send(input) {
+      const message: MailDataRequired = {
+        to: input.to,
+        from: options.from,
+        subject: input.subject,
+        text: input.text,
+        html: input.html,
+        customArgs: { idempotencyKey: input.idempotencyKey },
+        headers: { [IDEMPOTENCY_HEADER]: input.idempotencyKey },
+        ...(input.categories?.length ? { categories: input.categories } : {}),
+      };
+      let response: { headers?: unknown };
+      try {
+        [response] = await service.send(message);
+      } catch (error) {
+        throw toFailure(error, now());
+      }
+      return { messageId: headerValue(response.headers, 'x-message-id') ?? null };
+    },
+  };
+}
+
+/** Turns what the SendGrid client rejected with into the failure Temporal should see. */
+export function toFailure(error: unknown, nowMs: number): ApplicationFailure {
+  if (error instanceof ApplicationFailure) return error;
+  const e = (typeof error === 'object' && error !== null ? error : {}) as {
+    code?: unknown;
+    message?: unknown;
+    isAxiosError?: unknown;
+    response?: { headers?: unknown; body?: unknown };
+  };
+
+  // An HTTP answer: the client's ResponseError carries the status in `code`.
+  if (typeof e.code === 'number' && e.response) {
+    const status = e.code;
+    const detail = sendGridErrors(e.response.body) ?? (typeof e.message === 'string' && e.message ? e.message : 'no error message');
+    if (status === 429 || status >= 500) {
+      const nextRetryDelay = retryDelayMs(e.response.headers, nowMs);
+      return ApplicationFailure.create({
+        message: `${status}: ${detail}`,
+        type: 'EmailTemporarilyUnavailable',
+        nonRetryable: false,
+        ...(nextRetryDelay !== undefined ? { nextRetryDelay } : {}),
+      });
+    }
+    if (status >= 400) return ApplicationFailure.nonRetryable(`${status}: ${detail}`, 'EmailRejected');
+    return ApplicationFailure.retryable(`${status}: unexpected answer from SendGrid`, 'EmailTemporarilyUnavailable');
+  }
+
+  const message = typeof e.message === 'string' ? e.message : String(error);
+  // No answer at all: refused, reset, DNS, timeout. The axios error's config holds the
+  // Authorization header, so only its code and message are kept.
+  if (e.isAxiosError === true) {
+    const code = typeof e.code === 'string' ? `${e.code}: ` : '';
+    return ApplicationFailure.retryable(`SendGrid unreachable: ${code}${message}`, 'EmailTemporarilyUnavailable');
+  }
+  // The client refused to build the request (e.g. no recipient): sending again cannot help.
+  return ApplicationFailure.nonRetryable(`invalid e-mail: ${message}`, 'EmailRejected');
+}
+
+/** SendGrid's error body, {"errors":[{"message","field","help"}]}, as one line. */
+function sendGridErrors(body: unknown): string | undefined {
+  let parsed = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return body.trim() ? body.trim().slice(0, 500) : undefined;
+    }
+  }
+  const errors = (parsed as { errors?: unknown } | null)?.errors;
+  if (!Array.isArray(errors)) return undefined;
+  const parts = errors
+    .map((err: { message?: unknown; field?: unknown }) => {
+      if (typeof err?.message !== 'string') return undefined;
+      return typeof err.field === 'string' && err.field ? `${err.message} (${err.field})` : err.message;
+    })
+    .filter((m): m is string => Boolean(m));
+  return parts.length ? parts.join('; ').slice(0, 500) : undefined;
+}
+
+/** How long SendGrid asks us to wait: X-RateLimit-Reset (epoch seconds) or Retry-After. */
+function retryDelayMs(headers: unknown, nowMs: number): number | undefined {
+  let delay: number | undefined;
+  const reset = headerValue(headers, 'x-ratelimit-reset');
+  if (reset !== undefined && /^\d+(\.\d+)?$/.test(reset.trim())) {
+    delay = Number(reset) * 1000 - nowMs;
+  } else {
+    const retryAfter = headerValue(headers, 'retry-after')?.trim();
+    if (retryAfter && /^\d+(\.\d+)?$/.test(retryAfter)) delay = Number(retryAfter) * 1000;
+    else if (retryAfter && !Number.isNaN(Date.parse(retryAfter))) delay = Date.parse(retryAfter) - nowMs;
+  }
+  if (delay === undefined || !Number.isFinite(delay)) return undefined;
+  return Math.min(MAX_RETRY_DELAY_MS, Math.max(MIN_RETRY_DELAY_MS, Math.ceil(delay)));
+}
+
+/** A response header by name, whatever the headers object (plain, AxiosHeaders, arrays). */
+function headerValue(headers: unknown, name: string): string | undefined {
+  if (typeof headers !== 'object' || headers === null) return undefined;
+  const wanted = name.toLowerCase();
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() !== wanted) continue;
+    const first: unknown = Array.isArray(value) ? value[0] : value;
+    if (first === undefined || first === null) return undefined;
+    return String(first);
+  }
+  return undefined;
+}
