@@ -36,6 +36,7 @@ export function caseView(deps: ServiceDeps, row: CaseRow) {
     outcome: row.outcome,
     amountOutstandingMinor: row.amountOutstandingMinor,
     nextActionAt: row.nextActionAt?.toISOString() ?? null,
+    blockedReason: row.blockedReason,
     startedAt: row.startedAt.toISOString(),
     closedAt: row.closedAt?.toISOString() ?? null,
     temporalUiUrl: temporalUiLink(deps, row.workflowId),
@@ -103,6 +104,15 @@ function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, e
 
 type CustomerInput = RegisterInvoice['customer'];
 
+/** JSON with sorted keys: jsonb columns come back with their keys reordered. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
 /**
  * Finds or creates the customer. Details that differ from what is stored are updated and the
  * change is audited, so a repeated registration with the same data changes nothing.
@@ -126,7 +136,7 @@ async function upsertCustomer(tx: Transaction, input: CustomerInput, actor: stri
   if (inserted) return inserted;
   const [existing] = await tx.select().from(customers).where(eq(customers.externalId, input.externalId)).for('update');
   const changed = (Object.keys(values) as (keyof typeof values)[]).filter(
-    (field) => JSON.stringify(existing![field]) !== JSON.stringify(values[field]),
+    (field) => canonicalJson(existing![field]) !== canonicalJson(values[field]),
   );
   if (changed.length === 0) return existing!;
   const [updated] = await tx.update(customers).set({ ...values, updatedAt: new Date() }).where(eq(customers.id, existing!.id)).returning();

@@ -87,6 +87,7 @@ export const caseViewSchema = z.object({
   outcome: z.enum(collectionOutcomes).nullable(),
   amountOutstandingMinor: z.number().int(),
   nextActionAt: isoInstant.nullable(),
+  blockedReason: z.string().nullable().describe('Why the case waits for a person, e.g. an e-mail address SendGrid refused'),
   startedAt: isoInstant,
   closedAt: isoInstant.nullable(),
   temporalUiUrl: z.url(),

@@ -72,8 +72,13 @@ export function isStepSuperseded(policy: CollectionPolicy, dueDate: string, inde
  */
 export function lateStartShiftMs(policy: CollectionPolicy, dueDate: string, now: Date): number {
   const due = policy.steps
-    .filter((s) => !isGated(s.action))
+    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueDate, now))
     .map((s) => stepDueAt(dueDate, s.offsetDays).getTime())
     .filter((t) => t <= now.getTime());
   return due.length ? now.getTime() - Math.max(...due) : 0;
+}
+
+/** A heads-up before the due date makes no sense once the due date has come: it is dropped. */
+export function isPreDueStepTooLate(offsetDays: number, dueDate: string, now: Date): boolean {
+  return offsetDays < 0 && now.getTime() >= stepDueAt(dueDate, 0).getTime();
 }

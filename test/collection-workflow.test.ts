@@ -1,14 +1,22 @@
-// The collection workflow on the time-skipping test server: months of a case in seconds,
-// with the real activities writing to a real (embedded) PostgreSQL.
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+// The collection workflow on the time-skipping test server: months of a case in seconds, with
+// the real activities writing to a real (embedded) PostgreSQL and e-mail going through the
+// real @sendgrid/mail client to a local SendGrid-compatible server.
 import { Client, Connection } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
-import { auditEvents, collectionCases, communications, invoices } from '../db/schema';
+import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
+import { localParts } from '../domain/contact-window';
 import { resolveServerExecutable } from '../scripts/temporal-servers';
-import { caseStatusQuery, searchAttributes, type CollectionResult } from '../workflows/messages';
+import {
+  caseStatusQuery,
+  ceaseCommunicationSignal,
+  pauseSignal,
+  resumeSignal,
+  searchAttributes,
+} from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startHarness, type Harness } from './support/harness';
 
@@ -27,10 +35,13 @@ afterAll(async () => {
   await env?.teardown();
 });
 
+beforeEach(() => h.sendgrid.reset());
+
 /** Registers an invoice due `dueInDays` from the test server's clock (which tests move forward). */
-async function register(dueInDays: number) {
+async function register(dueInDays: number, customer: Partial<ReturnType<typeof invoicePayload>['customer']> = {}) {
   const now = new Date(await env.currentTimeMs());
-  const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(dueInDays, now) });
+  const base = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(dueInDays, now) });
+  const payload = { ...base, customer: { ...base.customer, ...customer } };
   const res = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
   expect(res.statusCode, res.body).toBe(201);
   return { payload, handle: env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
@@ -45,66 +56,90 @@ async function pay(externalId: string, reference: string, amountMinor: number) {
   });
 }
 
-async function sentReminders(workflowId: string) {
-  const rows = await h.db.db
-    .select({ template: communications.template, body: communications.body })
-    .from(communications)
-    .innerJoin(collectionCases, eq(collectionCases.id, communications.caseId))
-    .where(eq(collectionCases.workflowId, workflowId));
-  return rows.map((r) => r.template).sort();
+async function caseRow(workflowId: string) {
+  const [row] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, workflowId));
+  return row!;
 }
 
+/** "<template>:<channel>:<status>" of every communication of the case, in order. */
+async function contacts(workflowId: string) {
+  const c = await caseRow(workflowId);
+  const rows = await h.db.db.select().from(communications).where(eq(communications.caseId, c.id)).orderBy(communications.createdAt);
+  return rows.map((r) => `${r.template}:${r.channel}:${r.status}`);
+}
+
+const emailsTo = (address: string) => h.sendgrid.messages.filter((m) => m.body.personalizations[0]?.to[0]?.email === address);
+
 describe('invoice collection workflow (time-skipping server)', () => {
-  it('walks 30 days of reminders in well under the time it describes, then closes as paid', async () => {
-    const { payload, handle } = await register(0);
-
+  it('walks the default ladder: heads-up, reminders, letter, call task and credit hold, in the contact window', async () => {
+    const { handle } = await register(5, { email: 'ladder@muster.example' });
     const startedAt = performance.now();
-    await env.sleep('31 days');
-    const wallMs = performance.now() - startedAt;
-    console.log(`31 days of workflow time took ${wallMs.toFixed(0)} ms of wall time`);
+    await env.sleep('36 days'); // to day 31
+    console.log(`36 days of the ladder took ${(performance.now() - startedAt).toFixed(0)} ms of wall time`);
 
-    expect(await sentReminders(handle.workflowId)).toEqual(['reminder-1', 'reminder-2', 'reminder-3']);
+    expect(await contacts(handle.workflowId)).toEqual([
+      'pre_due:email:sent',
+      'courtesy_reminder:email:sent',
+      'reminder_letter:letter:queued',
+      'firm_reminder:email:sent',
+    ]);
+    const c = await caseRow(handle.workflowId);
+    const [task] = await h.db.db.select().from(callTasks).where(eq(callTasks.caseId, c.id));
+    expect(task).toMatchObject({ status: 'open', phone: '+49 30 1234567' });
+    const [customer] = await h.db.db
+      .select()
+      .from(customers)
+      .innerJoin(invoices, eq(invoices.customerId, customers.id))
+      .where(eq(invoices.id, c.invoiceId));
+    expect(customer?.customers.creditHoldSince).not.toBeNull();
+
+    // Exactly one e-mail per step, each sent inside Berlin business hours.
+    const sent = emailsTo('ladder@muster.example');
+    expect(sent.map((m) => m.body.custom_args?.idempotencyKey ?? m.body.headers?.['X-Arrears-Idempotency-Key'])).toEqual([
+      `${handle.workflowId}:pre-due:email`,
+      `${handle.workflowId}:day-1:email`,
+      `${handle.workflowId}:day-30:email`,
+    ]);
+    const emailRows = await h.db.db
+      .select()
+      .from(communications)
+      .where(and(eq(communications.caseId, c.id), eq(communications.channel, 'email')));
+    for (const row of emailRows) {
+      const local = localParts(row.createdAt, 'Europe/Berlin');
+      expect(local.weekday).toBeLessThanOrEqual(5);
+      expect(local.hour).toBeGreaterThanOrEqual(9);
+      expect(local.hour).toBeLessThan(18);
+    }
+    expect(sent[1]?.body.content.find((p) => p.type === 'text/plain')?.value).toContain('1.250,00');
+
     const status = await handle.query(caseStatusQuery);
-    expect(status.stage).toBe('AwaitingPayment');
-    expect(status.amountOutstandingMinor).toBe(125_000);
-
-    expect((await pay(payload.externalId, 'bank-1', 125_000)).statusCode).toBe(201);
-    const result: CollectionResult = await handle.result();
-    expect(result).toEqual({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 1 });
-
-    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
-    expect(invoice).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });
-    const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId));
-    expect(caseRow).toMatchObject({ stage: 'Closed', outcome: 'paid' });
+    expect(status).toMatchObject({ stage: 'Scheduled', nextAction: { kind: 'final-notice' }, policy: { name: 'default', version: 1 } });
   });
 
-  it('stops chasing as soon as the invoice is paid: no reminder after the payment', async () => {
-    const { payload, handle } = await register(0);
-    await env.sleep('2 days');
-    expect(await sentReminders(handle.workflowId)).toEqual(['reminder-1']);
+  it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {
+    const { payload, handle } = await register(0, { email: 'paid@muster.example' });
+    await env.sleep('3 days');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
 
     await pay(payload.externalId, 'bank-2', 125_000);
-    await handle.result();
-    await env.sleep('40 days');
-    expect(await sentReminders(handle.workflowId)).toEqual(['reminder-1']);
+    expect(await handle.result()).toEqual({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 1 });
+    await env.sleep('60 days');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+    expect(emailsTo('paid@muster.example')).toHaveLength(1);
   });
 
-  it('lowers the balance on a partial payment and keeps reminding for the rest', async () => {
-    const { payload, handle } = await register(0);
-    await env.sleep('2 days');
+  it('lowers the balance on a partial payment, publishes it at once, and asks for the rest', async () => {
+    const { payload, handle } = await register(0, { email: 'partial@muster.example' });
+    await env.sleep('3 days');
     await pay(payload.externalId, 'part-1', 25_000);
-    await env.sleep('6 days');
+    await env.sleep('1 minute');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ amountOutstandingMinor: 100_000 });
+    const described = await handle.describe();
+    expect(described.typedSearchAttributes.get(searchAttributes.amountOutstanding)).toBe(100_000);
 
-    const status = await handle.query(caseStatusQuery);
-    expect(status.amountOutstandingMinor).toBe(100_000);
-    const second = await h.db.db
-      .select({ body: communications.body })
-      .from(communications)
-      .where(eq(communications.idempotencyKey, `${handle.workflowId}:reminder:2`));
-    expect(second[0]?.body).toContain('1.000,00');
-    const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId));
-    expect(caseRow?.amountOutstandingMinor).toBe(100_000);
-
+    await env.sleep('28 days');
+    const firm = emailsTo('partial@muster.example').at(-1);
+    expect(firm?.body.content.find((p) => p.type === 'text/plain')?.value).toContain('1.000,00');
     await pay(payload.externalId, 'part-2', 100_000);
     expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 2 });
   });
@@ -115,56 +150,41 @@ describe('invoice collection workflow (time-skipping server)', () => {
     const again = await pay(payload.externalId, 'dup-1', 50_000);
     expect([first.statusCode, again.statusCode]).toEqual([201, 200]);
     expect(again.json().payment.id).toBe(first.json().payment.id);
-
     await env.sleep('1 hour');
     expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(75_000);
   });
 
-  it('sends only the latest due reminder when a case starts late, never a burst', async () => {
-    const { handle } = await register(-20);
-    await env.sleep('1 hour');
-    expect(await sentReminders(handle.workflowId)).toEqual(['reminder-2']);
-    await env.sleep('15 days');
-    expect(await sentReminders(handle.workflowId)).toEqual(['reminder-2', 'reminder-3']);
-  });
-
-  it('writes a payment to the database as soon as it lands, also after the last reminder', async () => {
-    const { payload, handle } = await register(0);
-    await env.sleep('31 days');
-    expect((await handle.query(caseStatusQuery)).stage).toBe('AwaitingPayment');
-
-    await pay(payload.externalId, 'late-part', 25_000);
-    await env.sleep('1 minute');
-    const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId));
-    expect(caseRow).toMatchObject({ stage: 'AwaitingPayment', amountOutstandingMinor: 100_000 });
-    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
-    expect(invoice?.amountOutstandingMinor).toBe(100_000);
-    const described = await handle.describe();
-    expect(described.typedSearchAttributes.get(searchAttributes.amountOutstanding)).toBe(100_000);
+  it('starts a late case at the latest step due, with no burst, and keeps the spacing after it', async () => {
+    const { handle } = await register(-20, { email: 'late@muster.example' });
+    await env.sleep('2 hours');
+    // Day 7's letter goes out now; the heads-up and day-1 e-mails are not sent after the fact.
+    expect(await contacts(handle.workflowId)).toEqual(['reminder_letter:letter:queued']);
+    expect(emailsTo('late@muster.example')).toEqual([]);
+    // Day 30's e-mail follows 23 days later, as it would have after day 7.
+    await env.sleep('20 days');
+    expect(emailsTo('late@muster.example')).toEqual([]);
+    await env.sleep('4 days');
+    expect(emailsTo('late@muster.example')).toHaveLength(1);
   });
 
   it('keeps an overpayment on record instead of losing it', async () => {
-    const { payload, handle } = await register(0);
+    const { payload, handle } = await register(3);
     await pay(payload.externalId, 'over-1', 130_000);
     expect(await handle.result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 5_000 });
-    const closed = await h.db.db
-      .select({ data: auditEvents.data })
-      .from(auditEvents)
-      .where(and(eq(auditEvents.type, 'case.closed'), eq(auditEvents.invoiceId, (await invoiceRow(payload.externalId)).id)));
-    expect(closed[0]?.data).toMatchObject({ overpaidMinor: 5_000 });
   });
 
   it('keeps money that arrives after the case closed, flagged for reconciliation', async () => {
-    const { payload, handle } = await register(0);
+    const { payload, handle } = await register(3);
     await pay(payload.externalId, 'full-1', 125_000);
     await handle.result();
     const late = await pay(payload.externalId, 'after-close', 10_000);
     expect(late.statusCode).toBe(201);
     expect(late.json().delivery).toBe('case_closed');
+    const c = await caseRow(handle.workflowId);
     const flagged = await h.db.db
       .select({ data: auditEvents.data })
       .from(auditEvents)
-      .where(and(eq(auditEvents.type, 'payment.unapplied'), eq(auditEvents.invoiceId, (await invoiceRow(payload.externalId)).id)));
+      .where(and(eq(auditEvents.type, 'payment.unapplied'), eq(auditEvents.invoiceId, c.invoiceId)));
     expect(flagged[0]?.data).toMatchObject({ reference: 'after-close', amountMinor: 10_000, reason: 'case_closed' });
   });
 
@@ -179,21 +199,82 @@ describe('invoice collection workflow (time-skipping server)', () => {
       temporalUiUrl: 'http://localhost:8233',
     });
     const now = new Date(await env.currentTimeMs());
-    const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(-2, now) });
+    const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(10, now) });
     const failed = await broken.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
     await broken.close();
     expect(failed.statusCode).toBe(503);
-    expect(await invoiceRow(payload.externalId)).toBeDefined(); // stored, not lost
 
     const paid = await pay(payload.externalId, 'rescue-1', 125_000);
     expect(paid.json().delivery).toBe('applied');
     const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
     expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 1 });
-    expect(await sentReminders(handle.workflowId)).toEqual([]); // paid before any reminder went out
+  });
+
+  it('retries an e-mail SendGrid throttles (429) and delivers it exactly once', async () => {
+    const { handle } = await register(0, { email: 'throttled@muster.example' });
+    const reset = String(Math.floor((await env.currentTimeMs()) / 1000) + 60);
+    h.sendgrid.failNext(2, 429, { 'X-RateLimit-Reset': reset });
+    await env.sleep('3 days');
+    expect(emailsTo('throttled@muster.example')).toHaveLength(1);
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+  });
+
+  it('blocks the case with the reason when SendGrid refuses the address, and retries the step on resume', async () => {
+    const { handle } = await register(0, { email: 'refused@muster.example' });
+    h.sendgrid.failNext(1, 400, {}, { errors: [{ message: 'Does not contain a valid address.', field: 'personalizations.0.to', help: null }] });
+    await env.sleep('3 days');
+    const blocked = await caseRow(handle.workflowId);
+    expect(blocked.stage).toBe('Blocked');
+    expect(blocked.blockedReason).toContain('valid address');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:failed']);
+    expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.stage)).toBe('Blocked');
+
+    await handle.signal(resumeSignal, { by: 'ops', reason: 'address corrected' });
+    await env.sleep('1 hour');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Scheduled', blockedReason: null });
+  });
+
+  it('sends nothing more to a debtor who asked for no contact', async () => {
+    const { handle } = await register(0, { email: 'ceased@muster.example' });
+    await env.sleep('3 days');
+    await handle.signal(ceaseCommunicationSignal, { by: 'collector', reason: 'debtor asked in writing' });
+    await env.sleep('40 days');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+    // The internal credit hold still happens.
+    const holds = await h.db.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.type, 'customer.credit_hold'), eq(auditEvents.caseId, (await caseRow(handle.workflowId)).id)));
+    expect(holds).toHaveLength(1);
+  });
+
+  it('holds the ladder while paused and shifts what is left by the time paused', async () => {
+    const { handle } = await register(0, { email: 'paused@muster.example' });
+    await env.sleep('3 days');
+    await handle.signal(pauseSignal, { by: 'ops', reason: 'credit note being agreed' });
+    await env.sleep('10 days');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Paused' });
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+    await handle.signal(resumeSignal, { by: 'ops', reason: 'no credit note after all' });
+    // Day 7's letter, due on day 7 + 10 paused days = day 17.
+    await env.sleep('3 days');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+    await env.sleep('2 days');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent', 'reminder_letter:letter:queued']);
+  });
+
+  it('stops at an escalation that needs approval, visibly blocked with the reason', async () => {
+    const { handle } = await register(0, { email: 'escalated@muster.example' });
+    await env.sleep('62 days');
+    const c = await caseRow(handle.workflowId);
+    expect(c.stage).toBe('Blocked');
+    expect(c.blockedReason).toContain('agency_referral needs an approval');
+    const [letter] = await h.db.db
+      .select({ certified: letters.certified })
+      .from(letters)
+      .innerJoin(communications, eq(communications.id, letters.communicationId))
+      .where(and(eq(communications.caseId, c.id), eq(communications.template, 'final_notice')));
+    expect(letter?.certified).toBe('yes');
   });
 });
-
-async function invoiceRow(externalId: string) {
-  const [row] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, externalId));
-  return row!;
-}

@@ -9,6 +9,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  isPreDueStepTooLate,
   isStepSuperseded,
   lateStartShiftMs,
   stepDueAt,
@@ -240,6 +241,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (isPaid()) break;
     const superseded = () => isStepSuperseded(policy, input.dueDate, index, new Date(), shiftMs);
     if (!stepApplies(step, balance) || superseded()) continue;
+    if (isPreDueStepTooLate(step.offsetDays, input.dueDate, new Date())) continue;
 
     stage = 'Scheduled';
     nextAction = { kind: step.id, at: stepTime(step).toISOString() };

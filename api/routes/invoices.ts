@@ -23,6 +23,10 @@ const caseStatusSchema = z.object({
   amountOutstandingMinor: z.number().int(),
   overpaidMinor: z.number().int(),
   nextAction: z.object({ kind: z.string(), at: z.string() }).nullable(),
+  blockedReason: z.string().nullable(),
+  pausedReason: z.string().nullable(),
+  communicationCeased: z.boolean(),
+  policy: z.object({ name: z.string(), version: z.number().int() }),
   history: z.array(z.object({ at: z.string(), kind: z.string(), detail: z.string() })),
 });
 
