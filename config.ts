@@ -27,6 +27,12 @@ export const configSchema = z.object({
   SENDGRID_API_KEY: z.string().min(1).optional(),
   SENDGRID_BASE_URL: z.url().default('https://api.sendgrid.com'),
   MAIL_FROM: z.email().default('collections@example.com'),
+  /** Who is asked to approve escalations (comma-separated e-mail addresses). */
+  APPROVER_EMAILS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((a) => a.trim()).filter(Boolean))
+    .pipe(z.array(z.email())),
   /** Who the letters and e-mails come from. */
   BUSINESS_NAME: z.string().min(1).default('Accounts Receivable'),
   /** The sender address on letters, lines separated by "|". */

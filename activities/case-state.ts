@@ -59,8 +59,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         .update(invoices)
         .set({
           amountOutstandingMinor: input.amountOutstandingMinor,
-          ...(input.outcome === 'paid' ? { status: 'paid' as const } : {}),
-          ...(input.outcome === 'cancelled' ? { status: 'cancelled' as const } : {}),
+          ...(input.outcome ? { status: input.outcome } : {}),
           updatedAt: now,
         })
         .where(eq(invoices.id, updated.invoiceId));

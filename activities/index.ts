@@ -1,4 +1,12 @@
 import type { Database } from '../db/client';
+import {
+  chaseApprovers,
+  executeHandover,
+  recordApprovalDecision,
+  requestApproval,
+  type ApprovalDeps,
+  type RequestApprovalInput,
+} from './approvals';
 import { recordCaseState, type RecordCaseStateInput } from './case-state';
 import {
   createCallTask,
@@ -6,11 +14,10 @@ import {
   recordCaseEvent,
   sendEmail,
   sendLetter,
-  type ChannelDeps,
   type StepInput,
 } from './channels';
 
-export type ActivityDeps = ChannelDeps & { db: Database };
+export type ActivityDeps = ApprovalDeps & { db: Database };
 
 /** Every side effect the collection workflow has, bound to its dependencies. */
 export function createActivities(deps: ActivityDeps) {
@@ -21,6 +28,10 @@ export function createActivities(deps: ActivityDeps) {
     placeCreditHold: (input: StepInput) => placeCreditHold(deps, input),
     recordCaseEvent: (input: Parameters<typeof recordCaseEvent>[1]) => recordCaseEvent(deps, input),
     recordCaseState: (input: RecordCaseStateInput) => recordCaseState(deps, input),
+    requestApproval: (input: RequestApprovalInput) => requestApproval(deps, input),
+    chaseApprovers: (input: Parameters<typeof chaseApprovers>[1]) => chaseApprovers(deps, input),
+    recordApprovalDecision: (input: Parameters<typeof recordApprovalDecision>[1]) => recordApprovalDecision(deps, input),
+    executeHandover: (input: Parameters<typeof executeHandover>[1]) => executeHandover(deps, input),
   };
 }
 

@@ -14,10 +14,19 @@ export const externalIdSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only, starting with a letter or digit');
 
 /** Where a case stands; also the value of the CollectionStage search attribute. */
-export const collectionStages = ['Scheduled', 'AwaitingPayment', 'Paused', 'Blocked', 'AwaitingApproval', 'Closed'] as const;
+export const collectionStages = [
+  'Scheduled',
+  'AwaitingApproval',
+  'OnHold',
+  'HandedOver',
+  'AwaitingPayment',
+  'Paused',
+  'Blocked',
+  'Closed',
+] as const;
 export type CollectionStage = (typeof collectionStages)[number];
 
-export const collectionOutcomes = ['paid', 'cancelled'] as const;
+export const collectionOutcomes = ['paid', 'written_off', 'sold', 'cancelled'] as const;
 export type CollectionOutcome = (typeof collectionOutcomes)[number];
 
 /** What the workflow needs to know: a snapshot of the invoice and the policy, pinned when the case starts. */

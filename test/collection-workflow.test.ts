@@ -6,13 +6,14 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
-import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters } from '../db/schema';
+import { approvals, auditEvents, callTasks, collectionCases, communications, customers, handovers, invoices, letters } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { localParts } from '../domain/contact-window';
 import { resolveServerExecutable } from '../scripts/temporal-servers';
 import {
   caseStatusQuery,
   ceaseCommunicationSignal,
+  decideApprovalUpdate,
   pauseSignal,
   resumeSignal,
   searchAttributes,
@@ -68,7 +69,12 @@ async function contacts(workflowId: string) {
   return rows.map((r) => `${r.template}:${r.channel}:${r.status}`);
 }
 
-const emailsTo = (address: string) => h.sendgrid.messages.filter((m) => m.body.personalizations[0]?.to[0]?.email === address);
+const emailsTo = (address: string, workflowId?: string) =>
+  h.sendgrid.messages.filter(
+    (m) =>
+      m.body.personalizations[0]?.to[0]?.email === address &&
+      (!workflowId || String(m.body.custom_args?.idempotencyKey).startsWith(`${workflowId}:`)),
+  );
 
 describe('invoice collection workflow (time-skipping server)', () => {
   it('walks the default ladder: heads-up, reminders, letter, call task and credit hold, in the contact window', async () => {
@@ -213,7 +219,7 @@ describe('invoice collection workflow (time-skipping server)', () => {
   it('retries an e-mail SendGrid throttles (429) and delivers it exactly once', async () => {
     const { handle } = await register(0, { email: 'throttled@muster.example' });
     const reset = String(Math.floor((await env.currentTimeMs()) / 1000) + 60);
-    h.sendgrid.failNext(2, 429, { 'X-RateLimit-Reset': reset });
+    h.sendgrid.failNext(2, 429, { 'X-RateLimit-Reset': reset }, undefined, 'throttled@muster.example');
     await env.sleep('3 days');
     expect(emailsTo('throttled@muster.example')).toHaveLength(1);
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
@@ -221,7 +227,13 @@ describe('invoice collection workflow (time-skipping server)', () => {
 
   it('blocks the case with the reason when SendGrid refuses the address, and retries the step on resume', async () => {
     const { handle } = await register(0, { email: 'refused@muster.example' });
-    h.sendgrid.failNext(1, 400, {}, { errors: [{ message: 'Does not contain a valid address.', field: 'personalizations.0.to', help: null }] });
+    h.sendgrid.failNext(
+      1,
+      400,
+      {},
+      { errors: [{ message: 'Does not contain a valid address.', field: 'personalizations.0.to', help: null }] },
+      'refused@muster.example',
+    );
     await env.sleep('3 days');
     const blocked = await caseRow(handle.workflowId);
     expect(blocked.stage).toBe('Blocked');
@@ -264,17 +276,102 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent', 'reminder_letter:letter:queued']);
   });
 
-  it('stops at an escalation that needs approval, visibly blocked with the reason', async () => {
-    const { handle } = await register(0, { email: 'escalated@muster.example' });
-    await env.sleep('62 days');
+  it('asks for approval before agency referral, shows it, and hands the case over when approved', async () => {
+    const { payload, handle } = await register(0, { email: 'agency@muster.example' });
+    await env.sleep('61 days');
     const c = await caseRow(handle.workflowId);
-    expect(c.stage).toBe('Blocked');
-    expect(c.blockedReason).toContain('agency_referral needs an approval');
+    expect(c.stage).toBe('AwaitingApproval');
+    expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.pendingApproval)).toBe(true);
+    const status = await handle.query(caseStatusQuery);
+    expect(status.pendingApproval).toMatchObject({ kind: 'agency_referral', amountMinor: 125_000, costMinor: 31_250, approverRoles: ['approver', 'admin'] });
+    const [request] = await h.db.db.select().from(approvals).where(eq(approvals.caseId, c.id));
+    expect(request).toMatchObject({ status: 'pending', kind: 'agency_referral', costMinor: 31_250 });
+    expect(emailsTo('approvers@beispiel.example', handle.workflowId)).toHaveLength(1);
+    // The final notice went out before, by e-mail and certified letter, naming the referral date.
     const [letter] = await h.db.db
       .select({ certified: letters.certified })
       .from(letters)
       .innerJoin(communications, eq(communications.id, letters.communicationId))
       .where(and(eq(communications.caseId, c.id), eq(communications.template, 'final_notice')));
     expect(letter?.certified).toBe('yes');
+
+    const outcome = await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: request!.id, decision: 'approve', reason: 'no reply to four contacts', decidedBy: { name: 'Anna', role: 'approver' } }],
+    });
+    expect(outcome).toMatchObject({ approvalId: request!.id, decision: 'approve' });
+    await env.sleep('1 hour');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'HandedOver' });
+    const [placement] = await h.db.db.select().from(handovers).where(eq(handovers.approvalId, request!.id));
+    expect(placement).toMatchObject({ kind: 'agency_referral', amountMinor: 125_000 });
+    expect(emailsTo('agency@muster.example').at(-1)?.body.custom_args?.idempotencyKey).toBe(`${handle.workflowId}:agency-notice:email`);
+    const [decided] = await h.db.db.select().from(approvals).where(eq(approvals.id, request!.id));
+    expect(decided).toMatchObject({ status: 'approved', decidedBy: 'Anna', decisionReason: 'no reply to four contacts' });
+
+    // The agency collects: the payment still closes the case.
+    await pay(payload.externalId, 'agency-1', 125_000);
+    expect(await handle.result()).toMatchObject({ outcome: 'paid' });
+  });
+
+  it('refuses a decision from a role the policy does not allow, a second decision, and an unknown request', async () => {
+    const { handle } = await register(0);
+    await env.sleep('61 days');
+    const [request] = await h.db.db.select().from(approvals).where(eq(approvals.caseId, (await caseRow(handle.workflowId)).id));
+    const decide = (role: 'collector' | 'approver', approvalId = request!.id) =>
+      handle.executeUpdate(decideApprovalUpdate, {
+        args: [{ approvalId, decision: 'approve', reason: 'ok', decidedBy: { name: `someone-${role}`, role } }],
+      });
+    await expect(decide('collector')).rejects.toSatisfy((e: Error) => /NotAnApprover|may not decide/.test(String((e as { cause?: Error }).cause?.message ?? e.message)));
+    await expect(decide('approver', '00000000-0000-0000-0000-000000000000')).rejects.toThrow();
+    await decide('approver');
+    await expect(decide('approver')).rejects.toThrow();
+    const [row] = await h.db.db.select().from(approvals).where(eq(approvals.id, request!.id));
+    expect(row).toMatchObject({ status: 'approved', decidedBy: 'someone-approver' });
+  });
+
+  it('reminds the approvers past the deadline, then escalates', async () => {
+    const { handle } = await register(0, { email: 'slow@muster.example' });
+    await env.sleep('61 days');
+    const [request] = await h.db.db.select().from(approvals).where(eq(approvals.caseId, (await caseRow(handle.workflowId)).id));
+    expect(request?.remindedAt).toBeNull();
+    await env.sleep('5 days');
+    const [reminded] = await h.db.db.select().from(approvals).where(eq(approvals.id, request!.id));
+    expect(reminded?.remindedAt).not.toBeNull();
+    expect(reminded?.escalatedAt).toBeNull();
+    await env.sleep('3 days');
+    const [escalated] = await h.db.db.select().from(approvals).where(eq(approvals.id, request!.id));
+    expect(escalated?.escalatedAt).not.toBeNull();
+    expect((await handle.query(caseStatusQuery)).pendingApproval).toMatchObject({ escalated: true });
+    const subjects = emailsTo('approvers@beispiel.example', handle.workflowId).map((m) => m.body.subject ?? m.body.personalizations[0]?.subject);
+    expect(subjects.some((s) => s?.startsWith('Reminder:'))).toBe(true);
+    expect(subjects.some((s) => s?.startsWith('Escalated:'))).toBe(true);
+  });
+
+  it('proposes a write-off for a small balance, and closes the case as written off when approved', async () => {
+    const now = new Date(await env.currentTimeMs());
+    const base = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now), amountTotalMinor: 20_000 });
+    await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: base });
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(base.externalId));
+    await env.sleep('61 days');
+    const status = await handle.query(caseStatusQuery);
+    expect(status.pendingApproval).toMatchObject({ kind: 'write_off', amountMinor: 20_000 });
+    await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: status.pendingApproval!.approvalId, decision: 'approve', reason: 'costs exceed the debt', decidedBy: { name: 'Anna', role: 'admin' } }],
+    });
+    expect(await handle.result()).toMatchObject({ outcome: 'written_off', amountOutstandingMinor: 20_000 });
+    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, base.externalId));
+    expect(invoice?.status).toBe('written_off');
+  });
+
+  it('continues in-house when the agency referral is rejected, up to the legal step', async () => {
+    const { handle } = await register(0);
+    await env.sleep('61 days');
+    const first = (await handle.query(caseStatusQuery)).pendingApproval!;
+    await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: first.approvalId, decision: 'reject', reason: 'key account: sales will call', decidedBy: { name: 'Anna', role: 'approver' } }],
+    });
+    await env.sleep('1 hour');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Scheduled' });
+    await env.sleep('30 days');
+    expect((await handle.query(caseStatusQuery)).pendingApproval).toMatchObject({ kind: 'legal_action' });
   });
 });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { NativeConnection} from '@temporalio/worker';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import type { ChannelDeps } from '../activities/channels';
+import type { ApprovalDeps } from '../activities/approvals';
 import { createMailer } from '../activities/mailer';
 import type { Config } from '../config';
 import type { Database } from '../db/client';
@@ -20,7 +20,7 @@ export type CreateWorkerOptions = {
   taskQueue: string;
   db: Database;
   /** How the worker reaches debtors: mailer and the business's letterhead. */
-  channels: Omit<ChannelDeps, 'db'>;
+  channels: Omit<ApprovalDeps, 'db'>;
   /**
    * "prebuilt": the bundle `npm run build` wrote (production: starts fast, runs exactly what was
    * built). "source": bundle workflows/ at start-up (dev stack and tests: always current code).
@@ -52,8 +52,9 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
 }
 
 /** The mailer and letterhead from the configuration. */
-export function channelsFromConfig(config: Config): Omit<ChannelDeps, 'db'> {
+export function channelsFromConfig(config: Config): Omit<ApprovalDeps, 'db'> {
   return {
+    approverEmails: config.APPROVER_EMAILS,
     mailer: createMailer({ apiKey: config.SENDGRID_API_KEY, baseUrl: config.SENDGRID_BASE_URL, from: config.MAIL_FROM }),
     business: {
       name: config.BUSINESS_NAME,

@@ -1,5 +1,6 @@
 import {
   ActivityFailure,
+  allHandlersFinished,
   ApplicationFailure,
   condition,
   proxyActivities,
@@ -18,19 +19,25 @@ import {
   type CollectionStage,
 } from '../domain/collection';
 import { nextContactTime } from '../domain/contact-window';
-import { referralOffsetAfter, stepApplies, type PolicyStep } from '../domain/policy';
+import { formatMoney } from '../domain/money';
+import { isGated, referralOffsetAfter, stepApplies, type GatedAction, type PolicyStep } from '../domain/policy';
 import {
   caseStatusQuery,
   ceaseCommunicationSignal,
+  decideApprovalUpdate,
   pauseSignal,
   paymentReceivedSignal,
   resumeSignal,
   searchAttributes,
   type CaseAction,
+  type ApprovalDecision,
   type CaseStatus,
   type CollectionResult,
   type PaymentReceived,
+  type PendingApproval,
 } from './messages';
+
+const DAY_MS = 86_400_000;
 
 // A delivery is retried with backoff for about an hour and a half, then the case is blocked
 // for a person to look at: never an endless retry. Permanent errors (bad key, bad address)
@@ -62,6 +69,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   let pausedReason: string | null = null;
   let resumeRequested = false;
   let communicationCeased = false;
+  let pendingApproval: PendingApproval | null = null;
+  /** Set when an approver's update is accepted (before it is recorded), so a second one is refused. */
+  let deciding = false;
+  let decision: ApprovalDecision | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
   let shiftMs = lateStartShiftMs(policy, input.dueDate, new Date());
   let stateSeq = 0;
@@ -107,9 +118,49 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     blockedReason,
     pausedReason,
     communicationCeased,
+    pendingApproval,
     policy: { name: policy.name, version: policy.version },
     history,
   }));
+
+  setHandler(
+    decideApprovalUpdate,
+    async (d) => {
+      deciding = true;
+      const recordedAt = now();
+      await acts.recordApprovalDecision({
+        approvalId: d.approvalId,
+        decision: d.decision,
+        reason: d.reason,
+        decidedBy: d.decidedBy.name,
+        at: recordedAt,
+      });
+      decision = d;
+      note(d.decision === 'approve' ? 'approved' : 'rejected', `${pendingApproval?.kind}: ${d.reason} (${d.decidedBy.name})`);
+      return { approvalId: d.approvalId, decision: d.decision, recordedAt };
+    },
+    {
+      // Runs before the update is written to history: a refused decision leaves no trace.
+      validator: (d) => {
+        if (!pendingApproval || pendingApproval.approvalId !== d.approvalId) {
+          throw ApplicationFailure.create({ type: 'NoSuchPendingApproval', message: `approval ${d.approvalId} is not pending on this case` });
+        }
+        if (deciding || decision) {
+          throw ApplicationFailure.create({ type: 'AlreadyDecided', message: `approval ${d.approvalId} has already been decided` });
+        }
+        if (!pendingApproval.approverRoles.includes(d.decidedBy.role)) {
+          throw ApplicationFailure.create({
+            type: 'NotAnApprover',
+            message: `the ${d.decidedBy.role} role may not decide ${pendingApproval.kind}; it needs one of: ${pendingApproval.approverRoles.join(', ')}`,
+          });
+        }
+        if (d.decidedBy.name === pendingApproval.requestedBy) {
+          throw ApplicationFailure.create({ type: 'SelfApproval', message: 'nobody may decide a request they made' });
+        }
+        if (!d.reason.trim()) throw ApplicationFailure.create({ type: 'ReasonRequired', message: 'a decision needs a reason' });
+      },
+    },
+  );
 
   /** Publishes the case's state: search attributes at once, the database row through an activity. */
   async function publish(event: string, data: Record<string, unknown> = {}): Promise<void> {
@@ -117,6 +168,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       { key: searchAttributes.stage, value: stage },
       { key: searchAttributes.amountOutstanding, value: balance },
       { key: searchAttributes.nextActionAt, value: nextAction ? new Date(nextAction.at) : null },
+      { key: searchAttributes.pendingApproval, value: pendingApproval !== null },
     ]);
     stateSeq += 1;
     await acts.recordCaseState({
@@ -155,18 +207,18 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * Sleeps until `target()` (forever if null), or until the invoice is paid; publishes each
    * change as it lands and holds while paused, so the database and search attributes never lag.
    */
-  async function waitUntil(target: () => Date | null): Promise<void> {
+  async function waitUntil(target: () => Date | null, done: () => boolean = () => false): Promise<boolean> {
     for (;;) {
       await holdWhilePaused();
-      if (isPaid()) return;
+      if (isPaid() || done()) return true;
       const until = target();
       const remainingMs = until ? until.getTime() - Date.now() : undefined;
-      if (remainingMs !== undefined && remainingMs <= 0) return;
-      const wake = () => isPaid() || unpublished.length > 0 || pausedReason !== null;
+      if (remainingMs !== undefined && remainingMs <= 0) return false;
+      const wake = () => isPaid() || done() || unpublished.length > 0 || pausedReason !== null;
       // condition(fn) without a timeout resolves to undefined, not true: keep the two apart.
       const woken = remainingMs === undefined ? (await condition(wake), true) : await condition(wake, remainingMs);
       for (const event of new Set(unpublished.splice(0))) if (!isPaid()) await publish(event);
-      if (!woken) return;
+      if (!woken) return false;
     }
   }
 
@@ -202,11 +254,112 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         await acts.placeCreditHold(base);
         break;
       default:
-        // Gated actions (agency, legal, write-off, debt sale) need an approval workflow that is
-        // not built yet: record that the step was reached and hold it for a person.
-        await acts.recordCaseEvent({ workflowId, type: 'case.escalation_due', data: { stepId: step.id, action: step.action } });
-        throw ApplicationFailure.nonRetryable(`${step.action} needs an approval, which this version cannot request yet`, 'ApprovalUnavailable');
+        throw ApplicationFailure.nonRetryable(`gated step ${step.id} must go through an approval`);
     }
+  }
+
+  /** What an escalation costs against what it may recover, for the approver to weigh. */
+  function costOf(kind: GatedAction): number {
+    if (kind === 'agency_referral') return Math.round((balance * policy.agencyCommissionBps) / 10_000);
+    if (kind === 'legal_action') return policy.legalCostsMinor;
+    return 0;
+  }
+
+  /**
+   * Asks a person to approve a gated step and waits for the decision: past the deadline the
+   * approvers are reminded, past the escalation time the fallback approvers are told. A
+   * payment meanwhile ends the wait. Returns the decision, or null if the invoice got paid.
+   */
+  async function askApproval(step: PolicyStep & { approval: NonNullable<PolicyStep['approval']> }): Promise<ApprovalDecision | null> {
+    const kind = step.action as GatedAction;
+    const rule = step.approval;
+    const deadline = new Date(Date.now() + rule.deadlineDays * DAY_MS);
+    const requestedBy = `policy ${policy.name} v${policy.version}`;
+    const reason = `Step ${step.id}: ${formatMoney(balance, input.currency)} outstanding ${Math.floor((Date.now() - stepDueAt(input.dueDate, 0).getTime()) / DAY_MS)} days after the due date, after ${history.filter((h) => contactActions.has(h.kind as PolicyStep['action'])).length} contacts.`;
+    const { approvalId } = await acts.requestApproval({
+      workflowId,
+      stepId: step.id,
+      kind,
+      amountMinor: balance,
+      costMinor: costOf(kind),
+      reason,
+      requestedBy,
+      approverRoles: rule.approverRoles,
+      deadlineAt: deadline.toISOString(),
+      at: now(),
+    });
+    decision = null;
+    deciding = false;
+    pendingApproval = {
+      approvalId,
+      stepId: step.id,
+      kind,
+      amountMinor: balance,
+      costMinor: costOf(kind),
+      deadlineAt: deadline.toISOString(),
+      approverRoles: rule.approverRoles,
+      requestedBy,
+      escalated: false,
+    };
+    stage = 'AwaitingApproval';
+    nextAction = { kind: `approval deadline (${step.id})`, at: deadline.toISOString() };
+    await publish('approval.requested', { approvalId, kind });
+
+    const decided = () => decision !== null;
+    if (!(await waitUntil(() => deadline, decided))) {
+      await acts.chaseApprovers({ approvalId, purpose: 'reminder', fallbackApprovers: rule.fallbackApprovers, at: now() });
+      const escalateAt = new Date(deadline.getTime() + rule.escalateAfterDays * DAY_MS);
+      nextAction = { kind: `approval escalation (${step.id})`, at: escalateAt.toISOString() };
+      await publish('approval.reminded', { approvalId });
+      if (!(await waitUntil(() => escalateAt, decided))) {
+        await acts.chaseApprovers({ approvalId, purpose: 'escalation', fallbackApprovers: rule.fallbackApprovers, at: now() });
+        pendingApproval = { ...pendingApproval, escalated: true };
+        nextAction = null;
+        await publish('approval.escalated', { approvalId });
+        await waitUntil(() => null, decided);
+      }
+    }
+    const result = decision as ApprovalDecision | null;
+    pendingApproval = null;
+    decision = null;
+    deciding = false;
+    stage = 'Scheduled';
+    nextAction = null;
+    if (isPaid()) return null;
+    await publish(result!.decision === 'approve' ? 'approval.approved' : 'approval.rejected', { approvalId, kind });
+    return result;
+  }
+
+  /**
+   * A gated step: approval, then the action. Returns the outcome when the case ends
+   * (written off, sold), 'handed_over' when an agency or court now collects, or null when the
+   * ladder goes on.
+   */
+  async function escalate(step: PolicyStep): Promise<CollectionOutcome | 'handed_over' | null> {
+    const kind = step.action as GatedAction;
+    const d = await askApproval(step as PolicyStep & { approval: NonNullable<PolicyStep['approval']> });
+    if (!d) return null; // paid while waiting
+    if (d.decision === 'reject') {
+      const onReject = step.approval!.onReject;
+      if (onReject === 'continue_in_house') return null;
+      if (onReject === 'write_off') {
+        return escalate({ ...step, id: `${step.id}-write-off`, action: 'write_off', template: 'write_off', approval: { ...step.approval!, onReject: 'hold' } });
+      }
+      stage = 'OnHold';
+      resumeRequested = false;
+      await publish('case.on_hold', { stepId: step.id });
+      await condition(() => isPaid() || resumeRequested);
+      resumeRequested = false;
+      stage = 'Scheduled';
+      return null;
+    }
+    await acts.executeHandover({ approvalId: d.approvalId, amountMinor: balance, at: now() });
+    if (kind === 'write_off') return 'written_off';
+    if (kind === 'sell_debt') return 'sold';
+    if (!communicationCeased) {
+      await acts.sendEmail({ workflowId, stepId: `${step.id}-notice`, template: step.template, tone: step.tone, amountOutstandingMinor: balance, at: now() });
+    }
+    return 'handed_over';
   }
 
   /** Runs a step; a permanent failure blocks the case until operations resume it (then retries) or it is paid. */
@@ -236,6 +389,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     }
   }
 
+  let handedOver = false;
+  let endedAs: CollectionOutcome | null = null;
   await publish('case.started', { policy: `${policy.name} v${policy.version}`, shiftMs });
   for (const [index, step] of policy.steps.entries()) {
     if (isPaid()) break;
@@ -255,19 +410,34 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       note('skipped', `${step.id}: communication ceased`);
       continue;
     }
+    if (isGated(step.action)) {
+      const result = await escalate(step);
+      if (result === 'handed_over') {
+        handedOver = true;
+        break;
+      }
+      if (result) {
+        endedAs = result;
+        break;
+      }
+      continue;
+    }
     await runStepOrBlock(step, index);
   }
 
-  if (!isPaid()) {
-    stage = 'AwaitingPayment';
+  if (!isPaid() && !endedAs) {
+    // The ladder is done, or an agency or court collects now: payments still land here.
+    stage = handedOver ? 'HandedOver' : 'AwaitingPayment';
     nextAction = null;
-    await publish('case.awaiting_payment');
+    await publish(handedOver ? 'case.handed_over' : 'case.awaiting_payment');
     await waitUntil(() => null);
   }
 
   stage = 'Closed';
-  outcome = 'paid';
+  outcome = endedAs ?? 'paid';
   nextAction = null;
   await publish('case.closed', { outcome, overpaidMinor: overpaid });
+  // Let an approver's update that is still being recorded finish before the workflow ends.
+  await condition(allHandlersFinished);
   return { outcome, amountOutstandingMinor: balance, overpaidMinor: overpaid, paymentsApplied: appliedPayments.size };
 }

@@ -2,10 +2,12 @@
  * The collection workflow's public surface: its messages and search attributes. The API
  * imports this module too, so a signal's name and payload are written once.
  */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
 import type { Currency } from '../domain/money';
+import type { GatedAction } from '../domain/policy';
+import type { Role } from '../domain/roles';
 
 export type PaymentReceived = {
   /** Our payment row id: the workflow counts each payment once by it. */
@@ -30,11 +32,35 @@ export type CaseStatus = {
   blockedReason: string | null;
   pausedReason: string | null;
   communicationCeased: boolean;
+  pendingApproval: PendingApproval | null;
   policy: { name: string; version: number };
   history: CaseAction[];
 };
 
 export type OperatorCommand = { by: string; reason: string };
+
+export type PendingApproval = {
+  approvalId: string;
+  stepId: string;
+  kind: GatedAction;
+  amountMinor: number;
+  /** Agency commission or legal costs, against the amount. */
+  costMinor: number;
+  deadlineAt: string;
+  approverRoles: Role[];
+  requestedBy: string;
+  escalated: boolean;
+};
+
+export type ApprovalDecision = {
+  approvalId: string;
+  decision: 'approve' | 'reject';
+  reason: string;
+  /** Who decides: the API key's name and role; the validator checks both. */
+  decidedBy: { name: string; role: Role };
+};
+
+export type ApprovalOutcome = { approvalId: string; decision: 'approve' | 'reject'; recordedAt: string };
 
 export type CollectionResult = {
   outcome: CollectionOutcome;
@@ -50,6 +76,12 @@ export const pauseSignal = defineSignal<[OperatorCommand]>('pause');
 /** Operations: resume a paused case, or retry the step a blocked case stopped at. */
 export const resumeSignal = defineSignal<[OperatorCommand]>('resume');
 /** The debtor asked not to be contacted: no more e-mails, letters or calls; only gated actions remain. */
+/**
+ * An approver's decision on the pending escalation. Its validator rejects, before anything is
+ * written to history, a decision on a request that is not pending, from a role the policy
+ * does not allow, or by the person who requested it; the caller learns at once.
+ */
+export const decideApprovalUpdate = defineUpdate<ApprovalOutcome, [ApprovalDecision]>('decideApproval');
 export const ceaseCommunicationSignal = defineSignal<[OperatorCommand]>('ceaseCommunication');
 
 /**
@@ -63,6 +95,7 @@ export const searchAttributes = {
   currency: defineSearchAttributeKey('InvoiceCurrency', SearchAttributeType.KEYWORD),
   amountOutstanding: defineSearchAttributeKey('AmountOutstanding', SearchAttributeType.INT),
   nextActionAt: defineSearchAttributeKey('NextActionAt', SearchAttributeType.DATETIME),
+  pendingApproval: defineSearchAttributeKey('PendingApproval', SearchAttributeType.BOOL),
 } as const;
 
 export const allSearchAttributeKeys = Object.values(searchAttributes);

@@ -9,3 +9,4 @@ export * from './api-keys';
 export * from './collection-policies';
 export * from './call-tasks';
 export * from './letters';
+export * from './handovers';

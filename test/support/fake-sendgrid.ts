@@ -21,7 +21,7 @@ export type SendGridMailBody = {
 export type RecordedMessage = { messageId: string; body: SendGridMailBody; headers: IncomingHttpHeaders };
 export type RecordedRequest = { method: string; url: string; status: number };
 
-type Fault = { status: number; headers: Record<string, string>; body: unknown };
+type Fault = { status: number; headers: Record<string, string>; body: unknown; to?: string };
 
 export type FakeSendGrid = {
   /** Base URL for SENDGRID_BASE_URL, e.g. http://127.0.0.1:41234 */
@@ -32,7 +32,11 @@ export type FakeSendGrid = {
   /** Every request with the status it got, accepted or not. */
   requests: RecordedRequest[];
   /** Answers the next `count` requests with `status` (before any other check). */
-  failNext(count: number, status: number, headers?: Record<string, string>, body?: unknown): void;
+  /**
+   * Answers the next `count` requests with `status` (before any other check); with `to`, only
+   * requests addressed to that recipient (other cases' mail on a shared server goes through).
+   */
+  failNext(count: number, status: number, headers?: Record<string, string>, body?: unknown, to?: string): void;
   /** Answers 429 with X-RateLimit-* once more than `perSecond` requests arrive in a second; null lifts it. */
   rateLimit(limit: { perSecond: number } | null): void;
   /** Forgets messages, requests, faults and the rate limit. */
@@ -89,8 +93,18 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
         reply(res, status, body, headers);
       };
 
-      const fault = faults.shift();
-      if (fault) return answer(fault.status, fault.body, fault.headers);
+      const recipient = (() => {
+        try {
+          return (JSON.parse(Buffer.concat(chunks).toString('utf8')) as SendGridMailBody).personalizations?.[0]?.to?.[0]?.email;
+        } catch {
+          return undefined;
+        }
+      })();
+      const faultIndex = faults.findIndex((f) => f.to === undefined || f.to === recipient);
+      if (faultIndex >= 0) {
+        const [fault] = faults.splice(faultIndex, 1);
+        return answer(fault!.status, fault!.body, fault!.headers);
+      }
 
       if (req.method !== 'POST' || req.url?.split('?')[0] !== '/v3/mail/send') {
         return answer(404, { errors: [{ field: null, message: 'resource not found' }] });
@@ -139,12 +153,12 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
     apiKey,
     messages,
     requests,
-    failNext(count, status, headers = {}, body) {
+    failNext(count, status, headers = {}, body, to) {
       const defaultBody =
         status === 429
           ? { errors: [{ field: null, message: 'too many requests' }] }
           : sendGridError(status >= 500 ? 'internal server error' : 'Bad Request');
-      for (let i = 0; i < count; i++) faults.push({ status, headers, body: body ?? defaultBody });
+      for (let i = 0; i < count; i++) faults.push({ status, headers, body: body ?? defaultBody, to });
     },
     rateLimit(next) {
       limit = next;

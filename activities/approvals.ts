@@ -1,0 +1,231 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { and, eq } from 'drizzle-orm';
+import type { Database } from '../db/client';
+import { approvals, auditEvents, collectionCases, communications, customers, handovers, invoices } from '../db/schema';
+import { daysOverdue } from '../domain/collection';
+import type { Currency } from '../domain/money';
+import type { GatedAction } from '../domain/policy';
+import type { ChannelDeps } from './channels';
+import { renderMessage } from './templates';
+
+export type ApprovalDeps = ChannelDeps & { approverEmails: string[] };
+
+export type RequestApprovalInput = {
+  workflowId: string;
+  stepId: string;
+  kind: GatedAction;
+  amountMinor: number;
+  costMinor: number;
+  reason: string;
+  requestedBy: string;
+  approverRoles: string[];
+  deadlineAt: string;
+  /** Workflow time of the request. */
+  at: string;
+};
+
+async function caseFacts(db: Database, workflowId: string) {
+  const [row] = await db
+    .select({ caseId: collectionCases.id, invoice: invoices, customer: customers })
+    .from(collectionCases)
+    .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+    .innerJoin(customers, eq(customers.id, invoices.customerId))
+    .where(eq(collectionCases.workflowId, workflowId));
+  if (!row) throw ApplicationFailure.nonRetryable(`no collection case for workflow ${workflowId}`, 'CaseNotFound');
+  return row;
+}
+
+/**
+ * E-mails the approvers about a request, once per request, purpose and address (recorded as
+ * communications of the case, so the timeline shows who was asked and when).
+ */
+async function notifyApprovers(
+  deps: ApprovalDeps,
+  addresses: string[],
+  request: typeof approvals.$inferSelect,
+  purpose: 'request' | 'reminder' | 'escalation',
+  at: string,
+): Promise<void> {
+  if (addresses.length === 0) return;
+  const c = await caseFacts(deps.db, (await workflowIdOf(deps.db, request.caseId))!);
+  const message = renderMessage({
+    template: 'approval_request',
+    tone: purpose === 'request' ? 'firm' : 'final',
+    locale: 'en',
+    customerName: c.customer.name,
+    invoiceNumber: c.invoice.number,
+    amountOutstandingMinor: request.amountMinor,
+    currency: request.currency as Currency,
+    dueDate: c.invoice.dueDate,
+    daysOverdue: daysOverdue(c.invoice.dueDate, new Date(at)),
+    businessName: deps.business.name,
+    action: request.kind,
+    reason: request.reason,
+    deadline: request.deadlineAt.toISOString(),
+  });
+  const subject = purpose === 'request' ? message.subject : `${purpose === 'reminder' ? 'Reminder' : 'Escalated'}: ${message.subject}`;
+  for (const to of addresses) {
+    const idempotencyKey = `${request.requestKey}:${purpose}:${to}`;
+    const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
+    if (existing?.status === 'sent') continue;
+    const { messageId } = await deps.mailer.send({ to, subject, text: message.text, html: message.html, idempotencyKey });
+    await deps.db
+      .insert(communications)
+      .values({
+        caseId: request.caseId,
+        idempotencyKey,
+        channel: 'email',
+        template: 'approval_request',
+        locale: 'en',
+        recipient: to,
+        subject,
+        body: message.text,
+        status: 'sent',
+        providerMessageId: messageId,
+        createdAt: new Date(at),
+      })
+      .onConflictDoUpdate({ target: communications.idempotencyKey, set: { status: 'sent', providerMessageId: messageId } });
+  }
+}
+
+async function workflowIdOf(db: Database, caseId: string): Promise<string | undefined> {
+  const [row] = await db.select({ workflowId: collectionCases.workflowId }).from(collectionCases).where(eq(collectionCases.id, caseId));
+  return row?.workflowId;
+}
+
+async function loadApproval(db: Database, approvalId: string) {
+  const [row] = await db.select().from(approvals).where(eq(approvals.id, approvalId));
+  if (!row) throw ApplicationFailure.nonRetryable(`no approval ${approvalId}`, 'ApprovalNotFound');
+  return row;
+}
+
+/** Records an approval request (once per workflow + step) and asks the approvers. */
+export async function requestApproval(deps: ApprovalDeps, input: RequestApprovalInput): Promise<{ approvalId: string }> {
+  const requestKey = `${input.workflowId}:${input.stepId}:approval`;
+  const c = await caseFacts(deps.db, input.workflowId);
+  const request = await deps.db.transaction(async (tx) => {
+    const [inserted] = await tx
+      .insert(approvals)
+      .values({
+        caseId: c.caseId,
+        requestKey,
+        stepId: input.stepId,
+        kind: input.kind,
+        amountMinor: input.amountMinor,
+        currency: c.invoice.currency,
+        costMinor: input.costMinor,
+        reason: input.reason,
+        requestedBy: input.requestedBy,
+        approverRoles: input.approverRoles,
+        deadlineAt: new Date(input.deadlineAt),
+        createdAt: new Date(input.at),
+      })
+      .onConflictDoNothing({ target: approvals.requestKey })
+      .returning();
+    if (inserted) {
+      await tx.insert(auditEvents).values({
+        caseId: c.caseId,
+        invoiceId: c.invoice.id,
+        actor: input.requestedBy,
+        type: 'approval.requested',
+        data: { approvalId: inserted.id, kind: input.kind, amountMinor: input.amountMinor, costMinor: input.costMinor },
+        occurredAt: new Date(input.at),
+      });
+      return inserted;
+    }
+    return (await tx.select().from(approvals).where(eq(approvals.requestKey, requestKey)))[0]!;
+  });
+  await notifyApprovers(deps, deps.approverEmails, request, 'request', input.at);
+  return { approvalId: request.id };
+}
+
+/** Past the deadline: reminds the approvers (or, escalating, tells the fallback approvers). */
+export async function chaseApprovers(
+  deps: ApprovalDeps,
+  input: { approvalId: string; purpose: 'reminder' | 'escalation'; fallbackApprovers: string[]; at: string },
+): Promise<void> {
+  const request = await loadApproval(deps.db, input.approvalId);
+  const column = input.purpose === 'reminder' ? { remindedAt: new Date(input.at) } : { escalatedAt: new Date(input.at) };
+  await deps.db.update(approvals).set(column).where(eq(approvals.id, request.id));
+  await deps.db
+    .insert(auditEvents)
+    .values({
+      caseId: request.caseId,
+      actor: 'workflow',
+      type: `approval.${input.purpose === 'reminder' ? 'reminded' : 'escalated'}`,
+      data: { approvalId: request.id },
+      dedupeKey: `${request.requestKey}:${input.purpose}`,
+      occurredAt: new Date(input.at),
+    })
+    .onConflictDoNothing({ target: auditEvents.dedupeKey });
+  const to = input.purpose === 'reminder' ? deps.approverEmails : [...deps.approverEmails, ...input.fallbackApprovers];
+  await notifyApprovers(deps, [...new Set(to)], request, input.purpose, input.at);
+}
+
+/** Writes the decision the workflow accepted; repeating it changes nothing. */
+export async function recordApprovalDecision(
+  deps: { db: Database },
+  input: { approvalId: string; decision: 'approve' | 'reject'; reason: string; decidedBy: string; at: string },
+): Promise<void> {
+  await deps.db.transaction(async (tx) => {
+    const [updated] = await tx
+      .update(approvals)
+      .set({
+        status: input.decision === 'approve' ? 'approved' : 'rejected',
+        decidedBy: input.decidedBy,
+        decidedAt: new Date(input.at),
+        decisionReason: input.reason,
+      })
+      .where(and(eq(approvals.id, input.approvalId), eq(approvals.status, 'pending')))
+      .returning();
+    if (!updated) return;
+    await tx.insert(auditEvents).values({
+      caseId: updated.caseId,
+      actor: input.decidedBy,
+      type: input.decision === 'approve' ? 'approval.approved' : 'approval.rejected',
+      data: { approvalId: updated.id, kind: updated.kind, reason: input.reason },
+      occurredAt: new Date(input.at),
+    });
+  });
+}
+
+/**
+ * Carries out an approved escalation: the agency placement, legal case, write-off ledger
+ * entry or debt sale record. One per approval.
+ */
+export async function executeHandover(
+  deps: { db: Database },
+  input: { approvalId: string; amountMinor: number; at: string },
+): Promise<{ handoverId: string }> {
+  const request = await loadApproval(deps.db, input.approvalId);
+  if (request.status !== 'approved') {
+    throw ApplicationFailure.nonRetryable(`approval ${request.id} is ${request.status}, not approved`, 'NotApproved');
+  }
+  return deps.db.transaction(async (tx) => {
+    const [inserted] = await tx
+      .insert(handovers)
+      .values({
+        caseId: request.caseId,
+        approvalId: request.id,
+        kind: request.kind as GatedAction,
+        amountMinor: input.amountMinor,
+        currency: request.currency,
+        details: { approvedBy: request.decidedBy, reason: request.reason },
+        createdAt: new Date(input.at),
+      })
+      .onConflictDoNothing({ target: handovers.approvalId })
+      .returning({ id: handovers.id });
+    if (!inserted) {
+      const [existing] = await tx.select({ id: handovers.id }).from(handovers).where(eq(handovers.approvalId, request.id));
+      return { handoverId: existing!.id };
+    }
+    await tx.insert(auditEvents).values({
+      caseId: request.caseId,
+      actor: 'workflow',
+      type: `handover.${request.kind}`,
+      data: { handoverId: inserted.id, approvalId: request.id, amountMinor: input.amountMinor },
+      occurredAt: new Date(input.at),
+    });
+    return { handoverId: inserted.id };
+  });
+}
