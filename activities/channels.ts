@@ -27,6 +27,8 @@ export type StepInput = {
   at: string;
   /** For a final notice: the date the account will be referred. */
   referralDate?: string;
+  /** For a dispute verification: what the review found. */
+  reason?: string;
 };
 
 type Db = Database | Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -57,6 +59,7 @@ function render(deps: ChannelDeps, input: StepInput, c: Awaited<ReturnType<typeo
     paymentInstructions: deps.business.paymentInstructions,
     businessName: deps.business.name,
     ...(input.referralDate ? { referralDate: input.referralDate } : {}),
+    ...(input.reason ? { reason: input.reason } : {}),
   });
 }
 

@@ -8,6 +8,7 @@ import {
   type RequestApprovalInput,
 } from './approvals';
 import { recordCaseState, type RecordCaseStateInput } from './case-state';
+import { openDispute, resolveDispute, type OpenDisputeInput, type ResolveDisputeInput } from './disputes';
 import {
   createCallTask,
   placeCreditHold,
@@ -32,6 +33,8 @@ export function createActivities(deps: ActivityDeps) {
     chaseApprovers: (input: Parameters<typeof chaseApprovers>[1]) => chaseApprovers(deps, input),
     recordApprovalDecision: (input: Parameters<typeof recordApprovalDecision>[1]) => recordApprovalDecision(deps, input),
     executeHandover: (input: Parameters<typeof executeHandover>[1]) => executeHandover(deps, input),
+    openDispute: (input: OpenDisputeInput) => openDispute(deps, input),
+    resolveDispute: (input: ResolveDisputeInput) => resolveDispute(deps, input),
   };
 }
 

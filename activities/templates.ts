@@ -25,6 +25,7 @@ export const templateNames = [
   'write_off',
   'payment_plan_reminder',
   'approval_request',
+  'dispute_verification',
 ] as const;
 export type TemplateName = (typeof templateNames)[number];
 
@@ -172,6 +173,17 @@ const english: LanguagePack = {
     sell_debt: 'debt sale',
   },
   templates: {
+    dispute_verification: (f) =>
+      enLetter(
+        f,
+        `Your query about invoice ${f.invoice}: our review`,
+        [
+          `Thank you for raising your concerns about invoice ${f.invoice}. We have looked into them carefully.`,
+          ...(f.reason ? [`Our findings: ${f.reason}`] : []),
+          `Having checked the delivery and the invoice, we confirm that the invoice is correct and that ${f.amount} remains due.`,
+        ],
+        { extra: ['If you have documents that change this picture, please send them to us and we will review them.'] },
+      ),
     pre_due: (f) =>
       enLetter(
         f,
@@ -326,6 +338,17 @@ const german: LanguagePack = {
     sell_debt: 'Forderungsverkauf',
   },
   templates: {
+    dispute_verification: (f) =>
+      deLetter(
+        f,
+        `Ihre Rückfrage zur Rechnung ${f.invoice}: unser Prüfergebnis`,
+        [
+          `vielen Dank für Ihre Rückmeldung zur Rechnung ${f.invoice}. Wir haben Ihre Einwände sorgfältig geprüft.`,
+          ...(f.reason ? [`Unser Ergebnis: ${f.reason}`] : []),
+          `Nach Prüfung von Lieferung und Rechnung bestätigen wir, dass die Rechnung korrekt ist und ${f.amount} weiterhin offen sind.`,
+        ],
+        { extra: ['Sollten Ihnen Unterlagen vorliegen, die etwas anderes zeigen, senden Sie sie uns bitte zu; wir prüfen sie gern.'] },
+      ),
     pre_due: (f) =>
       deLetter(
         f,

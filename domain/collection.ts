@@ -19,6 +19,8 @@ export const collectionStages = [
   'AwaitingApproval',
   'OnHold',
   'HandedOver',
+  'Disputed',
+  'PromisedToPay',
   'AwaitingPayment',
   'Paused',
   'Blocked',

@@ -6,7 +6,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
-import { approvals, auditEvents, callTasks, collectionCases, communications, customers, handovers, invoices, letters } from '../db/schema';
+import { approvals, auditEvents, callTasks, collectionCases, communications, customers, disputes, handovers, invoices, letters } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { localParts } from '../domain/contact-window';
 import { resolveServerExecutable } from '../scripts/temporal-servers';
@@ -14,7 +14,11 @@ import {
   caseStatusQuery,
   ceaseCommunicationSignal,
   decideApprovalUpdate,
+  invoiceAdjustedSignal,
+  openDisputeSignal,
   pauseSignal,
+  promiseToPaySignal,
+  resolveDisputeSignal,
   resumeSignal,
   searchAttributes,
 } from '../workflows/messages';
@@ -80,8 +84,8 @@ describe('invoice collection workflow (time-skipping server)', () => {
   it('walks the default ladder: heads-up, reminders, letter, call task and credit hold, in the contact window', async () => {
     const { handle } = await register(5, { email: 'ladder@muster.example' });
     const startedAt = performance.now();
-    await env.sleep('36 days'); // to day 31
-    console.log(`36 days of the ladder took ${(performance.now() - startedAt).toFixed(0)} ms of wall time`);
+    await env.sleep('38 days'); // to day 33: past day 30, even when it fell on a weekend
+    console.log(`38 days of the ladder took ${(performance.now() - startedAt).toFixed(0)} ms of wall time`);
 
     expect(await contacts(handle.workflowId)).toEqual([
       'pre_due:email:sent',
@@ -124,7 +128,7 @@ describe('invoice collection workflow (time-skipping server)', () => {
 
   it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {
     const { payload, handle } = await register(0, { email: 'paid@muster.example' });
-    await env.sleep('3 days');
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
 
     await pay(payload.externalId, 'bank-2', 125_000);
@@ -136,14 +140,14 @@ describe('invoice collection workflow (time-skipping server)', () => {
 
   it('lowers the balance on a partial payment, publishes it at once, and asks for the rest', async () => {
     const { payload, handle } = await register(0, { email: 'partial@muster.example' });
-    await env.sleep('3 days');
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
     await pay(payload.externalId, 'part-1', 25_000);
     await env.sleep('1 minute');
     expect(await caseRow(handle.workflowId)).toMatchObject({ amountOutstandingMinor: 100_000 });
     const described = await handle.describe();
     expect(described.typedSearchAttributes.get(searchAttributes.amountOutstanding)).toBe(100_000);
 
-    await env.sleep('28 days');
+    await env.sleep('29 days'); // past day 30, even when it fell on a weekend
     const firm = emailsTo('partial@muster.example').at(-1);
     expect(firm?.body.content.find((p) => p.type === 'text/plain')?.value).toContain('1.000,00');
     await pay(payload.externalId, 'part-2', 100_000);
@@ -169,7 +173,7 @@ describe('invoice collection workflow (time-skipping server)', () => {
     // Day 30's e-mail follows 23 days later, as it would have after day 7.
     await env.sleep('20 days');
     expect(emailsTo('late@muster.example')).toEqual([]);
-    await env.sleep('4 days');
+    await env.sleep('6 days'); // past the shifted day 30, even when it fell on a weekend
     expect(emailsTo('late@muster.example')).toHaveLength(1);
   });
 
@@ -220,7 +224,7 @@ describe('invoice collection workflow (time-skipping server)', () => {
     const { handle } = await register(0, { email: 'throttled@muster.example' });
     const reset = String(Math.floor((await env.currentTimeMs()) / 1000) + 60);
     h.sendgrid.failNext(2, 429, { 'X-RateLimit-Reset': reset }, undefined, 'throttled@muster.example');
-    await env.sleep('3 days');
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
     expect(emailsTo('throttled@muster.example')).toHaveLength(1);
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
   });
@@ -234,7 +238,7 @@ describe('invoice collection workflow (time-skipping server)', () => {
       { errors: [{ message: 'Does not contain a valid address.', field: 'personalizations.0.to', help: null }] },
       'refused@muster.example',
     );
-    await env.sleep('3 days');
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
     const blocked = await caseRow(handle.workflowId);
     expect(blocked.stage).toBe('Blocked');
     expect(blocked.blockedReason).toContain('valid address');
@@ -249,7 +253,7 @@ describe('invoice collection workflow (time-skipping server)', () => {
 
   it('sends nothing more to a debtor who asked for no contact', async () => {
     const { handle } = await register(0, { email: 'ceased@muster.example' });
-    await env.sleep('3 days');
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
     await handle.signal(ceaseCommunicationSignal, { by: 'collector', reason: 'debtor asked in writing' });
     await env.sleep('40 days');
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
@@ -263,14 +267,14 @@ describe('invoice collection workflow (time-skipping server)', () => {
 
   it('holds the ladder while paused and shifts what is left by the time paused', async () => {
     const { handle } = await register(0, { email: 'paused@muster.example' });
-    await env.sleep('3 days');
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
     await handle.signal(pauseSignal, { by: 'ops', reason: 'credit note being agreed' });
     await env.sleep('10 days');
     expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Paused' });
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
     await handle.signal(resumeSignal, { by: 'ops', reason: 'no credit note after all' });
     // Day 7's letter, due on day 7 + 10 paused days = day 17.
-    await env.sleep('3 days');
+    await env.sleep('2 days');
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
     await env.sleep('2 days');
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent', 'reminder_letter:letter:queued']);
@@ -373,5 +377,72 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Scheduled' });
     await env.sleep('30 days');
     expect((await handle.query(caseStatusQuery)).pendingApproval).toMatchObject({ kind: 'legal_action' });
+  });
+
+  it('stops every contact during a dispute, sends a verification when it is resolved against the debtor, and shifts the ladder', async () => {
+    const { handle } = await register(0, { email: 'disputing@muster.example' });
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
+    await handle.signal(openDisputeSignal, { by: 'collector', reason: 'pallet arrived damaged' });
+    await env.sleep('1 hour');
+    const c = await caseRow(handle.workflowId);
+    expect(c.stage).toBe('Disputed');
+    const [open] = await h.db.db.select().from(disputes).where(eq(disputes.caseId, c.id));
+    expect(open).toMatchObject({ reason: 'pallet arrived damaged', resolvedAt: null });
+    await env.sleep('20 days'); // past day 7: no letter while disputed
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+
+    await handle.signal(resolveDisputeSignal, { by: 'ops', resolution: 'business_favour', note: 'delivery photos show intact pallet' });
+    await env.sleep('1 hour');
+    const verification = emailsTo('disputing@muster.example', handle.workflowId).at(-1);
+    expect(verification?.body.content.find((p) => p.type === 'text/plain')?.value).toContain('delivery photos show intact pallet');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Scheduled' });
+    // Day 7's letter comes 20 days late (the dispute lasted 20 days), not at once.
+    await env.sleep('1 day');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent', 'dispute_verification:email:sent']);
+    await env.sleep('3 days');
+    expect((await contacts(handle.workflowId)).at(-1)).toBe('reminder_letter:letter:queued');
+  });
+
+  it('lowers the balance by the credit when a dispute is resolved in the debtor favour', async () => {
+    const { handle } = await register(0);
+    await handle.signal(openDisputeSignal, { by: 'collector', reason: 'two items missing' });
+    await env.sleep('1 hour');
+    await handle.signal(resolveDisputeSignal, { by: 'ops', resolution: 'customer_favour', note: 'credit note CN-7', creditMinor: 25_000 });
+    await env.sleep('1 hour');
+    expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(100_000);
+    const [resolved] = await h.db.db.select().from(disputes).where(eq(disputes.caseId, (await caseRow(handle.workflowId)).id));
+    expect(resolved).toMatchObject({ resolution: 'customer_favour', creditMinor: 25_000 });
+  });
+
+  it('pauses contacts for a promise to pay and closes when it is kept', async () => {
+    const { payload, handle } = await register(0, { email: 'promise@muster.example' });
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
+    const promisedDate = isoDate(10, new Date(await env.currentTimeMs()));
+    await handle.signal(promiseToPaySignal, { by: 'collector', promisedDate, amountMinor: 125_000 });
+    await env.sleep('9 days'); // past day 7
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'PromisedToPay' });
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+    await pay(payload.externalId, 'promised-1', 125_000);
+    expect(await handle.result()).toMatchObject({ outcome: 'paid' });
+  });
+
+  it('resumes one step firmer when a promise is broken', async () => {
+    const { handle } = await register(0, { email: 'broken@muster.example' });
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
+    const promisedDate = isoDate(2, new Date(await env.currentTimeMs()));
+    await handle.signal(promiseToPaySignal, { by: 'collector', promisedDate, amountMinor: 125_000 });
+    await env.sleep('7 days'); // date + 3 days' grace has passed
+    // The next step (day 7's letter) went out as soon as the promise broke, not 7 days later.
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent', 'reminder_letter:letter:queued']);
+    const events = await h.db.db.select({ type: auditEvents.type }).from(auditEvents).where(eq(auditEvents.caseId, (await caseRow(handle.workflowId)).id));
+    expect(events.map((e) => e.type)).toContain('promise.broken');
+  });
+
+  it('closes as cancelled when the invoice is cancelled upstream', async () => {
+    const { payload, handle } = await register(0);
+    await handle.signal(invoiceAdjustedSignal, { by: 'erp-sync', kind: 'cancelled', reason: 'order withdrawn' });
+    expect(await handle.result()).toMatchObject({ outcome: 'cancelled' });
+    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
+    expect(invoice?.status).toBe('cancelled');
   });
 });

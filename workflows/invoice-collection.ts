@@ -25,14 +25,19 @@ import {
   caseStatusQuery,
   ceaseCommunicationSignal,
   decideApprovalUpdate,
+  invoiceAdjustedSignal,
+  openDisputeSignal,
   pauseSignal,
   paymentReceivedSignal,
+  promiseToPaySignal,
+  resolveDisputeSignal,
   resumeSignal,
   searchAttributes,
   type CaseAction,
   type ApprovalDecision,
   type CaseStatus,
   type CollectionResult,
+  type DisputeResolved,
   type PaymentReceived,
   type PendingApproval,
 } from './messages';
@@ -73,6 +78,13 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** Set when an approver's update is accepted (before it is recorded), so a second one is refused. */
   let deciding = false;
   let decision: ApprovalDecision | null = null;
+  let dispute: { no: number; reason: string; by: string; openedAt: string; resolved: DisputeResolved | null } | null = null;
+  let disputeCount = 0;
+  let promise: { promisedDate: string; amountMinor: number; balanceWhenPromised: number; checkAt: string; by: string } | null = null;
+  /** After a broken promise the next step runs at once: one step firmer. */
+  let runNextStepNow = false;
+  /** Set when the case ends other than by payment: written off, sold, cancelled. */
+  let endedAs: CollectionOutcome | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
   let shiftMs = lateStartShiftMs(policy, input.dueDate, new Date());
   let stateSeq = 0;
@@ -101,6 +113,28 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     resumeRequested = true;
     note('resumed', `${reason} (${by})`);
   });
+  setHandler(openDisputeSignal, ({ by, reason }) => {
+    if (dispute && !dispute.resolved) return; // one open dispute at a time; a repeat changes nothing
+    disputeCount += 1;
+    dispute = { no: disputeCount, reason, by, openedAt: now(), resolved: null };
+    note('dispute_opened', `${reason} (${by})`);
+  });
+  setHandler(resolveDisputeSignal, (resolution) => {
+    if (!dispute || dispute.resolved) return;
+    dispute.resolved = resolution;
+    note('dispute_resolved', `${resolution.resolution}: ${resolution.note} (${resolution.by})`);
+  });
+  setHandler(promiseToPaySignal, ({ by, promisedDate, amountMinor }) => {
+    const checkAt = new Date(Date.parse(`${promisedDate}T23:59:59Z`) + policy.promiseGraceDays * DAY_MS).toISOString();
+    promise = { promisedDate, amountMinor, balanceWhenPromised: balance, checkAt, by };
+    note('promise', `${amountMinor} by ${promisedDate} (${by})`);
+  });
+  setHandler(invoiceAdjustedSignal, ({ by, kind, creditMinor, reason }) => {
+    if (kind === 'cancelled') endedAs = 'cancelled';
+    else applyCredit(creditMinor ?? 0);
+    unpublished.push('case.invoice_adjusted');
+    note('invoice_adjusted', `${kind}${creditMinor ? ` ${creditMinor}` : ''}: ${reason} (${by})`);
+  });
   setHandler(ceaseCommunicationSignal, ({ by, reason }) => {
     if (communicationCeased) return;
     communicationCeased = true;
@@ -119,6 +153,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     pausedReason,
     communicationCeased,
     pendingApproval,
+    dispute: dispute && !dispute.resolved ? { reason: dispute.reason, openedAt: dispute.openedAt } : null,
+    promise: promise ? { promisedDate: promise.promisedDate, amountMinor: promise.amountMinor, checkAt: promise.checkAt } : null,
     policy: { name: policy.name, version: policy.version },
     history,
   }));
@@ -185,11 +221,97 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     });
   }
 
-  const isPaid = () => balance === 0;
+  /** The case is over: paid, or ended otherwise (cancelled, written off, sold). */
+  const isPaid = () => balance === 0 || endedAs !== null;
+
+  /** A credit note lowers what is owed; one that clears it ends the case as cancelled. */
+  function applyCredit(creditMinor: number): void {
+    balance -= Math.min(balance, creditMinor);
+    if (balance === 0) endedAs = 'cancelled';
+  }
+
+  /**
+   * Holds the ladder for whatever stops contact right now (a dispute, an operator's pause, a
+   * promise to pay); each moves the rest of the ladder by the time it held.
+   */
+  async function holdWhilePaused(): Promise<void> {
+    for (;;) {
+      if (isPaid()) return;
+      if (dispute && !dispute.resolved) await holdForDispute();
+      else if (pausedReason !== null) await holdForPause();
+      else if (promise) await holdForPromise();
+      else return;
+    }
+  }
+
+  async function holdForDispute(): Promise<void> {
+    const d = dispute!;
+    const heldAt = Date.now();
+    const previous = stage;
+    stage = 'Disputed';
+    await acts.openDispute({ workflowId, disputeNo: d.no, reason: d.reason, by: d.by, at: now() });
+    await publish('case.disputed', { reason: d.reason });
+    await condition(() => isPaid() || d.resolved !== null);
+    shiftMs += Date.now() - heldAt;
+    stage = previous;
+    const r = d.resolved;
+    if (!r) return; // paid while disputed
+    if (r.resolution === 'customer_favour') {
+      if (r.cancelInvoice) endedAs = 'cancelled';
+      else applyCredit(r.creditMinor ?? 0);
+    } else if (!communicationCeased) {
+      await acts.sendEmail({
+        workflowId,
+        stepId: `dispute-${d.no}-verification`,
+        template: 'dispute_verification',
+        tone: 'firm',
+        amountOutstandingMinor: balance,
+        at: now(),
+        reason: r.note,
+      });
+    }
+    await acts.resolveDispute({
+      workflowId,
+      disputeNo: d.no,
+      resolution: r.resolution,
+      note: r.note,
+      creditMinor: r.resolution === 'customer_favour' && !r.cancelInvoice ? (r.creditMinor ?? 0) : 0,
+      by: r.by,
+      at: now(),
+    });
+    await publish('case.dispute_resolved', { resolution: r.resolution, shiftedByMs: Date.now() - heldAt });
+  }
+
+  async function holdForPromise(): Promise<void> {
+    const p = promise!;
+    const heldAt = Date.now();
+    const previous = stage;
+    const target = p.balanceWhenPromised - p.amountMinor;
+    const kept = () => balance <= target;
+    stage = 'PromisedToPay';
+    const savedNext = nextAction;
+    nextAction = { kind: 'promise check', at: p.checkAt };
+    await publish('case.promise_to_pay', { promisedDate: p.promisedDate, amountMinor: p.amountMinor });
+    const remaining = Date.parse(p.checkAt) - Date.now();
+    if (remaining > 0) await condition(() => isPaid() || kept() || promise !== p || (dispute !== null && !dispute.resolved), remaining);
+    if (promise !== p) return; // replaced by a newer promise
+    if (dispute && !dispute.resolved && !kept() && !isPaid()) return; // the dispute takes over; the promise waits
+    promise = null;
+    shiftMs += Date.now() - heldAt;
+    stage = previous;
+    nextAction = savedNext;
+    if (isPaid()) return;
+    if (kept()) {
+      await publish('promise.kept');
+    } else {
+      runNextStepNow = true;
+      note('promise_broken', `${p.amountMinor} by ${p.promisedDate}`);
+      await publish('promise.broken');
+    }
+  }
 
   /** Holds the clock while paused; on resume the rest of the ladder moves by the time paused. */
-  async function holdWhilePaused(): Promise<void> {
-    if (pausedReason === null) return;
+  async function holdForPause(): Promise<void> {
     const pausedAt = Date.now();
     const previous = stage;
     stage = 'Paused';
@@ -214,7 +336,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       const until = target();
       const remainingMs = until ? until.getTime() - Date.now() : undefined;
       if (remainingMs !== undefined && remainingMs <= 0) return false;
-      const wake = () => isPaid() || done() || unpublished.length > 0 || pausedReason !== null;
+      const wake = () =>
+        isPaid() || done() || unpublished.length > 0 || pausedReason !== null || promise !== null || (dispute !== null && !dispute.resolved);
       // condition(fn) without a timeout resolves to undefined, not true: keep the two apart.
       const woken = remainingMs === undefined ? (await condition(wake), true) : await condition(wake, remainingMs);
       for (const event of new Set(unpublished.splice(0))) if (!isPaid()) await publish(event);
@@ -224,7 +347,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
 
   /** When a step is due: its offset plus any shift, moved into the debtor's contact window. */
   function stepTime(step: PolicyStep): Date {
-    const at = new Date(Math.max(stepDueAt(input.dueDate, step.offsetDays).getTime() + shiftMs, Date.now()));
+    const scheduled = runNextStepNow ? Date.now() : stepDueAt(input.dueDate, step.offsetDays).getTime() + shiftMs;
+    const at = new Date(Math.max(scheduled, Date.now()));
     return timedContact.has(step.action) ? nextContactTime(at, input.customerTimeZone, policy.contactWindow) : at;
   }
 
@@ -390,7 +514,6 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   }
 
   let handedOver = false;
-  let endedAs: CollectionOutcome | null = null;
   await publish('case.started', { policy: `${policy.name} v${policy.version}`, shiftMs });
   for (const [index, step] of policy.steps.entries()) {
     if (isPaid()) break;
@@ -411,6 +534,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       continue;
     }
     if (isGated(step.action)) {
+      runNextStepNow = false;
       const result = await escalate(step);
       if (result === 'handed_over') {
         handedOver = true;
@@ -423,6 +547,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       continue;
     }
     await runStepOrBlock(step, index);
+    runNextStepNow = false;
   }
 
   if (!isPaid() && !endedAs) {

@@ -33,11 +33,27 @@ export type CaseStatus = {
   pausedReason: string | null;
   communicationCeased: boolean;
   pendingApproval: PendingApproval | null;
+  dispute: { reason: string; openedAt: string } | null;
+  promise: { promisedDate: string; amountMinor: number; checkAt: string } | null;
   policy: { name: string; version: number };
   history: CaseAction[];
 };
 
 export type OperatorCommand = { by: string; reason: string };
+
+export type DisputeOpened = { by: string; reason: string };
+export type DisputeResolved = {
+  by: string;
+  /** customer_favour: adjust by a credit (or cancel the invoice); business_favour: verify and resume. */
+  resolution: 'customer_favour' | 'business_favour';
+  note: string;
+  /** Credit granted, in minor units (customer_favour). */
+  creditMinor?: number;
+  /** The invoice is withdrawn altogether (customer_favour). */
+  cancelInvoice?: boolean;
+};
+export type PromiseToPay = { by: string; promisedDate: string; amountMinor: number };
+export type InvoiceAdjusted = { by: string; kind: 'cancelled' | 'credited'; creditMinor?: number; reason: string };
 
 export type PendingApproval = {
   approvalId: string;
@@ -82,6 +98,13 @@ export const resumeSignal = defineSignal<[OperatorCommand]>('resume');
  * does not allow, or by the person who requested it; the caller learns at once.
  */
 export const decideApprovalUpdate = defineUpdate<ApprovalOutcome, [ApprovalDecision]>('decideApproval');
+/** The debtor disputes the invoice: every contact stops at once until it is resolved. */
+export const openDisputeSignal = defineSignal<[DisputeOpened]>('openDispute');
+export const resolveDisputeSignal = defineSignal<[DisputeResolved]>('resolveDispute');
+/** The debtor promised to pay: contacts pause until the date plus the policy's grace. */
+export const promiseToPaySignal = defineSignal<[PromiseToPay]>('promiseToPay');
+/** The invoice was cancelled or credited in the accounting system. */
+export const invoiceAdjustedSignal = defineSignal<[InvoiceAdjusted]>('invoiceAdjusted');
 export const ceaseCommunicationSignal = defineSignal<[OperatorCommand]>('ceaseCommunication');
 
 /**

@@ -26,6 +26,21 @@ const caseStatusSchema = z.object({
   blockedReason: z.string().nullable(),
   pausedReason: z.string().nullable(),
   communicationCeased: z.boolean(),
+  pendingApproval: z
+    .object({
+      approvalId: z.string(),
+      stepId: z.string(),
+      kind: z.string(),
+      amountMinor: z.number().int(),
+      costMinor: z.number().int(),
+      deadlineAt: z.string(),
+      approverRoles: z.array(z.string()),
+      requestedBy: z.string(),
+      escalated: z.boolean(),
+    })
+    .nullable(),
+  dispute: z.object({ reason: z.string(), openedAt: z.string() }).nullable(),
+  promise: z.object({ promisedDate: z.string(), amountMinor: z.number().int(), checkAt: z.string() }).nullable(),
   policy: z.object({ name: z.string(), version: z.number().int() }),
   history: z.array(z.object({ at: z.string(), kind: z.string(), detail: z.string() })),
 });

@@ -10,3 +10,4 @@ export * from './collection-policies';
 export * from './call-tasks';
 export * from './letters';
 export * from './handovers';
+export * from './disputes';
