@@ -45,6 +45,28 @@ export type CollectionInput = {
   dueDate: string;
   policyId: string;
   policy: CollectionPolicy;
+  /** Set when the workflow continued as new: where the previous run left off. */
+  carried?: CarriedState;
+};
+
+/** A case's state handed from one run to the next by continue-as-new. */
+export type CarriedState = {
+  /** Index of the policy step to go on with (steps.length: the ladder is done). */
+  nextStep: number;
+  handedOver: boolean;
+  balance: number;
+  overpaid: number;
+  shiftMs: number;
+  stateSeq: number;
+  appliedPayments: string[];
+  communicationCeased: boolean;
+  pausedReason: string | null;
+  disputeCount: number;
+  dispute: { no: number; reason: string; by: string; openedAt: string } | null;
+  promise: { promisedDate: string; amountMinor: number; balanceWhenPromised: number; checkAt: string; by: string } | null;
+  runNextStepNow: boolean;
+  /** The latest entries of the case's history (older ones are in the audit trail). */
+  history: { at: string; kind: string; detail: string }[];
 };
 
 

@@ -106,6 +106,11 @@ export const policySchema = z
     agencyCommissionBps: z.number().int().min(0).max(10_000).default(2_500),
     /** Expected court and attorney costs in minor units, shown to approvers. */
     legalCostsMinor: z.number().int().nonnegative().default(150_000),
+    /**
+     * The case continues as new (a fresh history, its state carried over) when the server
+     * suggests it or its history passes this many events, whichever comes first.
+     */
+    continueAsNewAfterEvents: z.number().int().min(20).max(40_000).default(5_000),
     steps: z.array(stepSchema).min(1),
   })
   .superRefine((policy, ctx) => {

@@ -6,7 +6,20 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
-import { approvals, auditEvents, callTasks, collectionCases, communications, customers, disputes, handovers, invoices, letters } from '../db/schema';
+import {
+  approvals,
+  auditEvents,
+  callTasks,
+  collectionCases,
+  collectionPolicies,
+  communications,
+  customers,
+  disputes,
+  handovers,
+  invoices,
+  letters,
+} from '../db/schema';
+import { defaultPolicy, policySchema } from '../domain/policy';
 import { collectionWorkflowId } from '../domain/collection';
 import { localParts } from '../domain/contact-window';
 import { resolveServerExecutable } from '../scripts/temporal-servers';
@@ -444,5 +457,44 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await handle.result()).toMatchObject({ outcome: 'cancelled' });
     const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
     expect(invoice?.status).toBe('cancelled');
+  });
+
+  it('continues as new through a whole escalation without losing state, payments or history', async () => {
+    // The default ladder, but a fresh run every 40 events: the state is handed over many times.
+    const shortHistory = policySchema.parse({ ...defaultPolicy, name: 'short-history', continueAsNewAfterEvents: 40 });
+    await h.db.db.insert(collectionPolicies).values({ name: 'short-history', version: 1, definition: shortHistory, createdBy: 'test' });
+    const now = new Date(await env.currentTimeMs());
+    const payload = { ...invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now) }), policy: 'short-history' };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
+    const firstRun = (await handle.describe()).runId;
+
+    for (const [day, reference] of [[4, 'p1'], [20, 'p2'], [40, 'p3']] as const) {
+      await env.sleep(`${day === 4 ? 4 : day === 20 ? 16 : 20} days`);
+      await pay(payload.externalId, reference, 10_000);
+    }
+    await env.sleep('22 days'); // day 62: the agency referral waits for approval
+    const status = await handle.query(caseStatusQuery);
+    expect(status).toMatchObject({ stage: 'AwaitingApproval', amountOutstandingMinor: 95_000 });
+    expect((await handle.describe()).runId).not.toBe(firstRun);
+    await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: status.pendingApproval!.approvalId, decision: 'approve', reason: 'no reply', decidedBy: { name: 'Anna', role: 'approver' } }],
+    });
+    await env.sleep('1 hour');
+    // A payment already counted in an earlier run is still counted once.
+    await pay(payload.externalId, 'p1', 10_000);
+    await pay(payload.externalId, 'rest', 95_000);
+    expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 4, overpaidMinor: 0 });
+    const c = await caseRow(handle.workflowId);
+    expect(await contacts(handle.workflowId)).toEqual([
+      'courtesy_reminder:email:sent',
+      'reminder_letter:letter:queued',
+      'firm_reminder:email:sent',
+      'final_notice:email:sent',
+      'final_notice:letter:queued',
+      'approval_request:email:sent',
+      'agency_referral:email:sent',
+    ]);
+    expect(c).toMatchObject({ stage: 'Closed', outcome: 'paid' });
   });
 });

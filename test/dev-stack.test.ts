@@ -80,9 +80,14 @@ describe('npm run dev', () => {
 
     // Second start: same data folder; the invoice, its running workflow and the key are still there.
     const second = await startDevStack(ports);
-    const detail = await fetch(`${api}/invoices/${payload.externalId}`, { headers });
-    expect(detail.status).toBe(200);
-    const body = (await detail.json()) as { case: unknown; live: unknown };
+    // The live status needs the worker to answer a query: right after a start it may not yet.
+    let body: { case: unknown; live: unknown } = { case: null, live: null };
+    for (let attempt = 0; attempt < 30 && !body.live; attempt++) {
+      const detail = await fetch(`${api}/invoices/${payload.externalId}`, { headers });
+      expect(detail.status).toBe(200);
+      body = (await detail.json()) as typeof body;
+      if (!body.live) await new Promise((r) => setTimeout(r, 1000));
+    }
     expect(body.case).toMatchObject({ workflowId, stage: 'Scheduled' });
     expect(body.live).toMatchObject({ workflowId, stage: 'Scheduled', amountOutstandingMinor: payload.amountTotalMinor });
     second.child.kill('SIGINT');

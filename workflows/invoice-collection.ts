@@ -3,6 +3,7 @@ import {
   allHandlersFinished,
   ApplicationFailure,
   condition,
+  continueAsNew,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -14,6 +15,7 @@ import {
   isStepSuperseded,
   lateStartShiftMs,
   stepDueAt,
+  type CarriedState,
   type CollectionInput,
   type CollectionOutcome,
   type CollectionStage,
@@ -67,30 +69,33 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   const { policy } = input;
   let stage: CollectionStage = 'Scheduled';
   let outcome: CollectionOutcome | null = null;
-  let balance = input.amountOutstandingMinor;
-  let overpaid = 0;
+  const carried = input.carried;
+  let balance = carried?.balance ?? input.amountOutstandingMinor;
+  let overpaid = carried?.overpaid ?? 0;
   let nextAction: CaseStatus['nextAction'] = null;
   let blockedReason: string | null = null;
-  let pausedReason: string | null = null;
+  let pausedReason: string | null = carried?.pausedReason ?? null;
   let resumeRequested = false;
-  let communicationCeased = false;
+  let communicationCeased = carried?.communicationCeased ?? false;
   let pendingApproval: PendingApproval | null = null;
   /** Set when an approver's update is accepted (before it is recorded), so a second one is refused. */
   let deciding = false;
   let decision: ApprovalDecision | null = null;
-  let dispute: { no: number; reason: string; by: string; openedAt: string; resolved: DisputeResolved | null } | null = null;
-  let disputeCount = 0;
-  let promise: { promisedDate: string; amountMinor: number; balanceWhenPromised: number; checkAt: string; by: string } | null = null;
+  let dispute: { no: number; reason: string; by: string; openedAt: string; resolved: DisputeResolved | null } | null =
+    carried?.dispute ? { ...carried.dispute, resolved: null } : null;
+  let disputeCount = carried?.disputeCount ?? 0;
+  let promise: CarriedState['promise'] = carried?.promise ?? null;
   /** After a broken promise the next step runs at once: one step firmer. */
-  let runNextStepNow = false;
+  let runNextStepNow = carried?.runNextStepNow ?? false;
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
   let endedAs: CollectionOutcome | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
-  let shiftMs = lateStartShiftMs(policy, input.dueDate, new Date());
-  let stateSeq = 0;
-  const appliedPayments = new Set<string>();
+  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, input.dueDate, new Date());
+  // Carried across runs: the database only accepts a higher sequence number.
+  let stateSeq = carried?.stateSeq ?? 0;
+  const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
   const unpublished: string[] = [];
-  const history: CaseAction[] = [];
+  const history: CaseAction[] = [...(carried?.history ?? [])];
   const now = () => new Date().toISOString();
   const note = (kind: string, detail: string) => history.push({ at: now(), kind, detail });
 
@@ -513,9 +518,41 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     }
   }
 
-  let handedOver = false;
-  await publish('case.started', { policy: `${policy.name} v${policy.version}`, shiftMs });
+  /**
+   * Hands the case to a fresh run when the history grows long (the server suggests it), so no
+   * history grows without bound. Only at points where nothing is in flight: between steps.
+   */
+  const continueAsNewSuggested = () => {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength > policy.continueAsNewAfterEvents;
+  };
+  async function continueAsNewFrom(nextStep: number): Promise<never> {
+    await condition(allHandlersFinished);
+    return continueAsNew<typeof invoiceCollection>({
+      ...input,
+      carried: {
+        nextStep,
+        handedOver,
+        balance,
+        overpaid,
+        shiftMs,
+        stateSeq,
+        appliedPayments: [...appliedPayments],
+        communicationCeased,
+        pausedReason,
+        disputeCount,
+        dispute: dispute && !dispute.resolved ? { no: dispute.no, reason: dispute.reason, by: dispute.by, openedAt: dispute.openedAt } : null,
+        promise,
+        runNextStepNow,
+        history: history.slice(-50),
+      },
+    });
+  }
+
+  let handedOver = carried?.handedOver ?? false;
+  if (!carried) await publish('case.started', { policy: `${policy.name} v${policy.version}`, shiftMs });
   for (const [index, step] of policy.steps.entries()) {
+    if (index < (carried?.nextStep ?? 0)) continue;
     if (isPaid()) break;
     const superseded = () => isStepSuperseded(policy, input.dueDate, index, new Date(), shiftMs);
     if (!stepApplies(step, balance) || superseded()) continue;
@@ -524,8 +561,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     stage = 'Scheduled';
     nextAction = { kind: step.id, at: stepTime(step).toISOString() };
     await publish('case.step_scheduled', { stepId: step.id, action: step.action, at: nextAction.at });
-    await waitUntil(() => stepTime(step));
+    await waitUntil(() => stepTime(step), continueAsNewSuggested);
     if (isPaid()) break;
+    if (continueAsNewSuggested() && stepTime(step).getTime() > Date.now()) await continueAsNewFrom(index);
     // Checked again after the wait: a payment may have changed the branch, the worker may
     // have been down past later steps, or the debtor may have asked for no more contact.
     if (!stepApplies(step, balance) || superseded()) continue;
@@ -554,8 +592,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     // The ladder is done, or an agency or court collects now: payments still land here.
     stage = handedOver ? 'HandedOver' : 'AwaitingPayment';
     nextAction = null;
-    await publish(handedOver ? 'case.handed_over' : 'case.awaiting_payment');
-    await waitUntil(() => null);
+    if (!carried || carried.nextStep < policy.steps.length) await publish(handedOver ? 'case.handed_over' : 'case.awaiting_payment');
+    await waitUntil(() => null, continueAsNewSuggested);
+    if (!isPaid()) await continueAsNewFrom(policy.steps.length);
   }
 
   stage = 'Closed';
