@@ -29,6 +29,8 @@ export type StepInput = {
   referralDate?: string;
   /** For a dispute verification: what the review found. */
   reason?: string;
+  /** For a payment plan reminder: the instalment that falls due. */
+  instalment?: { dueDate: string; amountMinor: number };
 };
 
 type Db = Database | Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -60,6 +62,7 @@ function render(deps: ChannelDeps, input: StepInput, c: Awaited<ReturnType<typeo
     businessName: deps.business.name,
     ...(input.referralDate ? { referralDate: input.referralDate } : {}),
     ...(input.reason ? { reason: input.reason } : {}),
+    ...(input.instalment ? { instalmentDueDate: input.instalment.dueDate, instalmentAmountMinor: input.instalment.amountMinor } : {}),
   });
 }
 

@@ -21,6 +21,7 @@ export const collectionStages = [
   'HandedOver',
   'Disputed',
   'PromisedToPay',
+  'PaymentPlan',
   'AwaitingPayment',
   'Paused',
   'Blocked',
@@ -65,6 +66,8 @@ export type CarriedState = {
   dispute: { no: number; reason: string; by: string; openedAt: string } | null;
   promise: { promisedDate: string; amountMinor: number; balanceWhenPromised: number; checkAt: string; by: string } | null;
   runNextStepNow: boolean;
+  paymentPlan: { planNo: number; instalments: { dueDate: string; amountMinor: number }[]; balanceWhenAgreed: number; by: string } | null;
+  planCount: number;
   /** The latest entries of the case's history (older ones are in the audit trail). */
   history: { at: string; kind: string; detail: string }[];
 };

@@ -30,6 +30,7 @@ import {
   invoiceAdjustedSignal,
   openDisputeSignal,
   pauseSignal,
+  paymentPlanSignal,
   promiseToPaySignal,
   resolveDisputeSignal,
   resumeSignal,
@@ -496,5 +497,41 @@ describe('invoice collection workflow (time-skipping server)', () => {
       'agency_referral:email:sent',
     ]);
     expect(c).toMatchObject({ stage: 'Closed', outcome: 'paid' });
+  });
+
+  it('follows a payment plan: a reminder before each instalment, closed when all are paid', async () => {
+    const { payload, handle } = await register(0, { email: 'plan@muster.example' });
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
+    const today = new Date(await env.currentTimeMs());
+    const instalments = [
+      { dueDate: isoDate(10, today), amountMinor: 62_500 },
+      { dueDate: isoDate(40, today), amountMinor: 62_500 },
+    ];
+    await handle.signal(paymentPlanSignal, { by: 'collector', instalments });
+    await env.sleep('9 days');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'PaymentPlan' });
+    const reminders = () => emailsTo('plan@muster.example', handle.workflowId).filter((m) => m.body.custom_args?.idempotencyKey?.includes(':plan-'));
+    expect(reminders()).toHaveLength(1);
+    expect(reminders()[0]?.body.content.find((p) => p.type === 'text/plain')?.value).toContain('625,00');
+    await pay(payload.externalId, 'instalment-1', 62_500);
+    await env.sleep('31 days'); // just before the second instalment: its reminder went out, no ladder step
+    expect(reminders()).toHaveLength(2);
+    expect(await contacts(handle.workflowId)).not.toContain('reminder_letter:letter:queued');
+    await pay(payload.externalId, 'instalment-2', 62_500);
+    expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 2 });
+  });
+
+  it('returns the case to the ladder where it left off when an instalment is missed', async () => {
+    const { handle } = await register(0, { email: 'missed@muster.example' });
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
+    const today = new Date(await env.currentTimeMs());
+    await handle.signal(paymentPlanSignal, { by: 'collector', instalments: [{ dueDate: isoDate(5, today), amountMinor: 62_500 }, { dueDate: isoDate(35, today), amountMinor: 62_500 }] });
+    await env.sleep('10 days'); // due + 3 days' grace passed, nothing paid
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Scheduled' });
+    const events = await h.db.db.select({ type: auditEvents.type }).from(auditEvents).where(eq(auditEvents.caseId, (await caseRow(handle.workflowId)).id));
+    expect(events.map((e) => e.type)).toContain('plan.broken');
+    // Day 7's letter, held while the plan ran, follows.
+    await env.sleep('3 days');
+    expect(await contacts(handle.workflowId)).toContain('reminder_letter:letter:queued');
   });
 });

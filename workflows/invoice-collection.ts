@@ -30,6 +30,7 @@ import {
   invoiceAdjustedSignal,
   openDisputeSignal,
   pauseSignal,
+  paymentPlanSignal,
   paymentReceivedSignal,
   promiseToPaySignal,
   resolveDisputeSignal,
@@ -87,6 +88,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   let promise: CarriedState['promise'] = carried?.promise ?? null;
   /** After a broken promise the next step runs at once: one step firmer. */
   let runNextStepNow = carried?.runNextStepNow ?? false;
+  let plan: CarriedState['paymentPlan'] = carried?.paymentPlan ?? null;
+  let planCount = carried?.planCount ?? 0;
+  /** Index of the plan's next unpaid instalment, for the status query. */
+  let planNext = 0;
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
   let endedAs: CollectionOutcome | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
@@ -134,6 +139,13 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     promise = { promisedDate, amountMinor, balanceWhenPromised: balance, checkAt, by };
     note('promise', `${amountMinor} by ${promisedDate} (${by})`);
   });
+  setHandler(paymentPlanSignal, ({ by, instalments }) => {
+    if (instalments.length === 0) return;
+    planCount += 1;
+    plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, by };
+    promise = null; // the plan replaces any promise
+    note('payment_plan', `${instalments.length} instalments (${by})`);
+  });
   setHandler(invoiceAdjustedSignal, ({ by, kind, creditMinor, reason }) => {
     if (kind === 'cancelled') endedAs = 'cancelled';
     else applyCredit(creditMinor ?? 0);
@@ -160,6 +172,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     pendingApproval,
     dispute: dispute && !dispute.resolved ? { reason: dispute.reason, openedAt: dispute.openedAt } : null,
     promise: promise ? { promisedDate: promise.promisedDate, amountMinor: promise.amountMinor, checkAt: promise.checkAt } : null,
+    paymentPlan: plan ? { instalments: plan.instalments, nextInstalment: planNext } : null,
     policy: { name: policy.name, version: policy.version },
     history,
   }));
@@ -244,6 +257,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       if (isPaid()) return;
       if (dispute && !dispute.resolved) await holdForDispute();
       else if (pausedReason !== null) await holdForPause();
+      else if (plan) await holdForPlan();
       else if (promise) await holdForPromise();
       else return;
     }
@@ -287,6 +301,71 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     await publish('case.dispute_resolved', { resolution: r.resolution, shiftedByMs: Date.now() - heldAt });
   }
 
+  /** Sleeps until `untilMs` or until `stop()`, publishing payments as they land meanwhile. */
+  async function sleepUntilOr(untilMs: number, stop: () => boolean): Promise<void> {
+    for (;;) {
+      const remaining = untilMs - Date.now();
+      if (stop() || remaining <= 0) return;
+      await condition(() => stop() || unpublished.length > 0, remaining);
+      for (const event of new Set(unpublished.splice(0))) if (!isPaid()) await publish(event);
+    }
+  }
+
+  /**
+   * Follows a payment plan: a reminder a few days before each instalment, then its due date
+   * plus the policy's grace for the money. A missed instalment returns the case to the ladder
+   * where it left off (shifted by the time in the plan); all paid closes it.
+   */
+  async function holdForPlan(): Promise<void> {
+    const p = plan!;
+    const heldAt = Date.now();
+    const previous = stage;
+    const savedNext = nextAction;
+    stage = 'PaymentPlan';
+    await publish('case.payment_plan', { instalments: p.instalments.length });
+    let owedAfter = p.balanceWhenAgreed;
+    let missed = false;
+    for (const [i, instalment] of p.instalments.entries()) {
+      planNext = i;
+      owedAfter -= instalment.amountMinor;
+      const target = Math.max(0, owedAfter);
+      const dueAt = Date.parse(`${instalment.dueDate}T00:00:00Z`);
+      const remindAt = nextContactTime(new Date(Math.max(dueAt - 3 * DAY_MS, Date.now())), input.customerTimeZone, policy.contactWindow);
+      const interrupted = () => isPaid() || plan !== p || (dispute !== null && !dispute.resolved) || balance <= target;
+      nextAction = { kind: `instalment ${i + 1} reminder`, at: remindAt.toISOString() };
+      await publish('plan.instalment_scheduled', { instalment: i + 1, dueDate: instalment.dueDate });
+      await sleepUntilOr(remindAt.getTime(), interrupted);
+      if (plan !== p || isPaid() || (dispute && !dispute.resolved)) break;
+      if (balance > target && !communicationCeased) {
+        await acts.sendEmail({
+          workflowId,
+          stepId: `plan-${p.planNo}-instalment-${i + 1}`,
+          template: 'payment_plan_reminder',
+          tone: 'friendly',
+          amountOutstandingMinor: balance,
+          at: now(),
+          instalment,
+        });
+      }
+      const checkAt = dueAt + (policy.promiseGraceDays + 1) * DAY_MS;
+      nextAction = { kind: `instalment ${i + 1} check`, at: new Date(checkAt).toISOString() };
+      await sleepUntilOr(checkAt, interrupted);
+      if (plan !== p || isPaid() || (dispute && !dispute.resolved)) break;
+      if (balance > target) {
+        missed = true;
+        note('plan_broken', `instalment ${i + 1} of ${instalment.amountMinor} due ${instalment.dueDate}`);
+        break;
+      }
+    }
+    if (plan !== p || (dispute && !dispute.resolved && !isPaid())) return; // replaced, or a dispute takes over
+    plan = null;
+    shiftMs += Date.now() - heldAt;
+    stage = previous;
+    nextAction = savedNext;
+    if (isPaid()) return;
+    await publish(missed ? 'plan.broken' : 'plan.completed');
+  }
+
   async function holdForPromise(): Promise<void> {
     const p = promise!;
     const heldAt = Date.now();
@@ -297,8 +376,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const savedNext = nextAction;
     nextAction = { kind: 'promise check', at: p.checkAt };
     await publish('case.promise_to_pay', { promisedDate: p.promisedDate, amountMinor: p.amountMinor });
-    const remaining = Date.parse(p.checkAt) - Date.now();
-    if (remaining > 0) await condition(() => isPaid() || kept() || promise !== p || (dispute !== null && !dispute.resolved), remaining);
+    await sleepUntilOr(Date.parse(p.checkAt), () => isPaid() || kept() || promise !== p || (dispute !== null && !dispute.resolved));
     if (promise !== p) return; // replaced by a newer promise
     if (dispute && !dispute.resolved && !kept() && !isPaid()) return; // the dispute takes over; the promise waits
     promise = null;
@@ -342,7 +420,13 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       const remainingMs = until ? until.getTime() - Date.now() : undefined;
       if (remainingMs !== undefined && remainingMs <= 0) return false;
       const wake = () =>
-        isPaid() || done() || unpublished.length > 0 || pausedReason !== null || promise !== null || (dispute !== null && !dispute.resolved);
+        isPaid() ||
+        done() ||
+        unpublished.length > 0 ||
+        pausedReason !== null ||
+        promise !== null ||
+        plan !== null ||
+        (dispute !== null && !dispute.resolved);
       // condition(fn) without a timeout resolves to undefined, not true: keep the two apart.
       const woken = remainingMs === undefined ? (await condition(wake), true) : await condition(wake, remainingMs);
       for (const event of new Set(unpublished.splice(0))) if (!isPaid()) await publish(event);
@@ -544,6 +628,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         dispute: dispute && !dispute.resolved ? { no: dispute.no, reason: dispute.reason, by: dispute.by, openedAt: dispute.openedAt } : null,
         promise,
         runNextStepNow,
+        paymentPlan: plan,
+        planCount,
         history: history.slice(-50),
       },
     });

@@ -35,6 +35,7 @@ export type CaseStatus = {
   pendingApproval: PendingApproval | null;
   dispute: { reason: string; openedAt: string } | null;
   promise: { promisedDate: string; amountMinor: number; checkAt: string } | null;
+  paymentPlan: { instalments: { dueDate: string; amountMinor: number }[]; nextInstalment: number } | null;
   policy: { name: string; version: number };
   history: CaseAction[];
 };
@@ -53,6 +54,7 @@ export type DisputeResolved = {
   cancelInvoice?: boolean;
 };
 export type PromiseToPay = { by: string; promisedDate: string; amountMinor: number };
+export type PaymentPlan = { by: string; instalments: { dueDate: string; amountMinor: number }[] };
 export type InvoiceAdjusted = { by: string; kind: 'cancelled' | 'credited'; creditMinor?: number; reason: string };
 
 export type PendingApproval = {
@@ -103,6 +105,11 @@ export const openDisputeSignal = defineSignal<[DisputeOpened]>('openDispute');
 export const resolveDisputeSignal = defineSignal<[DisputeResolved]>('resolveDispute');
 /** The debtor promised to pay: contacts pause until the date plus the policy's grace. */
 export const promiseToPaySignal = defineSignal<[PromiseToPay]>('promiseToPay');
+/**
+ * An agreed payment plan: a reminder before each instalment; a missed instalment (after the
+ * policy's grace) returns the case to the ladder where it left off; all paid closes it.
+ */
+export const paymentPlanSignal = defineSignal<[PaymentPlan]>('paymentPlan');
 /** The invoice was cancelled or credited in the accounting system. */
 export const invoiceAdjustedSignal = defineSignal<[InvoiceAdjusted]>('invoiceAdjusted');
 export const ceaseCommunicationSignal = defineSignal<[OperatorCommand]>('ceaseCommunication');
