@@ -4,7 +4,7 @@ import type { Database } from '../db/client';
 import { approvals, auditEvents, collectionCases, communications, customers, handovers, invoices } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
 import type { Currency } from '../domain/money';
-import type { GatedAction } from '../domain/policy';
+import type { ApprovalKind, GatedAction } from '../domain/policy';
 import type { ChannelDeps } from './channels';
 import { renderMessage } from './templates';
 
@@ -13,7 +13,7 @@ export type ApprovalDeps = ChannelDeps & { approverEmails: string[] };
 export type RequestApprovalInput = {
   workflowId: string;
   stepId: string;
-  kind: GatedAction;
+  kind: ApprovalKind;
   amountMinor: number;
   costMinor: number;
   reason: string;
@@ -198,6 +198,7 @@ export async function executeHandover(
   input: { approvalId: string; amountMinor: number; at: string },
 ): Promise<{ handoverId: string }> {
   const request = await loadApproval(deps.db, input.approvalId);
+  if (request.kind === 'settlement') throw ApplicationFailure.nonRetryable('a settlement is not a handover', 'NotAHandover');
   if (request.status !== 'approved') {
     throw ApplicationFailure.nonRetryable(`approval ${request.id} is ${request.status}, not approved`, 'NotApproved');
   }

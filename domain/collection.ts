@@ -22,6 +22,7 @@ export const collectionStages = [
   'Disputed',
   'PromisedToPay',
   'PaymentPlan',
+  'SettlementAgreed',
   'AwaitingPayment',
   'Paused',
   'Blocked',
@@ -29,7 +30,7 @@ export const collectionStages = [
 ] as const;
 export type CollectionStage = (typeof collectionStages)[number];
 
-export const collectionOutcomes = ['paid', 'written_off', 'sold', 'cancelled'] as const;
+export const collectionOutcomes = ['paid', 'settled', 'written_off', 'sold', 'cancelled'] as const;
 export type CollectionOutcome = (typeof collectionOutcomes)[number];
 
 /** What the workflow needs to know: a snapshot of the invoice and the policy, pinned when the case starts. */
@@ -68,6 +69,7 @@ export type CarriedState = {
   runNextStepNow: boolean;
   paymentPlan: { planNo: number; instalments: { dueDate: string; amountMinor: number }[]; balanceWhenAgreed: number; by: string } | null;
   planCount: number;
+  settlementCount: number;
   /** The latest entries of the case's history (older ones are in the audit trail). */
   history: { at: string; kind: string; detail: string }[];
 };

@@ -23,6 +23,8 @@ export type Action = (typeof actions)[number];
 /** Actions a person must approve before they happen: they end in-house collection. */
 export const gatedActions = ['agency_referral', 'legal_action', 'write_off', 'sell_debt'] as const satisfies readonly Action[];
 export type GatedAction = (typeof gatedActions)[number];
+/** What an approver may be asked to sign off: a gated step, or a settlement offer. */
+export type ApprovalKind = GatedAction | 'settlement';
 export const isGated = (action: Action): action is GatedAction => (gatedActions as readonly string[]).includes(action);
 
 /** The tone rises step by step: the first message assumes the customer forgot. */
@@ -106,6 +108,14 @@ export const policySchema = z
     agencyCommissionBps: z.number().int().min(0).max(10_000).default(2_500),
     /** Expected court and attorney costs in minor units, shown to approvers. */
     legalCostsMinor: z.number().int().nonnegative().default(150_000),
+    /** Who approves a reduced lump-sum settlement a collector proposes, and by when. */
+    settlementApproval: approvalRuleSchema.default({
+      approverRoles: ['approver', 'admin'],
+      deadlineDays: 2,
+      escalateAfterDays: 2,
+      fallbackApprovers: [],
+      onReject: 'continue_in_house',
+    }),
     /**
      * The case continues as new (a fresh history, its state carried over) when the server
      * suggests it or its history passes this many events, whichever comes first.

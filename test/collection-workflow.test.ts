@@ -32,6 +32,7 @@ import {
   pauseSignal,
   paymentPlanSignal,
   promiseToPaySignal,
+  proposeSettlementSignal,
   resolveDisputeSignal,
   resumeSignal,
   searchAttributes,
@@ -83,7 +84,7 @@ async function caseRow(workflowId: string) {
 /** "<template>:<channel>:<status>" of every communication of the case, in order. */
 async function contacts(workflowId: string) {
   const c = await caseRow(workflowId);
-  const rows = await h.db.db.select().from(communications).where(eq(communications.caseId, c.id)).orderBy(communications.createdAt);
+  const rows = await h.db.db.select().from(communications).where(eq(communications.caseId, c.id)).orderBy(communications.createdAt, communications.channel);
   return rows.map((r) => `${r.template}:${r.channel}:${r.status}`);
 }
 
@@ -533,5 +534,30 @@ describe('invoice collection workflow (time-skipping server)', () => {
     // Day 7's letter, held while the plan ran, follows.
     await env.sleep('3 days');
     expect(await contacts(handle.workflowId)).toContain('reminder_letter:letter:queued');
+  });
+
+  it('settles for a reduced lump sum once an approver accepts the offer and the money arrives', async () => {
+    const { payload, handle } = await register(0, { email: 'settle@muster.example' });
+    await env.sleep('4 days');
+    const payBy = isoDate(10, new Date(await env.currentTimeMs()));
+    await handle.signal(proposeSettlementSignal, { by: 'Carl', amountMinor: 100_000, payBy, waiveFees: true });
+    await env.sleep('1 hour');
+    const { pendingApproval } = await handle.query(caseStatusQuery);
+    expect(pendingApproval).toMatchObject({ kind: 'settlement', amountMinor: 100_000, costMinor: 25_000, requestedBy: 'Carl' });
+
+    // Carl may not approve his own offer, even with an approver key.
+    const self = handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: pendingApproval!.approvalId, decision: 'approve', reason: 'mine', decidedBy: { name: 'Carl', role: 'approver' } }],
+    });
+    await expect(self).rejects.toThrow();
+    await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: pendingApproval!.approvalId, decision: 'approve', reason: 'keeps the customer', decidedBy: { name: 'Anna', role: 'approver' } }],
+    });
+    await env.sleep('1 hour');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'SettlementAgreed' });
+    await pay(payload.externalId, 'lump-sum', 100_000);
+    expect(await handle.result()).toMatchObject({ outcome: 'settled', amountOutstandingMinor: 25_000 });
+    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
+    expect(invoice?.status).toBe('settled');
   });
 });

@@ -22,7 +22,15 @@ import {
 } from '../domain/collection';
 import { nextContactTime } from '../domain/contact-window';
 import { formatMoney } from '../domain/money';
-import { isGated, referralOffsetAfter, stepApplies, type GatedAction, type PolicyStep } from '../domain/policy';
+import {
+  isGated,
+  referralOffsetAfter,
+  stepApplies,
+  type ApprovalKind,
+  type ApprovalRule,
+  type GatedAction,
+  type PolicyStep,
+} from '../domain/policy';
 import {
   caseStatusQuery,
   ceaseCommunicationSignal,
@@ -32,6 +40,7 @@ import {
   pauseSignal,
   paymentPlanSignal,
   paymentReceivedSignal,
+  proposeSettlementSignal,
   promiseToPaySignal,
   resolveDisputeSignal,
   resumeSignal,
@@ -43,6 +52,7 @@ import {
   type DisputeResolved,
   type PaymentReceived,
   type PendingApproval,
+  type SettlementOffer,
 } from './messages';
 
 const DAY_MS = 86_400_000;
@@ -90,6 +100,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   let runNextStepNow = carried?.runNextStepNow ?? false;
   let plan: CarriedState['paymentPlan'] = carried?.paymentPlan ?? null;
   let planCount = carried?.planCount ?? 0;
+  let settlementCount = carried?.settlementCount ?? 0;
+  /** A settlement offer being decided or agreed; handled once, where the ladder waits. */
+  let settlement: { offer: SettlementOffer; status: 'proposed' | 'agreed'; handling: boolean } | null = null;
   /** Index of the plan's next unpaid instalment, for the status query. */
   let planNext = 0;
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
@@ -146,6 +159,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     promise = null; // the plan replaces any promise
     note('payment_plan', `${instalments.length} instalments (${by})`);
   });
+  setHandler(proposeSettlementSignal, (offer) => {
+    if (settlement || offer.amountMinor <= 0 || offer.amountMinor >= balance) return;
+    settlement = { offer, status: 'proposed', handling: false };
+    note('settlement_proposed', `${offer.amountMinor} by ${offer.payBy} (${offer.by})`);
+  });
   setHandler(invoiceAdjustedSignal, ({ by, kind, creditMinor, reason }) => {
     if (kind === 'cancelled') endedAs = 'cancelled';
     else applyCredit(creditMinor ?? 0);
@@ -173,6 +191,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     dispute: dispute && !dispute.resolved ? { reason: dispute.reason, openedAt: dispute.openedAt } : null,
     promise: promise ? { promisedDate: promise.promisedDate, amountMinor: promise.amountMinor, checkAt: promise.checkAt } : null,
     paymentPlan: plan ? { instalments: plan.instalments, nextInstalment: planNext } : null,
+    settlement: settlement ? { amountMinor: settlement.offer.amountMinor, payBy: settlement.offer.payBy, status: settlement.status } : null,
     policy: { name: policy.name, version: policy.version },
     history,
   }));
@@ -257,6 +276,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       if (isPaid()) return;
       if (dispute && !dispute.resolved) await holdForDispute();
       else if (pausedReason !== null) await holdForPause();
+      else if (settlement && !settlement.handling) await holdForSettlement();
       else if (plan) await holdForPlan();
       else if (promise) await holdForPromise();
       else return;
@@ -299,6 +319,48 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       at: now(),
     });
     await publish('case.dispute_resolved', { resolution: r.resolution, shiftedByMs: Date.now() - heldAt });
+  }
+
+  /**
+   * A settlement offer: an approver must accept it (nobody approves their own offer); then
+   * the case waits for the lump sum until the pay-by date plus grace. Received: the case
+   * closes as settled. Rejected or not paid: the ladder goes on, shifted by the time held.
+   */
+  async function holdForSettlement(): Promise<void> {
+    const s = settlement!;
+    s.handling = true;
+    settlementCount += 1;
+    const heldAt = Date.now();
+    const previous = stage;
+    const savedNext = nextAction;
+    const d = await askApproval({
+      stepId: `settlement-${settlementCount}`,
+      kind: 'settlement',
+      rule: policy.settlementApproval,
+      requestedBy: s.offer.by,
+      amountMinor: s.offer.amountMinor,
+      reason: `Settle ${formatMoney(balance, input.currency)} for ${formatMoney(s.offer.amountMinor, input.currency)} paid by ${s.offer.payBy}${s.offer.waiveFees ? ', fees waived' : ''}.`,
+    });
+    if (d?.decision === 'approve') {
+      s.status = 'agreed';
+      stage = 'SettlementAgreed';
+      const target = balance - s.offer.amountMinor; // paying the lump sum brings the balance here
+      const checkAt = Date.parse(`${s.offer.payBy}T00:00:00Z`) + (policy.promiseGraceDays + 1) * DAY_MS;
+      nextAction = { kind: 'settlement payment', at: new Date(checkAt).toISOString() };
+      await publish('settlement.agreed', { amountMinor: s.offer.amountMinor, payBy: s.offer.payBy });
+      await sleepUntilOr(checkAt, () => isPaid() || balance <= target);
+      if (!isPaid() && balance <= target) {
+        note('settled', `${s.offer.amountMinor} received; ${balance} waived`);
+        endedAs = 'settled';
+      } else if (!isPaid()) {
+        note('settlement_lapsed', `${s.offer.amountMinor} not received by ${s.offer.payBy}`);
+        await publish('settlement.lapsed');
+      }
+    }
+    settlement = null;
+    shiftMs += Date.now() - heldAt;
+    stage = previous;
+    nextAction = savedNext;
   }
 
   /** Sleeps until `untilMs` or until `stop()`, publishing payments as they land meanwhile. */
@@ -426,6 +488,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         pausedReason !== null ||
         promise !== null ||
         plan !== null ||
+        (settlement !== null && !settlement.handling) ||
         (dispute !== null && !dispute.resolved);
       // condition(fn) without a timeout resolves to undefined, not true: keep the two apart.
       const woken = remainingMs === undefined ? (await condition(wake), true) : await condition(wake, remainingMs);
@@ -483,18 +546,23 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * approvers are reminded, past the escalation time the fallback approvers are told. A
    * payment meanwhile ends the wait. Returns the decision, or null if the invoice got paid.
    */
-  async function askApproval(step: PolicyStep & { approval: NonNullable<PolicyStep['approval']> }): Promise<ApprovalDecision | null> {
-    const kind = step.action as GatedAction;
-    const rule = step.approval;
+  async function askApproval(request: {
+    stepId: string;
+    kind: ApprovalKind;
+    rule: ApprovalRule;
+    requestedBy: string;
+    amountMinor: number;
+    reason: string;
+  }): Promise<ApprovalDecision | null> {
+    const { stepId, kind, rule, requestedBy, amountMinor, reason } = request;
     const deadline = new Date(Date.now() + rule.deadlineDays * DAY_MS);
-    const requestedBy = `policy ${policy.name} v${policy.version}`;
-    const reason = `Step ${step.id}: ${formatMoney(balance, input.currency)} outstanding ${Math.floor((Date.now() - stepDueAt(input.dueDate, 0).getTime()) / DAY_MS)} days after the due date, after ${history.filter((h) => contactActions.has(h.kind as PolicyStep['action'])).length} contacts.`;
+    const cost = kind === 'settlement' ? balance - amountMinor : costOf(kind);
     const { approvalId } = await acts.requestApproval({
       workflowId,
-      stepId: step.id,
+      stepId,
       kind,
-      amountMinor: balance,
-      costMinor: costOf(kind),
+      amountMinor,
+      costMinor: cost,
       reason,
       requestedBy,
       approverRoles: rule.approverRoles,
@@ -505,24 +573,24 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     deciding = false;
     pendingApproval = {
       approvalId,
-      stepId: step.id,
+      stepId,
       kind,
-      amountMinor: balance,
-      costMinor: costOf(kind),
+      amountMinor,
+      costMinor: cost,
       deadlineAt: deadline.toISOString(),
       approverRoles: rule.approverRoles,
       requestedBy,
       escalated: false,
     };
     stage = 'AwaitingApproval';
-    nextAction = { kind: `approval deadline (${step.id})`, at: deadline.toISOString() };
+    nextAction = { kind: `approval deadline (${stepId})`, at: deadline.toISOString() };
     await publish('approval.requested', { approvalId, kind });
 
     const decided = () => decision !== null;
     if (!(await waitUntil(() => deadline, decided))) {
       await acts.chaseApprovers({ approvalId, purpose: 'reminder', fallbackApprovers: rule.fallbackApprovers, at: now() });
       const escalateAt = new Date(deadline.getTime() + rule.escalateAfterDays * DAY_MS);
-      nextAction = { kind: `approval escalation (${step.id})`, at: escalateAt.toISOString() };
+      nextAction = { kind: `approval escalation (${stepId})`, at: escalateAt.toISOString() };
       await publish('approval.reminded', { approvalId });
       if (!(await waitUntil(() => escalateAt, decided))) {
         await acts.chaseApprovers({ approvalId, purpose: 'escalation', fallbackApprovers: rule.fallbackApprovers, at: now() });
@@ -550,7 +618,16 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    */
   async function escalate(step: PolicyStep): Promise<CollectionOutcome | 'handed_over' | null> {
     const kind = step.action as GatedAction;
-    const d = await askApproval(step as PolicyStep & { approval: NonNullable<PolicyStep['approval']> });
+    const contactsSoFar = history.filter((h) => contactActions.has(h.kind as PolicyStep['action'])).length;
+    const daysLate = Math.floor((Date.now() - stepDueAt(input.dueDate, 0).getTime()) / DAY_MS);
+    const d = await askApproval({
+      stepId: step.id,
+      kind,
+      rule: step.approval!,
+      requestedBy: `policy ${policy.name} v${policy.version}`,
+      amountMinor: balance,
+      reason: `Step ${step.id}: ${formatMoney(balance, input.currency)} outstanding ${daysLate} days after the due date, after ${contactsSoFar} contacts.`,
+    });
     if (!d) return null; // paid while waiting
     if (d.decision === 'reject') {
       const onReject = step.approval!.onReject;
@@ -630,6 +707,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         runNextStepNow,
         paymentPlan: plan,
         planCount,
+        settlementCount,
         history: history.slice(-50),
       },
     });

@@ -6,7 +6,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
 import type { Currency } from '../domain/money';
-import type { GatedAction } from '../domain/policy';
+import type { ApprovalKind } from '../domain/policy';
 import type { Role } from '../domain/roles';
 
 export type PaymentReceived = {
@@ -36,6 +36,7 @@ export type CaseStatus = {
   dispute: { reason: string; openedAt: string } | null;
   promise: { promisedDate: string; amountMinor: number; checkAt: string } | null;
   paymentPlan: { instalments: { dueDate: string; amountMinor: number }[]; nextInstalment: number } | null;
+  settlement: { amountMinor: number; payBy: string; status: 'proposed' | 'agreed' } | null;
   policy: { name: string; version: number };
   history: CaseAction[];
 };
@@ -54,13 +55,21 @@ export type DisputeResolved = {
   cancelInvoice?: boolean;
 };
 export type PromiseToPay = { by: string; promisedDate: string; amountMinor: number };
+export type SettlementOffer = {
+  by: string;
+  /** The reduced lump sum, in minor units. */
+  amountMinor: number;
+  /** The date by which the lump sum must arrive (YYYY-MM-DD). */
+  payBy: string;
+  waiveFees: boolean;
+};
 export type PaymentPlan = { by: string; instalments: { dueDate: string; amountMinor: number }[] };
 export type InvoiceAdjusted = { by: string; kind: 'cancelled' | 'credited'; creditMinor?: number; reason: string };
 
 export type PendingApproval = {
   approvalId: string;
   stepId: string;
-  kind: GatedAction;
+  kind: ApprovalKind;
   amountMinor: number;
   /** Agency commission or legal costs, against the amount. */
   costMinor: number;
@@ -110,6 +119,11 @@ export const promiseToPaySignal = defineSignal<[PromiseToPay]>('promiseToPay');
  * policy's grace) returns the case to the ladder where it left off; all paid closes it.
  */
 export const paymentPlanSignal = defineSignal<[PaymentPlan]>('paymentPlan');
+/**
+ * A collector proposes a reduced lump-sum settlement: an approver must accept it; once
+ * accepted, receiving the sum by the date closes the case as settled.
+ */
+export const proposeSettlementSignal = defineSignal<[SettlementOffer]>('proposeSettlement');
 /** The invoice was cancelled or credited in the accounting system. */
 export const invoiceAdjustedSignal = defineSignal<[InvoiceAdjusted]>('invoiceAdjusted');
 export const ceaseCommunicationSignal = defineSignal<[OperatorCommand]>('ceaseCommunication');

@@ -1,7 +1,7 @@
 import { bigint, char, date, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
 import { customers } from './customers';
 
-export const invoiceStatuses = ['open', 'paid', 'cancelled', 'written_off', 'sold'] as const;
+export const invoiceStatuses = ['open', 'paid', 'settled', 'cancelled', 'written_off', 'sold'] as const;
 
 export const invoices = pgTable(
   'invoices',
