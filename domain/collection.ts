@@ -61,6 +61,7 @@ export type CarriedState = {
   shiftMs: number;
   stateSeq: number;
   appliedPayments: string[];
+  appliedAdjustments: string[];
   communicationCeased: boolean;
   pausedReason: string | null;
   disputeCount: number;

@@ -453,9 +453,13 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(events.map((e) => e.type)).toContain('promise.broken');
   });
 
-  it('closes as cancelled when the invoice is cancelled upstream', async () => {
+  it('applies an upstream credit note once, and closes as cancelled when the invoice is cancelled upstream', async () => {
     const { payload, handle } = await register(0);
-    await handle.signal(invoiceAdjustedSignal, { by: 'erp-sync', kind: 'cancelled', reason: 'order withdrawn' });
+    await handle.signal(invoiceAdjustedSignal, { adjustmentId: 'CN-1', by: 'erp-sync', kind: 'credited', creditMinor: 25_000, reason: 'two items returned' });
+    await handle.signal(invoiceAdjustedSignal, { adjustmentId: 'CN-1', by: 'erp-sync', kind: 'credited', creditMinor: 25_000, reason: 'two items returned' });
+    await env.sleep('1 hour');
+    expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(100_000); // the repeat counted once
+    await handle.signal(invoiceAdjustedSignal, { adjustmentId: 'CANCEL-1', by: 'erp-sync', kind: 'cancelled', reason: 'order withdrawn' });
     expect(await handle.result()).toMatchObject({ outcome: 'cancelled' });
     const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
     expect(invoice?.status).toBe('cancelled');

@@ -112,6 +112,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   // Carried across runs: the database only accepts a higher sequence number.
   let stateSeq = carried?.stateSeq ?? 0;
   const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
+  const appliedAdjustments = new Set<string>(carried?.appliedAdjustments ?? []);
   const unpublished: string[] = [];
   const history: CaseAction[] = [...(carried?.history ?? [])];
   const now = () => new Date().toISOString();
@@ -148,12 +149,14 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     note('dispute_resolved', `${resolution.resolution}: ${resolution.note} (${resolution.by})`);
   });
   setHandler(promiseToPaySignal, ({ by, promisedDate, amountMinor }) => {
+    if (promise && promise.promisedDate === promisedDate && promise.amountMinor === amountMinor) return; // a repeat
     const checkAt = new Date(Date.parse(`${promisedDate}T23:59:59Z`) + policy.promiseGraceDays * DAY_MS).toISOString();
     promise = { promisedDate, amountMinor, balanceWhenPromised: balance, checkAt, by };
     note('promise', `${amountMinor} by ${promisedDate} (${by})`);
   });
   setHandler(paymentPlanSignal, ({ by, instalments }) => {
     if (instalments.length === 0) return;
+    if (plan && JSON.stringify(plan.instalments) === JSON.stringify(instalments)) return; // a repeat
     planCount += 1;
     plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, by };
     promise = null; // the plan replaces any promise
@@ -164,7 +167,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     settlement = { offer, status: 'proposed', handling: false };
     note('settlement_proposed', `${offer.amountMinor} by ${offer.payBy} (${offer.by})`);
   });
-  setHandler(invoiceAdjustedSignal, ({ by, kind, creditMinor, reason }) => {
+  setHandler(invoiceAdjustedSignal, ({ adjustmentId, by, kind, creditMinor, reason }) => {
+    if (appliedAdjustments.has(adjustmentId)) return;
+    appliedAdjustments.add(adjustmentId);
     if (kind === 'cancelled') endedAs = 'cancelled';
     else applyCredit(creditMinor ?? 0);
     unpublished.push('case.invoice_adjusted');
@@ -699,6 +704,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         shiftMs,
         stateSeq,
         appliedPayments: [...appliedPayments],
+        appliedAdjustments: [...appliedAdjustments],
         communicationCeased,
         pausedReason,
         disputeCount,

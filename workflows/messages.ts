@@ -64,7 +64,14 @@ export type SettlementOffer = {
   waiveFees: boolean;
 };
 export type PaymentPlan = { by: string; instalments: { dueDate: string; amountMinor: number }[] };
-export type InvoiceAdjusted = { by: string; kind: 'cancelled' | 'credited'; creditMinor?: number; reason: string };
+export type InvoiceAdjusted = {
+  /** The credit note's or cancellation's own id upstream: the same adjustment counts once. */
+  adjustmentId: string;
+  by: string;
+  kind: 'cancelled' | 'credited';
+  creditMinor?: number;
+  reason: string;
+};
 
 export type PendingApproval = {
   approvalId: string;
