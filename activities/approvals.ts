@@ -1,11 +1,11 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { and, eq } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { approvals, auditEvents, collectionCases, communications, customers, handovers, invoices } from '../db/schema';
+import { approvals, auditEvents, collectionCases, communications, handovers } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import type { ApprovalKind, GatedAction } from '../domain/policy';
-import type { ChannelDeps } from './channels';
+import { loadCase, type ChannelDeps } from './channels';
 import { renderMessage } from './templates';
 
 export type ApprovalDeps = ChannelDeps & { approverEmails: string[] };
@@ -24,16 +24,6 @@ export type RequestApprovalInput = {
   at: string;
 };
 
-async function caseFacts(db: Database, workflowId: string) {
-  const [row] = await db
-    .select({ caseId: collectionCases.id, invoice: invoices, customer: customers })
-    .from(collectionCases)
-    .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
-    .innerJoin(customers, eq(customers.id, invoices.customerId))
-    .where(eq(collectionCases.workflowId, workflowId));
-  if (!row) throw ApplicationFailure.nonRetryable(`no collection case for workflow ${workflowId}`, 'CaseNotFound');
-  return row;
-}
 
 /**
  * E-mails the approvers about a request, once per request, purpose and address (recorded as
@@ -43,11 +33,11 @@ async function notifyApprovers(
   deps: ApprovalDeps,
   addresses: string[],
   request: typeof approvals.$inferSelect,
-  purpose: 'request' | 'reminder' | 'escalation',
+  purpose: ApproverNotice,
   at: string,
 ): Promise<void> {
   if (addresses.length === 0) return;
-  const c = await caseFacts(deps.db, (await workflowIdOf(deps.db, request.caseId))!);
+  const c = await loadCase(deps.db, (await workflowIdOf(deps.db, request.caseId))!);
   const message = renderMessage({
     template: 'approval_request',
     tone: purpose === 'request' ? 'firm' : 'final',
@@ -68,7 +58,31 @@ async function notifyApprovers(
     const idempotencyKey = `${request.requestKey}:${purpose}:${to}`;
     const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
     if (existing?.status === 'sent') continue;
-    const { messageId } = await deps.mailer.send({ to, subject, text: message.text, html: message.html, idempotencyKey });
+    let messageId: string | null;
+    try {
+      ({ messageId } = await deps.mailer.send({ to, subject, text: message.text, html: message.html, idempotencyKey }));
+    } catch (err) {
+      // A refused approver address must not stop the case: the request stays visible as
+      // AwaitingApproval, and the failure is on the timeline. Temporary errors are retried.
+      if (!(err instanceof ApplicationFailure && err.nonRetryable)) throw err;
+      await deps.db
+        .insert(communications)
+        .values({
+          caseId: request.caseId,
+          idempotencyKey,
+          channel: 'email',
+          template: 'approval_request',
+          locale: 'en',
+          recipient: to,
+          subject,
+          body: message.text,
+          status: 'failed',
+          failureReason: err.message,
+          createdAt: new Date(at),
+        })
+        .onConflictDoNothing({ target: communications.idempotencyKey });
+      continue;
+    }
     await deps.db
       .insert(communications)
       .values({
@@ -99,10 +113,12 @@ async function loadApproval(db: Database, approvalId: string) {
   return row;
 }
 
-/** Records an approval request (once per workflow + step) and asks the approvers. */
+export type ApproverNotice = 'request' | 'reminder' | 'escalation';
+
+/** Records an approval request, once per workflow + step; the workflow then asks the approvers. */
 export async function requestApproval(deps: ApprovalDeps, input: RequestApprovalInput): Promise<{ approvalId: string }> {
   const requestKey = `${input.workflowId}:${input.stepId}:approval`;
-  const c = await caseFacts(deps.db, input.workflowId);
+  const c = await loadCase(deps.db, input.workflowId);
   const request = await deps.db.transaction(async (tx) => {
     const [inserted] = await tx
       .insert(approvals)
@@ -135,16 +151,22 @@ export async function requestApproval(deps: ApprovalDeps, input: RequestApproval
     }
     return (await tx.select().from(approvals).where(eq(approvals.requestKey, requestKey)))[0]!;
   });
-  await notifyApprovers(deps, deps.approverEmails, request, 'request', input.at);
   return { approvalId: request.id };
 }
 
-/** Past the deadline: reminds the approvers (or, escalating, tells the fallback approvers). */
+/**
+ * Tells the approvers about a request; past the deadline reminds them; escalating, tells the
+ * fallback approvers as well.
+ */
 export async function chaseApprovers(
   deps: ApprovalDeps,
-  input: { approvalId: string; purpose: 'reminder' | 'escalation'; fallbackApprovers: string[]; at: string },
+  input: { approvalId: string; purpose: ApproverNotice; fallbackApprovers: string[]; at: string },
 ): Promise<void> {
   const request = await loadApproval(deps.db, input.approvalId);
+  if (input.purpose === 'request') {
+    await notifyApprovers(deps, deps.approverEmails, request, 'request', input.at);
+    return;
+  }
   const column = input.purpose === 'reminder' ? { remindedAt: new Date(input.at) } : { escalatedAt: new Date(input.at) };
   await deps.db.update(approvals).set(column).where(eq(approvals.id, request.id));
   await deps.db

@@ -36,7 +36,7 @@ export type StepInput = {
 type Db = Database | Parameters<Parameters<Database['transaction']>[0]>[0];
 
 /** The case, invoice and customer behind a workflow. */
-async function loadCase(db: Db, workflowId: string) {
+export async function loadCase(db: Db, workflowId: string) {
   const [row] = await db
     .select({ caseId: collectionCases.id, invoice: invoices, customer: customers })
     .from(collectionCases)

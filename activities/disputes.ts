@@ -1,7 +1,7 @@
-import { ApplicationFailure } from '@temporalio/common';
 import { eq } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { auditEvents, collectionCases, disputes } from '../db/schema';
+import { auditEvents, disputes } from '../db/schema';
+import { loadCase } from './channels';
 
 export type OpenDisputeInput = { workflowId: string; disputeNo: number; reason: string; by: string; at: string };
 export type ResolveDisputeInput = {
@@ -14,18 +14,11 @@ export type ResolveDisputeInput = {
   at: string;
 };
 
-async function caseOf(db: Database, workflowId: string) {
-  const [row] = await db
-    .select({ id: collectionCases.id, invoiceId: collectionCases.invoiceId })
-    .from(collectionCases)
-    .where(eq(collectionCases.workflowId, workflowId));
-  if (!row) throw ApplicationFailure.nonRetryable(`no collection case for workflow ${workflowId}`, 'CaseNotFound');
-  return row;
-}
 
 /** Puts the dispute on the responsible team's list (the open rows of `disputes`). Idempotent. */
 export async function openDispute(deps: { db: Database }, input: OpenDisputeInput): Promise<{ disputeId: string }> {
-  const c = await caseOf(deps.db, input.workflowId);
+  const { caseId, invoice } = await loadCase(deps.db, input.workflowId);
+  const c = { id: caseId, invoiceId: invoice.id };
   const disputeKey = `${input.workflowId}:dispute:${input.disputeNo}`;
   return deps.db.transaction(async (tx) => {
     const [inserted] = await tx
@@ -48,7 +41,8 @@ export async function openDispute(deps: { db: Database }, input: OpenDisputeInpu
 
 /** Records how the dispute ended. Idempotent: a resolved dispute stays as it was resolved. */
 export async function resolveDispute(deps: { db: Database }, input: ResolveDisputeInput): Promise<void> {
-  const c = await caseOf(deps.db, input.workflowId);
+  const { caseId, invoice } = await loadCase(deps.db, input.workflowId);
+  const c = { id: caseId, invoiceId: invoice.id };
   const disputeKey = `${input.workflowId}:dispute:${input.disputeNo}`;
   await deps.db.transaction(async (tx) => {
     const [row] = await tx.select().from(disputes).where(eq(disputes.disputeKey, disputeKey));

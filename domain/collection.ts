@@ -62,13 +62,26 @@ export type CarriedState = {
   stateSeq: number;
   appliedPayments: string[];
   appliedAdjustments: string[];
+  totalPaid: number;
   communicationCeased: boolean;
   pausedReason: string | null;
   disputeCount: number;
-  dispute: { no: number; reason: string; by: string; openedAt: string } | null;
-  promise: { promisedDate: string; amountMinor: number; balanceWhenPromised: number; checkAt: string; by: string } | null;
+  dispute: {
+    no: number;
+    reason: string;
+    by: string;
+    openedAt: string;
+    resolved: { by: string; resolution: 'customer_favour' | 'business_favour'; note: string; creditMinor?: number; cancelInvoice?: boolean } | null;
+  } | null;
+  promise: { promisedDate: string; amountMinor: number; balanceWhenPromised: number; paidBefore: number; checkAt: string; by: string } | null;
   runNextStepNow: boolean;
-  paymentPlan: { planNo: number; instalments: { dueDate: string; amountMinor: number }[]; balanceWhenAgreed: number; by: string } | null;
+  paymentPlan: {
+    planNo: number;
+    instalments: { dueDate: string; amountMinor: number }[];
+    balanceWhenAgreed: number;
+    paidBefore: number;
+    by: string;
+  } | null;
   planCount: number;
   settlementCount: number;
   /** The latest entries of the case's history (older ones are in the audit trail). */

@@ -564,4 +564,18 @@ describe('invoice collection workflow (time-skipping server)', () => {
     const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
     expect(invoice?.status).toBe('settled');
   });
+
+  it('handles messages that arrive together: a pause, a dispute opened and resolved, and a resume, none lost', async () => {
+    const { handle } = await register(0, { email: 'burst@muster.example' });
+    await env.sleep('4 days');
+    await handle.signal(pauseSignal, { by: 'ops', reason: 'checking' });
+    await handle.signal(openDisputeSignal, { by: 'collector', reason: 'wrong quantity' });
+    await handle.signal(resolveDisputeSignal, { by: 'ops', resolution: 'customer_favour', note: 'credit CN-9', creditMinor: 25_000 });
+    await handle.signal(resumeSignal, { by: 'ops', reason: 'done' });
+    await env.sleep('1 hour');
+    const status = await handle.query(caseStatusQuery);
+    expect(status).toMatchObject({ stage: 'Scheduled', amountOutstandingMinor: 100_000, pausedReason: null, dispute: null });
+    const [row] = await h.db.db.select().from(disputes).where(eq(disputes.caseId, (await caseRow(handle.workflowId)).id));
+    expect(row).toMatchObject({ resolution: 'customer_favour', creditMinor: 25_000 });
+  });
 });

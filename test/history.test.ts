@@ -71,8 +71,9 @@ describe('workflow history', () => {
 
     // Same code, same history: the workflow is deterministic.
     await Worker.runReplayHistory({ workflowsPath }, history, handle.workflowId);
+    // RECORD_HISTORIES=<name> keeps this history as test/histories/<name>.bin for future replays.
     if (process.env.RECORD_HISTORIES) {
-      writeFileSync(path.join(historiesDir, 'full-escalation.bin'), temporal.api.history.v1.History.encode(history).finish());
+      writeFileSync(path.join(historiesDir, `${process.env.RECORD_HISTORIES}.bin`), temporal.api.history.v1.History.encode(history).finish());
     }
   });
 

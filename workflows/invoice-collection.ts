@@ -4,6 +4,7 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -56,6 +57,8 @@ import {
 } from './messages';
 
 const DAY_MS = 86_400_000;
+const isIsoDate = (value: unknown): value is string => typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(Date.parse(value));
+const isPositiveInt = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) > 0;
 
 // A delivery is retried with backoff for about an hour and a half, then the case is blocked
 // for a person to look at: never an endless retry. Permanent errors (bad key, bad address)
@@ -63,6 +66,12 @@ const DAY_MS = 86_400_000;
 const acts = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes', maximumAttempts: 15 },
+});
+// Bookkeeping (the database copy, approvals, disputes, handovers) must never fail a case: a
+// database outage only delays it, so these retry until they succeed.
+const books = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes' },
 });
 
 /** Actions that reach the debtor, so they wait for the contact window and stop on "cease communication". */
@@ -92,8 +101,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** Set when an approver's update is accepted (before it is recorded), so a second one is refused. */
   let deciding = false;
   let decision: ApprovalDecision | null = null;
-  let dispute: { no: number; reason: string; by: string; openedAt: string; resolved: DisputeResolved | null } | null =
-    carried?.dispute ? { ...carried.dispute, resolved: null } : null;
+  /** A dispute stays until the main loop has handled it, even if it was resolved in the meantime. */
+  let dispute: { no: number; reason: string; by: string; openedAt: string; resolved: DisputeResolved | null; handled: boolean } | null =
+    carried?.dispute ? { ...carried.dispute, handled: false } : null;
   let disputeCount = carried?.disputeCount ?? 0;
   let promise: CarriedState['promise'] = carried?.promise ?? null;
   /** After a broken promise the next step runs at once: one step firmer. */
@@ -112,16 +122,23 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   // Carried across runs: the database only accepts a higher sequence number.
   let stateSeq = carried?.stateSeq ?? 0;
   const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
+  /** All money received, in minor units: promises, plans and settlements are kept by money, not credits. */
+  let totalPaid = carried?.totalPaid ?? 0;
   const appliedAdjustments = new Set<string>(carried?.appliedAdjustments ?? []);
   const unpublished: string[] = [];
   const history: CaseAction[] = [...(carried?.history ?? [])];
   const now = () => new Date().toISOString();
   const note = (kind: string, detail: string) => history.push({ at: now(), kind, detail });
+  // A message with a bad payload is noted and ignored: it must never fail the workflow task.
+  const ignored = (message: string, why: string) => {
+    note('ignored', `${message}: ${why}`);
+  };
 
   setHandler(paymentReceivedSignal, (payment: PaymentReceived) => {
     // Each payment counts once, by its id; the API refuses other currencies before signalling.
-    if (appliedPayments.has(payment.paymentId) || payment.currency !== input.currency) return;
+    if (appliedPayments.has(payment.paymentId) || payment.currency !== input.currency || !isPositiveInt(payment.amountMinor)) return;
     appliedPayments.add(payment.paymentId);
+    totalPaid += payment.amountMinor;
     const applied = Math.min(balance, payment.amountMinor);
     balance -= applied;
     overpaid += payment.amountMinor - applied;
@@ -134,13 +151,15 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     note('paused', pausedReason);
   });
   setHandler(resumeSignal, ({ by, reason }) => {
-    resumeRequested = true;
+    // Resuming a paused case lifts the pause; otherwise it retries a blocked step or lifts a hold.
+    if (pausedReason !== null) pausedReason = null;
+    else resumeRequested = true;
     note('resumed', `${reason} (${by})`);
   });
   setHandler(openDisputeSignal, ({ by, reason }) => {
-    if (dispute && !dispute.resolved) return; // one open dispute at a time; a repeat changes nothing
+    if (dispute && !dispute.handled) return; // one dispute at a time; a repeat changes nothing
     disputeCount += 1;
-    dispute = { no: disputeCount, reason, by, openedAt: now(), resolved: null };
+    dispute = { no: disputeCount, reason, by, openedAt: now(), resolved: null, handled: false };
     note('dispute_opened', `${reason} (${by})`);
   });
   setHandler(resolveDisputeSignal, (resolution) => {
@@ -149,26 +168,34 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     note('dispute_resolved', `${resolution.resolution}: ${resolution.note} (${resolution.by})`);
   });
   setHandler(promiseToPaySignal, ({ by, promisedDate, amountMinor }) => {
+    if (!isIsoDate(promisedDate) || !isPositiveInt(amountMinor)) return ignored('promiseToPay', 'invalid date or amount');
     if (promise && promise.promisedDate === promisedDate && promise.amountMinor === amountMinor) return; // a repeat
+    const paidBefore = totalPaid;
     const checkAt = new Date(Date.parse(`${promisedDate}T23:59:59Z`) + policy.promiseGraceDays * DAY_MS).toISOString();
-    promise = { promisedDate, amountMinor, balanceWhenPromised: balance, checkAt, by };
+    promise = { promisedDate, amountMinor, balanceWhenPromised: balance, paidBefore, checkAt, by };
     note('promise', `${amountMinor} by ${promisedDate} (${by})`);
   });
   setHandler(paymentPlanSignal, ({ by, instalments }) => {
-    if (instalments.length === 0) return;
+    if (instalments.length === 0 || !instalments.every((i) => isIsoDate(i.dueDate) && isPositiveInt(i.amountMinor))) {
+      return ignored('paymentPlan', 'invalid instalments');
+    }
     if (plan && JSON.stringify(plan.instalments) === JSON.stringify(instalments)) return; // a repeat
     planCount += 1;
-    plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, by };
+    plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, paidBefore: totalPaid, by };
     promise = null; // the plan replaces any promise
     note('payment_plan', `${instalments.length} instalments (${by})`);
   });
   setHandler(proposeSettlementSignal, (offer) => {
-    if (settlement || offer.amountMinor <= 0 || offer.amountMinor >= balance) return;
+    if (!isIsoDate(offer.payBy) || !isPositiveInt(offer.amountMinor) || offer.amountMinor >= balance) {
+      return ignored('proposeSettlement', 'invalid date, or an amount not below the balance');
+    }
+    if (settlement) return;
     settlement = { offer, status: 'proposed', handling: false };
     note('settlement_proposed', `${offer.amountMinor} by ${offer.payBy} (${offer.by})`);
   });
   setHandler(invoiceAdjustedSignal, ({ adjustmentId, by, kind, creditMinor, reason }) => {
     if (appliedAdjustments.has(adjustmentId)) return;
+    if (kind === 'credited' && !isPositiveInt(creditMinor ?? 0)) return ignored('invoiceAdjusted', 'invalid credit');
     appliedAdjustments.add(adjustmentId);
     if (kind === 'cancelled') endedAs = 'cancelled';
     else applyCredit(creditMinor ?? 0);
@@ -193,7 +220,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     pausedReason,
     communicationCeased,
     pendingApproval,
-    dispute: dispute && !dispute.resolved ? { reason: dispute.reason, openedAt: dispute.openedAt } : null,
+    dispute: dispute && !dispute.handled && !dispute.resolved ? { reason: dispute.reason, openedAt: dispute.openedAt } : null,
     promise: promise ? { promisedDate: promise.promisedDate, amountMinor: promise.amountMinor, checkAt: promise.checkAt } : null,
     paymentPlan: plan ? { instalments: plan.instalments, nextInstalment: planNext } : null,
     settlement: settlement ? { amountMinor: settlement.offer.amountMinor, payBy: settlement.offer.payBy, status: settlement.status } : null,
@@ -206,13 +233,18 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     async (d) => {
       deciding = true;
       const recordedAt = now();
-      await acts.recordApprovalDecision({
-        approvalId: d.approvalId,
-        decision: d.decision,
-        reason: d.reason,
-        decidedBy: d.decidedBy.name,
-        at: recordedAt,
-      });
+      try {
+        await books.recordApprovalDecision({
+          approvalId: d.approvalId,
+          decision: d.decision,
+          reason: d.reason,
+          decidedBy: d.decidedBy.name,
+          at: recordedAt,
+        });
+      } catch (err) {
+        deciding = false;
+        throw err;
+      }
       decision = d;
       note(d.decision === 'approve' ? 'approved' : 'rejected', `${pendingApproval?.kind}: ${d.reason} (${d.decidedBy.name})`);
       return { approvalId: d.approvalId, decision: d.decision, recordedAt };
@@ -249,7 +281,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       { key: searchAttributes.pendingApproval, value: pendingApproval !== null },
     ]);
     stateSeq += 1;
-    await acts.recordCaseState({
+    await books.recordCaseState({
       workflowId,
       seq: stateSeq,
       stage,
@@ -279,9 +311,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   async function holdWhilePaused(): Promise<void> {
     for (;;) {
       if (isPaid()) return;
-      if (dispute && !dispute.resolved) await holdForDispute();
+      if (dispute && !dispute.handled) await holdForDispute();
       else if (pausedReason !== null) await holdForPause();
-      else if (settlement && !settlement.handling) await holdForSettlement();
+      else if (settlement && !settlement.handling && pendingApproval === null) await holdForSettlement();
       else if (plan) await holdForPlan();
       else if (promise) await holdForPromise();
       else return;
@@ -293,18 +325,19 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const heldAt = Date.now();
     const previous = stage;
     stage = 'Disputed';
-    await acts.openDispute({ workflowId, disputeNo: d.no, reason: d.reason, by: d.by, at: now() });
+    await books.openDispute({ workflowId, disputeNo: d.no, reason: d.reason, by: d.by, at: now() });
     await publish('case.disputed', { reason: d.reason });
-    await condition(() => isPaid() || d.resolved !== null);
+    await waitFor(() => isPaid() || d.resolved !== null);
     shiftMs += Date.now() - heldAt;
     stage = previous;
+    d.handled = true;
     const r = d.resolved;
     if (!r) return; // paid while disputed
     if (r.resolution === 'customer_favour') {
       if (r.cancelInvoice) endedAs = 'cancelled';
       else applyCredit(r.creditMinor ?? 0);
     } else if (!communicationCeased) {
-      await acts.sendEmail({
+      await tryContact(acts.sendEmail, {
         workflowId,
         stepId: `dispute-${d.no}-verification`,
         template: 'dispute_verification',
@@ -314,7 +347,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         reason: r.note,
       });
     }
-    await acts.resolveDispute({
+    await books.resolveDispute({
       workflowId,
       disputeNo: d.no,
       resolution: r.resolution,
@@ -349,12 +382,13 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (d?.decision === 'approve') {
       s.status = 'agreed';
       stage = 'SettlementAgreed';
-      const target = balance - s.offer.amountMinor; // paying the lump sum brings the balance here
+      const paidBefore = totalPaid;
+      const received = () => totalPaid - paidBefore >= s.offer.amountMinor;
       const checkAt = Date.parse(`${s.offer.payBy}T00:00:00Z`) + (policy.promiseGraceDays + 1) * DAY_MS;
       nextAction = { kind: 'settlement payment', at: new Date(checkAt).toISOString() };
       await publish('settlement.agreed', { amountMinor: s.offer.amountMinor, payBy: s.offer.payBy });
-      await sleepUntilOr(checkAt, () => isPaid() || balance <= target);
-      if (!isPaid() && balance <= target) {
+      await sleepUntilOr(checkAt, () => isPaid() || received());
+      if (!isPaid() && received()) {
         note('settled', `${s.offer.amountMinor} received; ${balance} waived`);
         endedAs = 'settled';
       } else if (!isPaid()) {
@@ -366,6 +400,29 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     shiftMs += Date.now() - heldAt;
     stage = previous;
     nextAction = savedNext;
+  }
+
+  /** Waits (without a deadline) until `stop()`, publishing changes as they land meanwhile. */
+  async function waitFor(stop: () => boolean): Promise<void> {
+    for (;;) {
+      if (stop()) return;
+      await condition(() => stop() || unpublished.length > 0);
+      for (const event of new Set(unpublished.splice(0))) if (!isPaid()) await publish(event);
+    }
+  }
+
+  /**
+   * A contact that is not a ladder step (a plan reminder, a dispute verification, a handover
+   * notice): if it fails for good, the case notes it and goes on rather than failing.
+   */
+  async function tryContact<T>(send: (input: T) => Promise<unknown>, args: T): Promise<void> {
+    try {
+      await send(args);
+    } catch (err) {
+      if (!(err instanceof ActivityFailure)) throw err;
+      note('contact_failed', (err.cause ?? err).message);
+      await books.recordCaseEvent({ workflowId, type: 'contact.failed', data: { reason: (err.cause ?? err).message } });
+    }
   }
 
   /** Sleeps until `untilMs` or until `stop()`, publishing payments as they land meanwhile. */
@@ -390,21 +447,21 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const savedNext = nextAction;
     stage = 'PaymentPlan';
     await publish('case.payment_plan', { instalments: p.instalments.length });
-    let owedAfter = p.balanceWhenAgreed;
+    let dueSoFar = 0;
     let missed = false;
     for (const [i, instalment] of p.instalments.entries()) {
       planNext = i;
-      owedAfter -= instalment.amountMinor;
-      const target = Math.max(0, owedAfter);
+      dueSoFar += instalment.amountMinor;
+      const met = () => totalPaid - p.paidBefore >= dueSoFar;
       const dueAt = Date.parse(`${instalment.dueDate}T00:00:00Z`);
       const remindAt = nextContactTime(new Date(Math.max(dueAt - 3 * DAY_MS, Date.now())), input.customerTimeZone, policy.contactWindow);
-      const interrupted = () => isPaid() || plan !== p || (dispute !== null && !dispute.resolved) || balance <= target;
+      const interrupted = () => isPaid() || plan !== p || (dispute !== null && !dispute.handled) || met();
       nextAction = { kind: `instalment ${i + 1} reminder`, at: remindAt.toISOString() };
       await publish('plan.instalment_scheduled', { instalment: i + 1, dueDate: instalment.dueDate });
       await sleepUntilOr(remindAt.getTime(), interrupted);
-      if (plan !== p || isPaid() || (dispute && !dispute.resolved)) break;
-      if (balance > target && !communicationCeased) {
-        await acts.sendEmail({
+      if (plan !== p || isPaid() || (dispute && !dispute.handled)) break;
+      if (!met() && !communicationCeased) {
+        await tryContact(acts.sendEmail, {
           workflowId,
           stepId: `plan-${p.planNo}-instalment-${i + 1}`,
           template: 'payment_plan_reminder',
@@ -417,14 +474,20 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       const checkAt = dueAt + (policy.promiseGraceDays + 1) * DAY_MS;
       nextAction = { kind: `instalment ${i + 1} check`, at: new Date(checkAt).toISOString() };
       await sleepUntilOr(checkAt, interrupted);
-      if (plan !== p || isPaid() || (dispute && !dispute.resolved)) break;
-      if (balance > target) {
+      if (plan !== p || isPaid() || (dispute && !dispute.handled)) break;
+      if (!met()) {
         missed = true;
         note('plan_broken', `instalment ${i + 1} of ${instalment.amountMinor} due ${instalment.dueDate}`);
         break;
       }
     }
-    if (plan !== p || (dispute && !dispute.resolved && !isPaid())) return; // replaced, or a dispute takes over
+    if (plan !== p || (dispute && !dispute.handled && !isPaid())) {
+      // Replaced by a newer plan, or a dispute takes over (the plan starts again after it).
+      shiftMs += Date.now() - heldAt;
+      stage = previous;
+      nextAction = savedNext;
+      return;
+    }
     plan = null;
     shiftMs += Date.now() - heldAt;
     stage = previous;
@@ -437,15 +500,20 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const p = promise!;
     const heldAt = Date.now();
     const previous = stage;
-    const target = p.balanceWhenPromised - p.amountMinor;
-    const kept = () => balance <= target;
+    // Kept means money received, not a balance lowered by a credit note.
+    const kept = () => totalPaid - p.paidBefore >= p.amountMinor;
     stage = 'PromisedToPay';
     const savedNext = nextAction;
     nextAction = { kind: 'promise check', at: p.checkAt };
     await publish('case.promise_to_pay', { promisedDate: p.promisedDate, amountMinor: p.amountMinor });
-    await sleepUntilOr(Date.parse(p.checkAt), () => isPaid() || kept() || promise !== p || (dispute !== null && !dispute.resolved));
-    if (promise !== p) return; // replaced by a newer promise
-    if (dispute && !dispute.resolved && !kept() && !isPaid()) return; // the dispute takes over; the promise waits
+    await sleepUntilOr(Date.parse(p.checkAt), () => isPaid() || kept() || promise !== p || (dispute !== null && !dispute.handled));
+    if (promise !== p || (dispute && !dispute.handled && !kept() && !isPaid())) {
+      // Replaced by a newer promise, or a dispute takes over (the promise waits for it).
+      shiftMs += Date.now() - heldAt;
+      stage = previous;
+      nextAction = savedNext;
+      return;
+    }
     promise = null;
     shiftMs += Date.now() - heldAt;
     stage = previous;
@@ -465,11 +533,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const pausedAt = Date.now();
     const previous = stage;
     stage = 'Paused';
-    resumeRequested = false;
     await publish('case.paused', { reason: pausedReason });
-    await condition(() => isPaid() || resumeRequested);
+    await waitFor(() => isPaid() || pausedReason === null);
     pausedReason = null;
-    resumeRequested = false;
     shiftMs += Date.now() - pausedAt;
     stage = previous;
     await publish('case.resumed', { shiftedByMs: Date.now() - pausedAt });
@@ -493,8 +559,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         pausedReason !== null ||
         promise !== null ||
         plan !== null ||
-        (settlement !== null && !settlement.handling) ||
-        (dispute !== null && !dispute.resolved);
+        (settlement !== null && !settlement.handling && pendingApproval === null) ||
+        (dispute !== null && !dispute.handled);
       // condition(fn) without a timeout resolves to undefined, not true: keep the two apart.
       const woken = remainingMs === undefined ? (await condition(wake), true) : await condition(wake, remainingMs);
       for (const event of new Set(unpublished.splice(0))) if (!isPaid()) await publish(event);
@@ -525,6 +591,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
             ? undefined
             : new Date(stepDueAt(input.dueDate, referralOffset).getTime() + shiftMs).toISOString().slice(0, 10);
         await acts.sendEmail({ ...base, referralDate });
+        // Re-checked between the two sends: a payment, dispute or cease may have arrived.
+        if (isPaid() || (dispute && !dispute.handled) || communicationCeased) break;
         await acts.sendLetter({ ...base, certified: step.certified ?? true, referralDate });
         break;
       }
@@ -562,7 +630,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const { stepId, kind, rule, requestedBy, amountMinor, reason } = request;
     const deadline = new Date(Date.now() + rule.deadlineDays * DAY_MS);
     const cost = kind === 'settlement' ? balance - amountMinor : costOf(kind);
-    const { approvalId } = await acts.requestApproval({
+    const { approvalId } = await books.requestApproval({
       workflowId,
       stepId,
       kind,
@@ -590,15 +658,21 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     stage = 'AwaitingApproval';
     nextAction = { kind: `approval deadline (${stepId})`, at: deadline.toISOString() };
     await publish('approval.requested', { approvalId, kind });
+    // Approvers are told only once the request is pending here, so a quick decision is never
+    // refused. (Before this patch the request activity told them itself: running cases that
+    // already passed this point replay without the extra activity.)
+    if (patched('notify-approvers-once-pending')) {
+      await books.chaseApprovers({ approvalId, purpose: 'request', fallbackApprovers: rule.fallbackApprovers, at: now() });
+    }
 
     const decided = () => decision !== null;
     if (!(await waitUntil(() => deadline, decided))) {
-      await acts.chaseApprovers({ approvalId, purpose: 'reminder', fallbackApprovers: rule.fallbackApprovers, at: now() });
+      await books.chaseApprovers({ approvalId, purpose: 'reminder', fallbackApprovers: rule.fallbackApprovers, at: now() });
       const escalateAt = new Date(deadline.getTime() + rule.escalateAfterDays * DAY_MS);
       nextAction = { kind: `approval escalation (${stepId})`, at: escalateAt.toISOString() };
       await publish('approval.reminded', { approvalId });
       if (!(await waitUntil(() => escalateAt, decided))) {
-        await acts.chaseApprovers({ approvalId, purpose: 'escalation', fallbackApprovers: rule.fallbackApprovers, at: now() });
+        await books.chaseApprovers({ approvalId, purpose: 'escalation', fallbackApprovers: rule.fallbackApprovers, at: now() });
         pendingApproval = { ...pendingApproval, escalated: true };
         nextAction = null;
         await publish('approval.escalated', { approvalId });
@@ -643,16 +717,28 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       stage = 'OnHold';
       resumeRequested = false;
       await publish('case.on_hold', { stepId: step.id });
-      await condition(() => isPaid() || resumeRequested);
+      await waitFor(() => isPaid() || resumeRequested);
       resumeRequested = false;
       stage = 'Scheduled';
       return null;
     }
-    await acts.executeHandover({ approvalId: d.approvalId, amountMinor: balance, at: now() });
+    if (!stepApplies(step, balance)) {
+      // A credit or payment during the approval took the amount out of this step's range.
+      note('skipped', `${step.id}: approved, but ${balance} is now outside its amount range`);
+      return null;
+    }
+    await books.executeHandover({ approvalId: d.approvalId, amountMinor: balance, at: now() });
     if (kind === 'write_off') return 'written_off';
     if (kind === 'sell_debt') return 'sold';
     if (!communicationCeased) {
-      await acts.sendEmail({ workflowId, stepId: `${step.id}-notice`, template: step.template, tone: step.tone, amountOutstandingMinor: balance, at: now() });
+      await tryContact(acts.sendEmail, {
+        workflowId,
+        stepId: `${step.id}-notice`,
+        template: step.template,
+        tone: step.tone,
+        amountOutstandingMinor: balance,
+        at: now(),
+      });
     }
     return 'handed_over';
   }
@@ -674,7 +760,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         resumeRequested = false;
         note('blocked', blockedReason);
         await publish('case.blocked', { stepId: step.id, reason: blockedReason });
-        await condition(() => isPaid() || resumeRequested);
+        await waitFor(() => isPaid() || resumeRequested);
         resumeRequested = false;
         blockedReason = null;
         stage = previous;
@@ -704,11 +790,12 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         shiftMs,
         stateSeq,
         appliedPayments: [...appliedPayments],
+        totalPaid,
         appliedAdjustments: [...appliedAdjustments],
         communicationCeased,
         pausedReason,
         disputeCount,
-        dispute: dispute && !dispute.resolved ? { no: dispute.no, reason: dispute.reason, by: dispute.by, openedAt: dispute.openedAt } : null,
+        dispute: dispute && !dispute.handled ? { no: dispute.no, reason: dispute.reason, by: dispute.by, openedAt: dispute.openedAt, resolved: dispute.resolved } : null,
         promise,
         runNextStepNow,
         paymentPlan: plan,
