@@ -33,6 +33,10 @@ export const configSchema = z.object({
     .default('')
     .transform((v) => v.split(',').map((a) => a.trim()).filter(Boolean))
     .pipe(z.array(z.email())),
+  /** The collection agency that takes approved referrals (e-mail); unset: the placement is recorded only. */
+  AGENCY_EMAIL: z.email().optional(),
+  /** The attorney who takes approved legal actions (e-mail); unset: the legal case is recorded only. */
+  LEGAL_EMAIL: z.email().optional(),
   /** Who the letters and e-mails come from. */
   BUSINESS_NAME: z.string().min(1).default('Accounts Receivable'),
   /** The sender address on letters, lines separated by "|". */

@@ -3,12 +3,16 @@ import { and, eq } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { approvals, auditEvents, collectionCases, communications, handovers } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
-import type { Currency } from '../domain/money';
+import { formatMoney, type Currency } from '../domain/money';
 import type { ApprovalKind, GatedAction } from '../domain/policy';
 import { loadCase, type ChannelDeps } from './channels';
 import { renderMessage } from './templates';
 
-export type ApprovalDeps = ChannelDeps & { approverEmails: string[] };
+export type ApprovalDeps = ChannelDeps & {
+  approverEmails: string[];
+  /** Who takes over an approved referral: the collection agency and the attorney (e-mail). */
+  handoverEmails: { agency_referral?: string; legal_action?: string };
+};
 
 export type RequestApprovalInput = {
   workflowId: string;
@@ -216,9 +220,67 @@ export async function recordApprovalDecision(
  * entry or debt sale record. One per approval.
  */
 export async function executeHandover(
-  deps: { db: Database },
+  deps: ApprovalDeps,
   input: { approvalId: string; amountMinor: number; at: string },
 ): Promise<{ handoverId: string }> {
+  const result = await recordHandover(deps, input);
+  await noticeToTakeover(deps, input);
+  return result;
+}
+
+/**
+ * Tells the agency or attorney, once per handover, what they take over: debtor, invoice,
+ * amount, and the case history so far is theirs to ask for. A refused address is noted, not fatal.
+ */
+async function noticeToTakeover(deps: ApprovalDeps, input: { approvalId: string; amountMinor: number; at: string }): Promise<void> {
+  const request = await loadApproval(deps.db, input.approvalId);
+  const to = deps.handoverEmails[request.kind as 'agency_referral' | 'legal_action'];
+  if (!to) return;
+  const idempotencyKey = `${request.requestKey}:handover-notice`;
+  const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
+  if (existing) return;
+  const c = await loadCase(deps.db, (await workflowIdOf(deps.db, request.caseId))!);
+  const amount = formatMoney(input.amountMinor, request.currency as Currency, 'en-GB');
+  const subject = `${request.kind === 'agency_referral' ? 'New placement' : 'New legal case'}: ${c.customer.name}, invoice ${c.invoice.number}, ${amount}`;
+  const address = c.customer.postalAddress
+    ? [c.customer.postalAddress.line1, c.customer.postalAddress.postalCode, c.customer.postalAddress.city, c.customer.postalAddress.country].join(', ')
+    : 'no postal address on file';
+  const text = [
+    `${deps.business.name} hands over the following account (approved by ${request.decidedBy}).`,
+    `Debtor: ${c.customer.name} (${c.customer.externalId}), ${c.customer.email ?? 'no e-mail'}, ${c.customer.phone ?? 'no phone'}, ${address}.`,
+    `Invoice ${c.invoice.number}, issued ${c.invoice.issueDate}, due ${c.invoice.dueDate}; outstanding ${amount}.`,
+    `Reason: ${request.reason}`,
+  ].join('\n\n');
+  let status: 'sent' | 'failed' = 'sent';
+  let failureReason: string | null = null;
+  let messageId: string | null = null;
+  try {
+    ({ messageId } = await deps.mailer.send({ to, subject, text, html: `<pre>${text.replace(/[&<>]/g, (ch) => `&#${ch.charCodeAt(0)};`)}</pre>`, idempotencyKey }));
+  } catch (err) {
+    if (!(err instanceof ApplicationFailure && err.nonRetryable)) throw err;
+    status = 'failed';
+    failureReason = err.message;
+  }
+  await deps.db
+    .insert(communications)
+    .values({
+      caseId: request.caseId,
+      idempotencyKey,
+      channel: 'email',
+      template: `${request.kind}_handover`,
+      locale: 'en',
+      recipient: to,
+      subject,
+      body: text,
+      status,
+      failureReason,
+      providerMessageId: messageId,
+      createdAt: new Date(input.at),
+    })
+    .onConflictDoNothing({ target: communications.idempotencyKey });
+}
+
+async function recordHandover(deps: { db: Database }, input: { approvalId: string; amountMinor: number; at: string }): Promise<{ handoverId: string }> {
   const request = await loadApproval(deps.db, input.approvalId);
   if (request.kind === 'settlement') throw ApplicationFailure.nonRetryable('a settlement is not a handover', 'NotAHandover');
   if (request.status !== 'approved') {

@@ -55,6 +55,7 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
 export function channelsFromConfig(config: Config): Omit<ApprovalDeps, 'db'> {
   return {
     approverEmails: config.APPROVER_EMAILS,
+    handoverEmails: { agency_referral: config.AGENCY_EMAIL, legal_action: config.LEGAL_EMAIL },
     mailer: createMailer({ apiKey: config.SENDGRID_API_KEY, baseUrl: config.SENDGRID_BASE_URL, from: config.MAIL_FROM }),
     business: {
       name: config.BUSINESS_NAME,

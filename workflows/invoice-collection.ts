@@ -328,15 +328,17 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     await books.openDispute({ workflowId, disputeNo: d.no, reason: d.reason, by: d.by, at: now() });
     await publish('case.disputed', { reason: d.reason });
     await waitFor(() => isPaid() || d.resolved !== null);
-    shiftMs += Date.now() - heldAt;
-    stage = previous;
     d.handled = true;
     const r = d.resolved;
-    if (!r) return; // paid while disputed
+    if (!r) {
+      stage = previous;
+      return; // paid while disputed
+    }
     if (r.resolution === 'customer_favour') {
       if (r.cancelInvoice) endedAs = 'cancelled';
       else applyCredit(r.creditMinor ?? 0);
     } else if (!communicationCeased) {
+      await waitForContactWindow();
       await tryContact(acts.sendEmail, {
         workflowId,
         stepId: `dispute-${d.no}-verification`,
@@ -347,6 +349,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         reason: r.note,
       });
     }
+    // The ladder moves by the whole time contact was stopped, verification included.
+    shiftMs += Date.now() - heldAt;
+    stage = previous;
     await books.resolveDispute({
       workflowId,
       disputeNo: d.no,
@@ -400,6 +405,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     shiftMs += Date.now() - heldAt;
     stage = previous;
     nextAction = savedNext;
+  }
+
+  /** Waits until the debtor may be contacted (their business hours), unless the case ends first. */
+  async function waitForContactWindow(): Promise<void> {
+    await sleepUntilOr(nextContactTime(new Date(), input.customerTimeZone, policy.contactWindow).getTime(), isPaid);
   }
 
   /** Waits (without a deadline) until `stop()`, publishing changes as they land meanwhile. */
@@ -731,6 +741,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (kind === 'write_off') return 'written_off';
     if (kind === 'sell_debt') return 'sold';
     if (!communicationCeased) {
+      // Cases that passed this point before the patch sent the notice at once; replay keeps that.
+      if (patched('handover-notice-in-contact-window')) await waitForContactWindow();
       await tryContact(acts.sendEmail, {
         workflowId,
         stepId: `${step.id}-notice`,

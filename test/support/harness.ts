@@ -34,6 +34,7 @@ export async function startHarness(temporal: {
     BUSINESS_ADDRESS: 'Hauptstraße 5|10117 Berlin',
     PAYMENT_INSTRUCTIONS: 'IBAN DE02 1203 0000 0000 2020 51',
     APPROVER_EMAILS: 'approvers@beispiel.example',
+    AGENCY_EMAIL: 'placements@agency.example',
   });
   const taskQueue = `test-${randomUUID()}`;
   const worker: Worker = await createWorker({
