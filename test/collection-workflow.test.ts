@@ -586,4 +586,17 @@ describe('invoice collection workflow (time-skipping server)', () => {
     const [row] = await h.db.db.select().from(disputes).where(eq(disputes.caseId, (await caseRow(handle.workflowId)).id));
     expect(row).toMatchObject({ resolution: 'customer_favour', creditMinor: 25_000 });
   });
+
+  it('stops retrying an e-mail the moment the invoice is paid: nothing goes out after the payment', async () => {
+    const { payload, handle } = await register(0, { email: 'retrying@muster.example' });
+    h.sendgrid.failNext(1000, 503, {}, undefined, 'retrying@muster.example');
+    await env.sleep('4 days'); // day 1's e-mail is being retried
+    expect(h.sendgrid.requests.length).toBeGreaterThan(0);
+    await pay(payload.externalId, 'while-retrying', 125_000);
+    expect(await handle.result()).toMatchObject({ outcome: 'paid' });
+    h.sendgrid.reset();
+    await env.sleep('2 days');
+    expect(emailsTo('retrying@muster.example')).toEqual([]);
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:queued']);
+  });
 });

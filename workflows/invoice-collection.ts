@@ -2,6 +2,8 @@ import {
   ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
+  CancellationScope,
+  isCancellation,
   condition,
   continueAsNew,
   patched,
@@ -755,12 +757,35 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     return 'handed_over';
   }
 
+  /**
+   * Runs a step, but stops its activities (an e-mail SendGrid keeps throttling, say) the moment
+   * the invoice is paid, disputed or contact is ceased: no retry goes out after that. An attempt
+   * already talking to SendGrid may still complete. Returns false when stopped.
+   */
+  async function runStepUnlessStopped(step: PolicyStep, index: number): Promise<boolean> {
+    const stopped = () => isPaid() || (dispute !== null && !dispute.handled) || (communicationCeased && contactActions.has(step.action));
+    const scope = new CancellationScope();
+    let finished = false;
+    void condition(() => finished || stopped()).then(() => {
+      if (!finished) scope.cancel();
+    });
+    try {
+      await scope.run(() => runStep(step, index));
+      return true;
+    } catch (err) {
+      if (isCancellation(err) && stopped()) return false;
+      throw err;
+    } finally {
+      finished = true;
+    }
+  }
+
   /** Runs a step; a permanent failure blocks the case until operations resume it (then retries) or it is paid. */
   async function runStepOrBlock(step: PolicyStep, index: number): Promise<void> {
     for (;;) {
       try {
-        await runStep(step, index);
-        note(step.action, step.id);
+        const done = await runStepUnlessStopped(step, index);
+        note(done ? step.action : 'cancelled', step.id);
         return;
       } catch (err) {
         const failure = err instanceof ActivityFailure ? err.cause : err;
