@@ -6,7 +6,7 @@ import { daysOverdue } from '../domain/collection';
 import { formatMoney, type Currency } from '../domain/money';
 import type { ApprovalKind, GatedAction } from '../domain/policy';
 import { loadCase, type ChannelDeps } from './channels';
-import { renderMessage } from './templates';
+import { escapeHtml, renderMessage } from './templates';
 
 export type ApprovalDeps = ChannelDeps & {
   approverEmails: string[];
@@ -59,51 +59,53 @@ async function notifyApprovers(
   });
   const subject = purpose === 'request' ? message.subject : `${purpose === 'reminder' ? 'Reminder' : 'Escalated'}: ${message.subject}`;
   for (const to of addresses) {
-    const idempotencyKey = `${request.requestKey}:${purpose}:${to}`;
-    const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
-    if (existing?.status === 'sent') continue;
-    let messageId: string | null;
-    try {
-      ({ messageId } = await deps.mailer.send({ to, subject, text: message.text, html: message.html, idempotencyKey }));
-    } catch (err) {
-      // A refused approver address must not stop the case: the request stays visible as
-      // AwaitingApproval, and the failure is on the timeline. Temporary errors are retried.
-      if (!(err instanceof ApplicationFailure && err.nonRetryable)) throw err;
-      await deps.db
-        .insert(communications)
-        .values({
-          caseId: request.caseId,
-          idempotencyKey,
-          channel: 'email',
-          template: 'approval_request',
-          locale: 'en',
-          recipient: to,
-          subject,
-          body: message.text,
-          status: 'failed',
-          failureReason: err.message,
-          createdAt: new Date(at),
-        })
-        .onConflictDoNothing({ target: communications.idempotencyKey });
-      continue;
-    }
-    await deps.db
-      .insert(communications)
-      .values({
-        caseId: request.caseId,
-        idempotencyKey,
-        channel: 'email',
-        template: 'approval_request',
-        locale: 'en',
-        recipient: to,
-        subject,
-        body: message.text,
-        status: 'sent',
-        providerMessageId: messageId,
-        createdAt: new Date(at),
-      })
-      .onConflictDoUpdate({ target: communications.idempotencyKey, set: { status: 'sent', providerMessageId: messageId } });
+    await sendStaffEmail(deps, {
+      caseId: request.caseId,
+      idempotencyKey: `${request.requestKey}:${purpose}:${to}`,
+      template: 'approval_request',
+      to,
+      subject,
+      text: message.text,
+      html: message.html,
+      at,
+    });
   }
+}
+
+/**
+ * An e-mail to the business's own people or partners (approvers, agency, attorney), once per
+ * idempotency key, recorded as a communication of the case. A refused address must not stop
+ * the case: it is recorded as failed, on the timeline. Temporary errors are retried.
+ */
+async function sendStaffEmail(
+  deps: ApprovalDeps,
+  mail: { caseId: string; idempotencyKey: string; template: string; to: string; subject: string; text: string; html: string; at: string },
+): Promise<void> {
+  const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, mail.idempotencyKey));
+  if (existing?.status === 'sent') return;
+  let outcome: { status: 'sent' | 'failed'; providerMessageId: string | null; failureReason: string | null };
+  try {
+    const { messageId } = await deps.mailer.send({ to: mail.to, subject: mail.subject, text: mail.text, html: mail.html, idempotencyKey: mail.idempotencyKey });
+    outcome = { status: 'sent', providerMessageId: messageId, failureReason: null };
+  } catch (err) {
+    if (!(err instanceof ApplicationFailure && err.nonRetryable)) throw err;
+    outcome = { status: 'failed', providerMessageId: null, failureReason: err.message };
+  }
+  await deps.db
+    .insert(communications)
+    .values({
+      caseId: mail.caseId,
+      idempotencyKey: mail.idempotencyKey,
+      channel: 'email',
+      template: mail.template,
+      locale: 'en',
+      recipient: mail.to,
+      subject: mail.subject,
+      body: mail.text,
+      createdAt: new Date(mail.at),
+      ...outcome,
+    })
+    .onConflictDoUpdate({ target: communications.idempotencyKey, set: outcome });
 }
 
 async function workflowIdOf(db: Database, caseId: string): Promise<string | undefined> {
@@ -237,8 +239,6 @@ async function noticeToTakeover(deps: ApprovalDeps, input: { approvalId: string;
   const to = deps.handoverEmails[request.kind as 'agency_referral' | 'legal_action'];
   if (!to) return;
   const idempotencyKey = `${request.requestKey}:handover-notice`;
-  const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
-  if (existing) return;
   const c = await loadCase(deps.db, (await workflowIdOf(deps.db, request.caseId))!);
   const amount = formatMoney(input.amountMinor, request.currency as Currency, 'en-GB');
   const subject = `${request.kind === 'agency_referral' ? 'New placement' : 'New legal case'}: ${c.customer.name}, invoice ${c.invoice.number}, ${amount}`;
@@ -251,33 +251,16 @@ async function noticeToTakeover(deps: ApprovalDeps, input: { approvalId: string;
     `Invoice ${c.invoice.number}, issued ${c.invoice.issueDate}, due ${c.invoice.dueDate}; outstanding ${amount}.`,
     `Reason: ${request.reason}`,
   ].join('\n\n');
-  let status: 'sent' | 'failed' = 'sent';
-  let failureReason: string | null = null;
-  let messageId: string | null = null;
-  try {
-    ({ messageId } = await deps.mailer.send({ to, subject, text, html: `<pre>${text.replace(/[&<>]/g, (ch) => `&#${ch.charCodeAt(0)};`)}</pre>`, idempotencyKey }));
-  } catch (err) {
-    if (!(err instanceof ApplicationFailure && err.nonRetryable)) throw err;
-    status = 'failed';
-    failureReason = err.message;
-  }
-  await deps.db
-    .insert(communications)
-    .values({
-      caseId: request.caseId,
-      idempotencyKey,
-      channel: 'email',
-      template: `${request.kind}_handover`,
-      locale: 'en',
-      recipient: to,
-      subject,
-      body: text,
-      status,
-      failureReason,
-      providerMessageId: messageId,
-      createdAt: new Date(input.at),
-    })
-    .onConflictDoNothing({ target: communications.idempotencyKey });
+  await sendStaffEmail(deps, {
+    caseId: request.caseId,
+    idempotencyKey,
+    template: `${request.kind}_handover`,
+    to,
+    subject,
+    text,
+    html: `<pre>${escapeHtml(text)}</pre>`,
+    at: input.at,
+  });
 }
 
 async function recordHandover(deps: { db: Database }, input: { approvalId: string; amountMinor: number; at: string }): Promise<{ handoverId: string }> {
