@@ -62,6 +62,8 @@ export type CarriedState = {
   stateSeq: number;
   appliedPayments: string[];
   appliedAdjustments: string[];
+  /** Ids of messages already handled (the latest 1,000). */
+  seenMessages: string[];
   totalPaid: number;
   communicationCeased: boolean;
   pausedReason: string | null;

@@ -599,4 +599,20 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(emailsTo('retrying@muster.example')).toEqual([]);
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:queued']);
   });
+
+  it('changes nothing when a message is delivered again with the same id, even after it was handled', async () => {
+    const { handle } = await register(0);
+    const open = { messageId: 'ticket-41:open', by: 'collector', reason: 'invoice sent twice' };
+    const resolve = { messageId: 'ticket-41:resolve', by: 'ops', resolution: 'business_favour' as const, note: 'only one delivery' };
+    await handle.signal(openDisputeSignal, open);
+    await env.sleep('1 hour');
+    await handle.signal(resolveDisputeSignal, resolve);
+    await env.sleep('3 days');
+    await handle.signal(openDisputeSignal, open); // redelivered after the dispute was handled
+    await handle.signal(resolveDisputeSignal, resolve);
+    await env.sleep('1 hour');
+    const rows = await h.db.db.select().from(disputes).where(eq(disputes.caseId, (await caseRow(handle.workflowId)).id));
+    expect(rows).toHaveLength(1);
+    expect((await handle.query(caseStatusQuery)).dispute).toBeNull();
+  });
 });

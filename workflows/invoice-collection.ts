@@ -127,6 +127,14 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** All money received, in minor units: promises, plans and settlements are kept by money, not credits. */
   let totalPaid = carried?.totalPaid ?? 0;
   const appliedAdjustments = new Set<string>(carried?.appliedAdjustments ?? []);
+  const seenMessages = new Set<string>(carried?.seenMessages ?? []);
+  /** False for a message id seen before: the repeat changes nothing. */
+  const firstTime = (messageId: string | undefined) => {
+    if (messageId === undefined) return true;
+    if (seenMessages.has(messageId)) return false;
+    seenMessages.add(messageId);
+    return true;
+  };
   const unpublished: string[] = [];
   const history: CaseAction[] = [...(carried?.history ?? [])];
   const now = () => new Date().toISOString();
@@ -147,29 +155,34 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     unpublished.push('case.payment_applied');
     note('payment', `${payment.amountMinor} ${payment.currency} (${payment.paymentId})`);
   });
-  setHandler(pauseSignal, ({ by, reason }) => {
+  setHandler(pauseSignal, ({ messageId, by, reason }) => {
+    if (!firstTime(messageId)) return;
     if (pausedReason !== null) return;
     pausedReason = `${reason} (${by})`;
     note('paused', pausedReason);
   });
-  setHandler(resumeSignal, ({ by, reason }) => {
+  setHandler(resumeSignal, ({ messageId, by, reason }) => {
+    if (!firstTime(messageId)) return;
     // Resuming a paused case lifts the pause; otherwise it retries a blocked step or lifts a hold.
     if (pausedReason !== null) pausedReason = null;
     else resumeRequested = true;
     note('resumed', `${reason} (${by})`);
   });
-  setHandler(openDisputeSignal, ({ by, reason }) => {
+  setHandler(openDisputeSignal, ({ messageId, by, reason }) => {
+    if (!firstTime(messageId)) return;
     if (dispute && !dispute.handled) return; // one dispute at a time; a repeat changes nothing
     disputeCount += 1;
     dispute = { no: disputeCount, reason, by, openedAt: now(), resolved: null, handled: false };
     note('dispute_opened', `${reason} (${by})`);
   });
   setHandler(resolveDisputeSignal, (resolution) => {
+    if (!firstTime(resolution.messageId)) return;
     if (!dispute || dispute.resolved) return;
     dispute.resolved = resolution;
     note('dispute_resolved', `${resolution.resolution}: ${resolution.note} (${resolution.by})`);
   });
-  setHandler(promiseToPaySignal, ({ by, promisedDate, amountMinor }) => {
+  setHandler(promiseToPaySignal, ({ messageId, by, promisedDate, amountMinor }) => {
+    if (!firstTime(messageId)) return;
     if (!isIsoDate(promisedDate) || !isPositiveInt(amountMinor)) return ignored('promiseToPay', 'invalid date or amount');
     if (promise && promise.promisedDate === promisedDate && promise.amountMinor === amountMinor) return; // a repeat
     const paidBefore = totalPaid;
@@ -177,7 +190,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     promise = { promisedDate, amountMinor, balanceWhenPromised: balance, paidBefore, checkAt, by };
     note('promise', `${amountMinor} by ${promisedDate} (${by})`);
   });
-  setHandler(paymentPlanSignal, ({ by, instalments }) => {
+  setHandler(paymentPlanSignal, ({ messageId, by, instalments }) => {
+    if (!firstTime(messageId)) return;
     if (instalments.length === 0 || !instalments.every((i) => isIsoDate(i.dueDate) && isPositiveInt(i.amountMinor))) {
       return ignored('paymentPlan', 'invalid instalments');
     }
@@ -188,6 +202,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     note('payment_plan', `${instalments.length} instalments (${by})`);
   });
   setHandler(proposeSettlementSignal, (offer) => {
+    if (!firstTime(offer.messageId)) return;
     if (!isIsoDate(offer.payBy) || !isPositiveInt(offer.amountMinor) || offer.amountMinor >= balance) {
       return ignored('proposeSettlement', 'invalid date, or an amount not below the balance');
     }
@@ -204,7 +219,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     unpublished.push('case.invoice_adjusted');
     note('invoice_adjusted', `${kind}${creditMinor ? ` ${creditMinor}` : ''}: ${reason} (${by})`);
   });
-  setHandler(ceaseCommunicationSignal, ({ by, reason }) => {
+  setHandler(ceaseCommunicationSignal, ({ messageId, by, reason }) => {
+    if (!firstTime(messageId)) return;
     if (communicationCeased) return;
     communicationCeased = true;
     unpublished.push('case.communication_ceased');
@@ -829,6 +845,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         appliedPayments: [...appliedPayments],
         totalPaid,
         appliedAdjustments: [...appliedAdjustments],
+        seenMessages: [...seenMessages].slice(-1_000),
         communicationCeased,
         pausedReason,
         disputeCount,

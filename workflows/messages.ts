@@ -41,10 +41,16 @@ export type CaseStatus = {
   history: CaseAction[];
 };
 
-export type OperatorCommand = { by: string; reason: string };
+/**
+ * Every message may carry the sender's own id for it: the same id delivered again (a retried
+ * HTTP call, a redelivered webhook) changes nothing, even after the first was fully handled.
+ */
+export type MessageId = { messageId?: string };
 
-export type DisputeOpened = { by: string; reason: string };
-export type DisputeResolved = {
+export type OperatorCommand = MessageId & { by: string; reason: string };
+
+export type DisputeOpened = MessageId & { by: string; reason: string };
+export type DisputeResolved = MessageId & {
   by: string;
   /** customer_favour: adjust by a credit (or cancel the invoice); business_favour: verify and resume. */
   resolution: 'customer_favour' | 'business_favour';
@@ -54,8 +60,8 @@ export type DisputeResolved = {
   /** The invoice is withdrawn altogether (customer_favour). */
   cancelInvoice?: boolean;
 };
-export type PromiseToPay = { by: string; promisedDate: string; amountMinor: number };
-export type SettlementOffer = {
+export type PromiseToPay = MessageId & { by: string; promisedDate: string; amountMinor: number };
+export type SettlementOffer = MessageId & {
   by: string;
   /** The reduced lump sum, in minor units. */
   amountMinor: number;
@@ -63,7 +69,7 @@ export type SettlementOffer = {
   payBy: string;
   waiveFees: boolean;
 };
-export type PaymentPlan = { by: string; instalments: { dueDate: string; amountMinor: number }[] };
+export type PaymentPlan = MessageId & { by: string; instalments: { dueDate: string; amountMinor: number }[] };
 export type InvoiceAdjusted = {
   /** The credit note's or cancellation's own id upstream: the same adjustment counts once. */
   adjustmentId: string;
