@@ -7,6 +7,8 @@ import type { DbHandle } from '../db/client';
 import type { ServiceDeps } from './invoice-service';
 import { registerProblemHandlers } from './problem';
 import { healthRoutes } from './routes/health';
+import { approvalRoutes } from './routes/approvals';
+import { caseRoutes } from './routes/cases';
 import { invoiceRoutes } from './routes/invoices';
 
 export type AppDeps = {
@@ -65,5 +67,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes(context));
   await app.register(invoiceRoutes(context));
+  await app.register(caseRoutes(context));
+  await app.register(approvalRoutes(context));
   return app;
 }

@@ -1,0 +1,87 @@
+// Collectors' commands and approvers' decisions over HTTP, delivered to real workflows on
+// the time-skipping server.
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collectionCases, disputes } from '../db/schema';
+import { collectionWorkflowId } from '../domain/collection';
+import { resolveServerExecutable } from '../scripts/temporal-servers';
+import { caseStatusQuery } from '../workflows/messages';
+import { invoicePayload, isoDate } from './support/fixtures';
+import { startHarness, type Harness } from './support/harness';
+
+let env: TestWorkflowEnvironment;
+let h: Harness;
+
+beforeAll(async () => {
+  env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: resolveServerExecutable('test-server') } });
+  h = await startHarness(env);
+});
+
+afterAll(async () => {
+  await h?.stop();
+  await env?.teardown();
+});
+
+async function register() {
+  const now = new Date(await env.currentTimeMs());
+  const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now) });
+  await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
+  return { payload, handle: env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
+}
+
+const command = (externalId: string, name: string, payload: object, headers: Record<string, string> = h.auth('collector')) =>
+  h.app.inject({ method: 'POST', url: `/invoices/${externalId}/${name}`, headers, payload });
+
+describe('case commands', () => {
+  it('opens a dispute once per Idempotency-Key, records who did it, and resolves it', async () => {
+    const { payload, handle } = await register();
+    const headers = { ...h.auth('collector'), 'idempotency-key': 'ticket-7' };
+    expect((await command(payload.externalId, 'dispute', { reason: 'goods damaged' }, headers)).statusCode).toBe(202);
+    expect((await command(payload.externalId, 'dispute', { reason: 'goods damaged' }, headers)).statusCode).toBe(202);
+    await env.sleep('1 hour');
+    expect(await handle.query(caseStatusQuery)).toMatchObject({ stage: 'Disputed', dispute: { reason: 'goods damaged' } });
+    const [c] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId));
+    expect(await h.db.db.select().from(disputes).where(eq(disputes.caseId, c!.id))).toHaveLength(1);
+
+    const resolved = await command(payload.externalId, 'dispute-resolution', { resolution: 'customer_favour', note: 'credit CN-3', creditMinor: 25_000 });
+    expect(resolved.statusCode).toBe(202);
+    await env.sleep('1 hour');
+    expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(100_000);
+  });
+
+  it('refuses a payment plan that does not cover the balance, a settlement that is not reduced, and viewers', async () => {
+    const { payload } = await register();
+    const plan = await command(payload.externalId, 'payment-plan', { instalments: [{ dueDate: isoDate(30), amountMinor: 1_000 }] });
+    expect(plan.statusCode).toBe(422);
+    expect(plan.json().type).toBe('urn:arrears:problem:plan-does-not-cover-balance');
+    const settlement = await command(payload.externalId, 'settlement', { amountMinor: 125_000, payBy: isoDate(10) });
+    expect(settlement.statusCode).toBe(422);
+    expect((await command(payload.externalId, 'pause', { reason: 'checking' }, h.auth('viewer'))).statusCode).toBe(403);
+    expect((await command('INV-nope', 'pause', { reason: 'checking' })).statusCode).toBe(404);
+    expect((await command(payload.externalId, 'promise', { promisedDate: 'soon', amountMinor: -1 })).statusCode).toBe(400);
+  });
+});
+
+describe('approvals over HTTP', () => {
+  it('lists a pending escalation with its cost, lets an approver decide it, and answers 409 to a second decision', async () => {
+    const { handle } = await register();
+    await env.sleep('61 days');
+    const list = await h.app.inject({ url: '/approvals', headers: h.auth('approver') });
+    const mine = list.json().approvals.find((a: { workflowId: string }) => a.workflowId === handle.workflowId);
+    expect(mine).toMatchObject({ kind: 'agency_referral', amountMinor: 125_000, costMinor: 31_250, status: 'pending' });
+
+    const decide = (role: 'collector' | 'approver') =>
+      h.app.inject({ method: 'POST', url: `/approvals/${mine.id}/decision`, headers: h.auth(role), payload: { decision: 'approve', reason: 'no answer to five contacts' } });
+    expect((await decide('collector')).statusCode).toBe(403);
+    const accepted = await decide('approver');
+    expect(accepted.statusCode, accepted.body).toBe(200);
+    expect(accepted.json()).toMatchObject({ approvalId: mine.id, decision: 'approve' });
+    const again = await decide('approver');
+    expect(again.statusCode).toBe(409);
+    expect(again.headers['content-type']).toContain('application/problem+json');
+
+    const detail = await h.app.inject({ url: `/approvals/${mine.id}`, headers: h.auth('viewer') });
+    expect(detail.json()).toMatchObject({ status: 'approved', decidedBy: 'test-approver' });
+  });
+});
