@@ -9,6 +9,7 @@ import { registerProblemHandlers } from './problem';
 import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
+import { caseListRoutes } from './routes/cases-list';
 import { invoiceRoutes } from './routes/invoices';
 
 export type AppDeps = {
@@ -69,5 +70,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(invoiceRoutes(context));
   await app.register(caseRoutes(context));
   await app.register(approvalRoutes(context));
+  await app.register(caseListRoutes(context));
   return app;
 }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
 import { apiKeys, auditEvents, customers, invoices } from '../db/schema';
 import { createTestDb } from './support/db';
-import { invoicePayload } from './support/fixtures';
+import { invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
@@ -162,6 +162,28 @@ describe('invoices and payments', () => {
   });
 });
 
+describe('case list', () => {
+  it('lists a customer cases largest first, filtered by amount and days overdue, paginated', async () => {
+    const base = invoicePayload();
+    const customer = { ...base.customer, externalId: `LIST-${base.customer.externalId}` };
+    for (const [amount, dueIn] of [[50_000, -40], [300_000, -5], [120_000, -70]] as const) {
+      const res = await register(h.auth('collector'), invoicePayload({ amountTotalMinor: amount, dueDate: isoDate(dueIn), issueDate: isoDate(-100), customer }));
+      expect(res.statusCode).toBe(201);
+    }
+    const list = async (query: string) => (await h.app.inject({ url: `/cases?customer=${customer.externalId}&${query}`, headers: h.auth('viewer') })).json();
+    const all = await list('');
+    expect(all.total).toBe(3);
+    expect(all.cases.map((c: { amountOutstandingMinor: number }) => c.amountOutstandingMinor)).toEqual([300_000, 120_000, 50_000]);
+    expect(all.cases[1]).toMatchObject({ daysOverdue: 70, customerName: 'Muster GmbH', currency: 'EUR' });
+    expect((await list('minAmountMinor=100000')).total).toBe(2);
+    expect((await list('minDaysOverdue=30')).cases.map((c: { daysOverdue: number }) => c.daysOverdue)).toEqual([70, 40]);
+    const page = await list('limit=1&offset=1');
+    expect(page).toMatchObject({ total: 3, limit: 1, offset: 1 });
+    expect(page.cases[0].amountOutstandingMinor).toBe(120_000);
+    expectProblem(await h.app.inject({ url: '/cases?minAmountMinor=5&maxAmountMinor=1', headers: h.auth('viewer') }), 400, 'validation');
+  });
+});
+
 describe('health and contract', () => {
   it('reports liveness without dependencies and readiness with them', async () => {
     expect((await h.app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
@@ -181,7 +203,17 @@ describe('health and contract', () => {
     const doc = (await h.app.inject({ url: '/docs/json' })).json();
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths)).toEqual(
-      expect.arrayContaining(['/healthz', '/readyz', '/invoices', '/invoices/{externalId}', '/invoices/{externalId}/payments']),
+      expect.arrayContaining([
+        '/healthz',
+        '/readyz',
+        '/invoices',
+        '/invoices/{externalId}',
+        '/invoices/{externalId}/payments',
+        '/invoices/{externalId}/dispute',
+        '/approvals',
+        '/approvals/{id}/decision',
+        '/cases',
+      ]),
     );
     expect(doc.paths['/invoices'].post.requestBody.content['application/json'].schema.required).toEqual(
       expect.arrayContaining(['externalId', 'currency', 'amountTotalMinor', 'dueDate', 'customer']),
