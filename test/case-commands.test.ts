@@ -1,26 +1,24 @@
 // Collectors' commands and approvers' decisions over HTTP, delivered to real workflows on
 // the time-skipping server.
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectionCases, disputes } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
-import { resolveServerExecutable } from '../scripts/temporal-servers';
 import { caseStatusQuery } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
-import { startHarness, type Harness } from './support/harness';
+import { startTimeSkippingHarness } from './support/harness';
 
 let env: TestWorkflowEnvironment;
-let h: Harness;
+let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
 
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: resolveServerExecutable('test-server') } });
-  h = await startHarness(env);
+  h = await startTimeSkippingHarness();
+  env = h.env;
 });
 
 afterAll(async () => {
   await h?.stop();
-  await env?.teardown();
 });
 
 async function register() {

@@ -2,7 +2,7 @@
 // the real activities writing to a real (embedded) PostgreSQL and e-mail going through the
 // real @sendgrid/mail client to a local SendGrid-compatible server.
 import { Client, Connection } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
@@ -22,7 +22,6 @@ import {
 import { defaultPolicy, policySchema } from '../domain/policy';
 import { collectionWorkflowId } from '../domain/collection';
 import { localParts } from '../domain/contact-window';
-import { resolveServerExecutable } from '../scripts/temporal-servers';
 import {
   caseStatusQuery,
   ceaseCommunicationSignal,
@@ -38,16 +37,14 @@ import {
   searchAttributes,
 } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
-import { startHarness, type Harness } from './support/harness';
+import { startTimeSkippingHarness } from './support/harness';
 
 let env: TestWorkflowEnvironment;
-let h: Harness;
+let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
 
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: { executable: resolveServerExecutable('test-server') },
-  });
-  h = await startHarness(env);
+  h = await startTimeSkippingHarness();
+  env = h.env;
   // Contact windows make outcomes depend on the weekday; TEST_CLOCK_OFFSET_DAYS=1..6 runs the
   // file on other weekdays to check that the tests do not.
   const offsetDays = Number(process.env.TEST_CLOCK_OFFSET_DAYS ?? 0);
@@ -56,7 +53,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.stop();
-  await env?.teardown();
 });
 
 beforeEach(() => h.sendgrid.reset());

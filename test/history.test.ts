@@ -3,29 +3,27 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectionWorkflowId } from '../domain/collection';
-import { resolveServerExecutable } from '../scripts/temporal-servers';
 import { caseStatusQuery, decideApprovalUpdate } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
-import { startHarness, type Harness } from './support/harness';
+import { startTimeSkippingHarness } from './support/harness';
 
 const historiesDir = path.resolve(__dirname, 'histories');
 const workflowsPath = path.resolve(__dirname, '..', 'workflows');
 
 let env: TestWorkflowEnvironment;
-let h: Harness;
+let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
 
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: resolveServerExecutable('test-server') } });
-  h = await startHarness(env);
+  h = await startTimeSkippingHarness();
+  env = h.env;
 });
 
 afterAll(async () => {
   await h?.stop();
-  await env?.teardown();
 });
 
 describe('workflow history', () => {

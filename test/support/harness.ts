@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inject } from 'vitest';
+import { resolveServerExecutable } from '../../scripts/temporal-servers';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app';
 import { createApiKey, type Role } from '../../api/auth';
@@ -89,6 +91,22 @@ export async function startDevServerHarness() {
       await harness.stop();
       await nativeConnection.close();
       await connection.close();
+    },
+  };
+}
+
+/** The harness on its own time-skipping test server (months of a case in seconds); stop() tears both down. */
+export async function startTimeSkippingHarness() {
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: resolveServerExecutable('test-server') },
+  });
+  const harness = await startHarness(env);
+  return {
+    ...harness,
+    env,
+    async stop() {
+      await harness.stop();
+      await env.teardown();
     },
   };
 }
