@@ -43,7 +43,41 @@ export const configSchema = z.object({
   BUSINESS_ADDRESS: z.string().default(''),
   /** How to pay, quoted in every reminder (bank details, a payment link). */
   PAYMENT_INSTRUCTIONS: z.string().default(''),
+  /**
+   * Signing secrets of generic payment webhooks, `source=secret` pairs separated by commas
+   * (`bank=s3cr3t,psp=an0ther`). A source may be named twice while a secret is rotated.
+   */
+  WEBHOOK_SECRETS: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const secrets: Record<string, string[]> = {};
+      for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const eq = pair.indexOf('=');
+        const source = pair.slice(0, eq);
+        const secret = pair.slice(eq + 1);
+        if (eq < 1 || !webhookSourcePattern.test(source) || source === 'stripe' || secret.length < 16) {
+          // The secret is never echoed back, not even in an error.
+          ctx.addIssue({ code: 'custom', message: `each entry must be source=secret, the source ${webhookSourcePattern} but not "stripe" (it has STRIPE_WEBHOOK_SECRET), and the secret at least 16 characters (entry for "${source || '?'}" is not)` });
+          return z.NEVER;
+        }
+        (secrets[source] ??= []).push(secret);
+      }
+      return secrets;
+    }),
+  /** Stripe's endpoint signing secrets (`whsec_...`), comma-separated while one is rotated. */
+  STRIPE_WEBHOOK_SECRET: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
+  /** How old a webhook's signed timestamp may be, in seconds; older deliveries are refused as replays. */
+  WEBHOOK_TOLERANCE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
+  /** Requests per minute per API key (or per address, for webhooks and unauthenticated calls). */
+  API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(6000),
 });
+
+/** Names of generic webhook sources: they appear in URLs (`/webhooks/<source>`). */
+export const webhookSourcePattern = /^[a-z0-9][a-z0-9_-]{0,39}$/;
 
 export type Config = z.infer<typeof configSchema>;
 

@@ -1,16 +1,38 @@
+import { createHash } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Client } from '@temporalio/client';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { configSchema, type Config } from '../config';
 import type { DbHandle } from '../db/client';
 import type { ServiceDeps } from './invoice-service';
-import { registerProblemHandlers } from './problem';
+import { HttpProblem, registerProblemHandlers } from './problem';
 import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
 import { caseListRoutes } from './routes/cases-list';
 import { invoiceRoutes } from './routes/invoices';
+import { webhookEventRoutes } from './routes/webhook-events';
+import { webhookRoutes } from './routes/webhooks';
+
+/** The API's own settings, read from the configuration. */
+export type ApiSettings = {
+  webhookSecrets: Record<string, string[]>;
+  stripeWebhookSecrets: string[];
+  webhookToleranceSeconds: number;
+  rateLimitPerMinute: number;
+};
+
+export function apiSettingsFromConfig(config: Config): ApiSettings {
+  return {
+    webhookSecrets: config.WEBHOOK_SECRETS,
+    stripeWebhookSecrets: config.STRIPE_WEBHOOK_SECRET,
+    webhookToleranceSeconds: config.WEBHOOK_TOLERANCE_SECONDS,
+    rateLimitPerMinute: config.API_RATE_LIMIT_PER_MINUTE,
+  };
+}
 
 export type AppDeps = {
   db: DbHandle;
@@ -19,10 +41,12 @@ export type AppDeps = {
   temporalUiUrl: string;
   /** Log level; logging is off when unset (tests). */
   logLevel?: string;
+  /** Webhook secrets and limits; each one left out takes its configuration default (no webhook secrets). */
+  settings?: Partial<ApiSettings>;
 };
 
-/** What route plugins are given: the database handle and the services' dependencies. */
-export type AppContext = { db: DbHandle; services: ServiceDeps };
+/** What route plugins are given: the database handle, the services' dependencies and the settings. */
+export type AppContext = { db: DbHandle; services: ServiceDeps; settings: ApiSettings };
 
 /**
  * Builds the HTTP API over its dependencies without listening, so tests drive it with
@@ -32,7 +56,9 @@ export type AppContext = { db: DbHandle; services: ServiceDeps };
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     // Never log credentials.
-    logger: deps.logLevel ? { level: deps.logLevel, redact: ['req.headers.authorization'] } : false,
+    logger: deps.logLevel
+      ? { level: deps.logLevel, redact: ['req.headers.authorization', 'req.headers["stripe-signature"]', 'req.headers["arrears-signature"]'] }
+      : false,
     bodyLimit: 1024 * 1024,
   }).withTypeProvider<ZodTypeProvider>();
   const context: AppContext = {
@@ -44,11 +70,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       taskQueue: deps.taskQueue,
       temporalUiUrl: deps.temporalUiUrl,
     },
+    settings: { ...apiSettingsFromConfig(configSchema.parse({})), ...deps.settings },
   };
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerProblemHandlers(app);
+
+  // Per API key, or per address for webhooks and unauthenticated calls. The key is hashed so
+  // the limiter's store never holds a credential.
+  await app.register(rateLimit, {
+    max: context.settings.rateLimitPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) =>
+      request.headers.authorization ? `key:${createHash('sha256').update(request.headers.authorization).digest('hex')}` : `ip:${request.ip}`,
+    errorResponseBuilder: (_request, limit) =>
+      new HttpProblem(429, 'rate-limited', 'Too many requests', `At most ${limit.max} requests per minute; retry in ${Math.ceil(limit.ttl / 1000)} s.`),
+  });
 
   await app.register(swagger, {
     openapi: {
@@ -71,5 +109,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(caseRoutes(context));
   await app.register(approvalRoutes(context));
   await app.register(caseListRoutes(context));
+  await app.register(webhookRoutes(context));
+  await app.register(webhookEventRoutes(context));
   return app;
 }

@@ -1,11 +1,11 @@
-import { and, asc, eq } from 'drizzle-orm';
+import { asc, eq } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Database } from '../db/client';
-import { auditEvents, collectionCases, communications, customers, invoices, payments } from '../db/schema';
+import { auditEvents, collectionCases, communications, customers, invoices } from '../db/schema';
 import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
 import type { Currency } from '../domain/money';
-import { caseStatusQuery, paymentReceivedSignal, searchAttributes, type CaseStatus } from '../workflows/messages';
+import { caseStatusQuery, searchAttributes, type CaseStatus } from '../workflows/messages';
 import type { Caller } from './auth';
 import { latestPolicy, pinnedPolicy } from './policies';
 import { HttpProblem } from './problem';
@@ -61,7 +61,7 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
 type CustomerRow = typeof customers.$inferSelect;
 
 /** The workflow's input: the stored invoice, the balance its case starts with, and its pinned policy. */
-async function collectionInput(deps: ServiceDeps, invoice: InvoiceRow, customer: Pick<CustomerRow, 'externalId' | 'timeZone'>, caseRow: CaseRow): Promise<CollectionInput> {
+export async function collectionInput(deps: ServiceDeps, invoice: InvoiceRow, customer: Pick<CustomerRow, 'externalId' | 'timeZone'>, caseRow: CaseRow): Promise<CollectionInput> {
   const policy = caseRow.policyId ? await pinnedPolicy(deps.db, caseRow.policyId) : await latestPolicy(deps.db);
   return {
     invoiceId: invoice.id,
@@ -81,7 +81,7 @@ async function collectionInput(deps: ServiceDeps, invoice: InvoiceRow, customer:
  * How every case's workflow is started, by registration or by a payment that finds it not yet
  * started: the id derived from the invoice, and a closed case never started again.
  */
-function startOptions(deps: ServiceDeps, input: CollectionInput) {
+export function startOptions(deps: ServiceDeps, input: CollectionInput) {
   return {
     workflowId: collectionWorkflowId(input.invoiceExternalId),
     taskQueue: deps.taskQueue,
@@ -97,7 +97,7 @@ function startOptions(deps: ServiceDeps, input: CollectionInput) {
   };
 }
 
-function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
+export function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
   deps.log?.error({ err }, title);
   return new HttpProblem(503, 'temporal-unavailable', title, detail);
 }
@@ -235,131 +235,22 @@ function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, custome
   }
 }
 
-async function findInvoice(deps: ServiceDeps, externalId: string) {
+/** The invoice with its customer and case, or undefined if no invoice has that external id. */
+export async function lookupInvoice(deps: ServiceDeps, externalId: string) {
   const [row] = await deps.db
     .select({ invoice: invoices, customer: { externalId: customers.externalId, timeZone: customers.timeZone }, caseRow: collectionCases })
     .from(invoices)
     .innerJoin(customers, eq(customers.id, invoices.customerId))
     .leftJoin(collectionCases, eq(collectionCases.invoiceId, invoices.id))
     .where(eq(invoices.externalId, externalId));
-  if (!row) throw new HttpProblem(404, 'invoice-not-found', 'Unknown invoice', `No invoice with external id ${externalId}.`);
   return row;
 }
+export type FoundInvoice = NonNullable<Awaited<ReturnType<typeof lookupInvoice>>>;
 
-export type RecordPayment = {
-  reference: string;
-  amountMinor: number;
-  currency: Currency;
-  receivedAt?: string;
-};
-
-/**
- * Records a payment against an invoice: stored once (provider + reference unique) before
- * anything else, then delivered to the case. A repeated delivery finds the stored payment
- * and signals again, which the workflow ignores if it has counted it already.
- */
-export async function recordPayment(deps: ServiceDeps, externalId: string, input: RecordPayment, caller: Caller) {
-  const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
-  if (invoice.currency !== input.currency) {
-    throw new HttpProblem(
-      422,
-      'currency-mismatch',
-      'Payment currency differs from the invoice',
-      `Invoice ${externalId} is in ${invoice.currency}; the payment is in ${input.currency}.`,
-    );
-  }
-  const { payment, created } = await deps.db.transaction(async (tx) => {
-    const [inserted] = await tx
-      .insert(payments)
-      .values({
-        invoiceId: invoice.id,
-        provider: 'manual',
-        providerEventId: input.reference,
-        amountMinor: input.amountMinor,
-        currency: input.currency,
-        receivedAt: input.receivedAt ? new Date(input.receivedAt) : new Date(),
-        recordedBy: caller.name,
-      })
-      .onConflictDoNothing({ target: [payments.provider, payments.providerEventId] })
-      .returning();
-    if (inserted) {
-      await tx.insert(auditEvents).values({
-        invoiceId: invoice.id,
-        caseId: caseRow?.id ?? null,
-        actor: caller.name,
-        type: 'payment.recorded',
-        data: { paymentId: inserted.id, reference: input.reference, amountMinor: input.amountMinor, currency: input.currency },
-      });
-      return { payment: inserted, created: true };
-    }
-    const [existing] = await tx
-      .select()
-      .from(payments)
-      .where(and(eq(payments.provider, 'manual'), eq(payments.providerEventId, input.reference)));
-    if (existing!.invoiceId !== invoice.id || existing!.amountMinor !== input.amountMinor) {
-      throw new HttpProblem(
-        409,
-        'payment-conflict',
-        'Payment reference already used',
-        `Payment reference ${input.reference} is already recorded with a different invoice or amount.`,
-      );
-    }
-    return { payment: existing!, created: false };
-  });
-
-  // Delivered with signal-with-start: a case whose workflow never started (its start failed
-  // at registration) starts now, with this payment in hand.
-  let delivery: 'applied' | 'case_closed' | 'no_case' = 'no_case';
-  if (caseRow) {
-    try {
-      await deps.temporal.workflow.signalWithStart('invoiceCollection', {
-        ...startOptions(deps, await collectionInput(deps, invoice, customer, caseRow)),
-        signal: paymentReceivedSignal,
-        signalArgs: [
-          {
-            paymentId: payment.id,
-            amountMinor: payment.amountMinor,
-            currency: payment.currency as Currency,
-            receivedAt: payment.receivedAt.toISOString(),
-          },
-        ],
-      });
-      delivery = 'applied';
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        throw temporalUnavailable(
-          deps,
-          'Payment stored but not yet applied',
-          `Payment ${input.reference} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
-          err,
-        );
-      }
-      delivery = 'case_closed';
-    }
-  }
-  if (created && delivery !== 'applied') {
-    // Money for a case that is closed (or never needed one): kept and flagged for reconciliation.
-    await deps.db.insert(auditEvents).values({
-      invoiceId: invoice.id,
-      caseId: caseRow?.id ?? null,
-      actor: caller.name,
-      type: 'payment.unapplied',
-      data: { paymentId: payment.id, reference: input.reference, amountMinor: payment.amountMinor, reason: delivery },
-    });
-  }
-  return {
-    created,
-    delivery,
-    payment: {
-      id: payment.id,
-      provider: payment.provider,
-      providerEventId: payment.providerEventId,
-      amountMinor: payment.amountMinor,
-      currency: payment.currency,
-      receivedAt: payment.receivedAt.toISOString(),
-      recordedBy: payment.recordedBy,
-    },
-  };
+export async function findInvoice(deps: ServiceDeps, externalId: string): Promise<FoundInvoice> {
+  const row = await lookupInvoice(deps, externalId);
+  if (!row) throw new HttpProblem(404, 'invoice-not-found', 'Unknown invoice', `No invoice with external id ${externalId}.`);
+  return row;
 }
 
 /** The invoice with its case: the database copy, the workflow's live status, and the timeline. */

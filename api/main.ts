@@ -2,7 +2,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { createDb } from '../db/client';
-import { buildApp } from './app';
+import { apiSettingsFromConfig, buildApp } from './app';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     temporalUiUrl: config.TEMPORAL_UI_URL,
     logLevel: config.LOG_LEVEL,
+    settings: apiSettingsFromConfig(config),
   });
   const shutdown = async () => {
     await app.close();

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { isDatabaseUnavailable } from '../db/client';
 
 /**
  * Every error leaves the API as RFC 9457 problem+json with a stable `type`. Clients branch on
@@ -25,10 +26,17 @@ export class HttpProblem extends Error {
     readonly slug: string,
     readonly title: string,
     readonly detail: string,
+    readonly errors?: Problem['errors'],
   ) {
     super(detail);
     this.name = 'HttpProblem';
   }
+}
+
+/** A 400 for input that fails a zod schema outside Fastify's own validation (e.g. a signed webhook's body). */
+export function invalidInput(where: string, error: z.ZodError): HttpProblem {
+  const errors = error.issues.map((issue) => ({ path: [where, ...issue.path.map(String)].join('.'), message: issue.message }));
+  return new HttpProblem(400, 'validation', 'The request is invalid', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors);
 }
 
 /** Shared problem responses for route schemas, so the OpenAPI document names them. */
@@ -38,7 +46,9 @@ export const problemResponses = {
   403: problemSchema,
   404: problemSchema,
   409: problemSchema,
+  413: problemSchema,
   422: problemSchema,
+  429: problemSchema,
   503: problemSchema,
 };
 
@@ -61,7 +71,13 @@ export function registerProblemHandlers(app: FastifyInstance): void {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof HttpProblem) {
-      return send(reply, request, { type: problemType(error.slug), title: error.title, status: error.status, detail: error.detail });
+      return send(reply, request, {
+        type: problemType(error.slug),
+        title: error.title,
+        status: error.status,
+        detail: error.detail,
+        ...(error.errors ? { errors: error.errors } : {}),
+      });
     }
     if (hasZodFastifySchemaValidationErrors(error)) {
       const where = error.validationContext ?? 'request';
@@ -75,6 +91,17 @@ export function registerProblemHandlers(app: FastifyInstance): void {
         status: 400,
         detail: errors.map((e) => `${e.path}: ${e.message}`).join('; '),
         errors,
+      });
+    }
+    if (isDatabaseUnavailable(error)) {
+      request.log.error({ err: error }, 'database unavailable');
+      // Nothing was stored: the caller must retry, and webhook senders do so on any 5xx.
+      void reply.header('retry-after', '5');
+      return send(reply, request, {
+        type: problemType('database-unavailable'),
+        title: 'Database unavailable',
+        status: 503,
+        detail: 'The database did not answer, so nothing was stored. Retry shortly.',
       });
     }
     if (isResponseSerializationError(error)) {

@@ -104,6 +104,8 @@ export const recordPaymentSchema = z.object({
   receivedAt: isoInstant.optional().describe('When the money arrived; defaults to now'),
 });
 
+export type RecordPayment = z.infer<typeof recordPaymentSchema>;
+
 export const paymentViewSchema = z.object({
   id: z.uuid(),
   provider: z.string(),

@@ -38,7 +38,8 @@ const migrationsFolder = path.join(__dirname, 'migrations');
  */
 export async function createDb(config: DbConfig): Promise<DbHandle> {
   if (config.DATABASE_URL) {
-    const client = postgres(config.DATABASE_URL, { max: 10, onnotice: () => {} });
+    // A short connect timeout: a request waiting on a dead database should fail fast with 503.
+    const client = postgres(config.DATABASE_URL, { max: 10, connect_timeout: 5, onnotice: () => {} });
     const db = drizzlePostgres(client, { schema }) as unknown as Database;
     return {
       db,
@@ -68,6 +69,27 @@ export async function createDb(config: DbConfig): Promise<DbHandle> {
       releaseLock();
     },
   };
+}
+
+const connectionErrorCodes = new Set([
+  // postgres.js and Node's sockets
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EPIPE',
+  'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT',
+  // PostgreSQL: shutting down, starting up, too many connections
+  '57P01', '57P02', '57P03', '53300',
+]);
+
+/**
+ * Whether an error (or its cause: drizzle wraps driver errors) means the database could not be
+ * reached, as opposed to a query it refused. The API answers these with 503 so callers retry.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && (connectionErrorCodes.has(code) || code.startsWith('08'))) return true;
+    if (e instanceof Error && /PGlite is closed/i.test(e.message)) return true;
+  }
+  return false;
 }
 
 // Any constant works; it only has to be the same in every Arrears process.

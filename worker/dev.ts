@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { buildApp } from '../api/app';
+import { apiSettingsFromConfig, buildApp } from '../api/app';
 import { createApiKey } from '../api/auth';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { createDb } from '../db/client';
@@ -81,6 +81,7 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     temporalUiUrl,
     logLevel: config.LOG_LEVEL,
+    settings: apiSettingsFromConfig(config),
   });
   const apiUrl = await app.listen({ host: config.API_HOST, port: config.API_PORT });
   const keyFile = await ensureDevAdminKey(db.db, dataDir);

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
-import { getInvoiceDetail, recordPayment, registerInvoice } from '../invoice-service';
+import { getInvoiceDetail, registerInvoice } from '../invoice-service';
+import { recordPayment } from '../payment-service';
 import { problemResponses } from '../problem';
 import {
   caseViewSchema,

@@ -11,3 +11,4 @@ export * from './call-tasks';
 export * from './letters';
 export * from './handovers';
 export * from './disputes';
+export * from './webhook-events';

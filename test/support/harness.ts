@@ -1,11 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inject } from 'vitest';
 import { resolveServerExecutable } from '../../scripts/temporal-servers';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app';
+import { apiSettingsFromConfig, buildApp } from '../../api/app';
 import { createApiKey, type Role } from '../../api/auth';
 import { loadConfig } from '../../config';
 import { channelsFromConfig, createWorker } from '../../worker/create-worker';
@@ -14,6 +14,12 @@ import { createTestDb } from './db';
 import { startFakeSendGrid } from './fake-sendgrid';
 
 export type Harness = Awaited<ReturnType<typeof startHarness>>;
+
+/** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
+export const webhookSecrets = {
+  bank: randomBytes(24).toString('hex'),
+  stripe: `whsec_${randomBytes(24).toString('base64')}`,
+};
 
 /**
  * The real pieces wired as in production, for one test file: a fresh database, a worker on
@@ -37,6 +43,8 @@ export async function startHarness(temporal: {
     PAYMENT_INSTRUCTIONS: 'IBAN DE02 1203 0000 0000 2020 51',
     APPROVER_EMAILS: 'approvers@beispiel.example',
     AGENCY_EMAIL: 'placements@agency.example',
+    WEBHOOK_SECRETS: `bank=${webhookSecrets.bank}`,
+    STRIPE_WEBHOOK_SECRET: webhookSecrets.stripe,
   });
   const taskQueue = `test-${randomUUID()}`;
   const worker: Worker = await createWorker({
@@ -53,6 +61,7 @@ export async function startHarness(temporal: {
     temporal: temporal.client,
     taskQueue,
     temporalUiUrl: 'http://localhost:8233',
+    settings: apiSettingsFromConfig(config),
   });
   const keys = {} as Record<Role, string>;
   for (const role of ['admin', 'collector', 'approver', 'viewer'] as const) {

@@ -1,0 +1,303 @@
+import { and, count, desc, eq } from 'drizzle-orm';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { auditEvents, payments, webhookEvents } from '../db/schema';
+import { currencySchema, type Currency } from '../domain/money';
+import { paymentReceivedSignal } from '../workflows/messages';
+import type { Caller } from './auth';
+import {
+  collectionInput,
+  findInvoice,
+  lookupInvoice,
+  startOptions,
+  temporalUnavailable,
+  type FoundInvoice,
+  type ServiceDeps,
+} from './invoice-service';
+import { HttpProblem } from './problem';
+import type { RecordPayment } from './schemas';
+
+type PaymentRow = typeof payments.$inferSelect;
+type WebhookEventRow = typeof webhookEvents.$inferSelect;
+
+/** Money to apply to an invoice, from whichever channel reported it. */
+type NewPayment = {
+  /** "manual", "stripe" or a webhook source: with providerEventId, the payment's identity. */
+  provider: string;
+  providerEventId: string;
+  amountMinor: number;
+  currency: Currency;
+  receivedAt: Date;
+  recordedBy: string;
+};
+
+export type PaymentDelivery = 'applied' | 'case_closed' | 'no_case';
+
+/**
+ * Stores a payment once (provider + providerEventId unique) and then delivers it to the case.
+ * A repeated delivery finds the stored payment and signals again, which the workflow ignores if
+ * it has counted that payment already; so a crash between the two steps loses nothing.
+ */
+async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment) {
+  const { invoice, customer, caseRow } = target;
+  const { payment, created } = await deps.db.transaction(async (tx) => {
+    const [inserted] = await tx
+      .insert(payments)
+      .values({ invoiceId: invoice.id, ...input })
+      .onConflictDoNothing({ target: [payments.provider, payments.providerEventId] })
+      .returning();
+    if (inserted) {
+      await tx.insert(auditEvents).values({
+        invoiceId: invoice.id,
+        caseId: caseRow?.id ?? null,
+        actor: input.recordedBy,
+        type: 'payment.recorded',
+        data: { paymentId: inserted.id, provider: input.provider, reference: input.providerEventId, amountMinor: input.amountMinor, currency: input.currency },
+      });
+      return { payment: inserted, created: true };
+    }
+    const [existing] = await tx
+      .select()
+      .from(payments)
+      .where(and(eq(payments.provider, input.provider), eq(payments.providerEventId, input.providerEventId)));
+    if (existing!.invoiceId !== invoice.id || existing!.amountMinor !== input.amountMinor) {
+      throw new HttpProblem(
+        409,
+        'payment-conflict',
+        'Payment reference already used',
+        `Payment reference ${input.providerEventId} is already recorded with a different invoice or amount.`,
+      );
+    }
+    return { payment: existing!, created: false };
+  });
+
+  // Delivered with signal-with-start: a case whose workflow never started (its start failed
+  // at registration) starts now, with this payment in hand.
+  let delivery: PaymentDelivery = 'no_case';
+  if (caseRow) {
+    try {
+      await deps.temporal.workflow.signalWithStart('invoiceCollection', {
+        ...startOptions(deps, await collectionInput(deps, invoice, customer, caseRow)),
+        signal: paymentReceivedSignal,
+        signalArgs: [
+          {
+            paymentId: payment.id,
+            amountMinor: payment.amountMinor,
+            currency: payment.currency as Currency,
+            receivedAt: payment.receivedAt.toISOString(),
+          },
+        ],
+      });
+      delivery = 'applied';
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
+        throw temporalUnavailable(
+          deps,
+          'Payment stored but not yet applied',
+          `Payment ${input.providerEventId} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
+          err,
+        );
+      }
+      delivery = 'case_closed';
+    }
+  }
+  if (created && delivery !== 'applied') {
+    // Money for a case that is closed (or never needed one): kept and flagged for reconciliation.
+    await deps.db.insert(auditEvents).values({
+      invoiceId: invoice.id,
+      caseId: caseRow?.id ?? null,
+      actor: input.recordedBy,
+      type: 'payment.unapplied',
+      data: { paymentId: payment.id, reference: input.providerEventId, amountMinor: payment.amountMinor, reason: delivery },
+    });
+  }
+  return { payment, created, delivery };
+}
+
+export function paymentView(payment: PaymentRow) {
+  return {
+    id: payment.id,
+    provider: payment.provider,
+    providerEventId: payment.providerEventId,
+    amountMinor: payment.amountMinor,
+    currency: payment.currency,
+    receivedAt: payment.receivedAt.toISOString(),
+    recordedBy: payment.recordedBy,
+  };
+}
+
+function currencyMismatch(externalId: string, invoiceCurrency: string, paymentCurrency: string): string {
+  return `Invoice ${externalId} is in ${invoiceCurrency}; the payment is in ${paymentCurrency}.`;
+}
+
+/** A payment a collector records by hand (a bank transfer seen on the statement). */
+export async function recordPayment(deps: ServiceDeps, externalId: string, input: RecordPayment, caller: Caller) {
+  const target = await findInvoice(deps, externalId);
+  if (target.invoice.currency !== input.currency) {
+    throw new HttpProblem(422, 'currency-mismatch', 'Payment currency differs from the invoice', currencyMismatch(externalId, target.invoice.currency, input.currency));
+  }
+  const { payment, created, delivery } = await applyPayment(deps, target, {
+    provider: 'manual',
+    providerEventId: input.reference,
+    amountMinor: input.amountMinor,
+    currency: input.currency,
+    receivedAt: input.receivedAt ? new Date(input.receivedAt) : new Date(),
+    recordedBy: caller.name,
+  });
+  return { created, delivery, payment: paymentView(payment) };
+}
+
+/** A processor's event, verified and read into what Arrears needs from it. */
+export type IncomingEvent = {
+  source: string;
+  eventId: string;
+  type: string;
+  payload: unknown;
+  /** The money it reports, or why it reports none we apply. */
+  money:
+    | { moneyId: string; invoiceExternalId: string | null; amountMinor: number; currency: string; receivedAt: Date }
+    | { ignored: string };
+};
+
+export function webhookEventView(row: WebhookEventRow) {
+  return {
+    id: row.id,
+    source: row.source,
+    eventId: row.eventId,
+    type: row.type,
+    status: row.status,
+    invoiceExternalId: row.invoiceExternalId,
+    amountMinor: row.amountMinor,
+    currency: row.currency,
+    paymentId: row.paymentId,
+    detail: row.detail,
+    receivedAt: row.receivedAt.toISOString(),
+    processedAt: row.processedAt?.toISOString() ?? null,
+  };
+}
+
+/**
+ * Takes in a verified webhook event: it is stored first (one row per source and event id),
+ * and only then matched to an invoice and applied. A duplicate of a handled event changes
+ * nothing. If applying fails part-way (Temporal down), the event stays `received` and the
+ * error goes back to the sender, whose redelivery finishes the job.
+ */
+export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent) {
+  const money = 'moneyId' in event.money ? event.money : null;
+  const [inserted] = await deps.db
+    .insert(webhookEvents)
+    .values({
+      source: event.source,
+      eventId: event.eventId,
+      type: event.type,
+      invoiceExternalId: money?.invoiceExternalId ?? null,
+      moneyId: money?.moneyId ?? null,
+      amountMinor: money?.amountMinor ?? null,
+      currency: money?.currency ?? null,
+      paidAt: money?.receivedAt ?? null,
+      detail: 'ignored' in event.money ? event.money.ignored : null,
+      payload: event.payload as object,
+    })
+    .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
+    .returning();
+  const stored =
+    inserted ??
+    (await deps.db
+      .select()
+      .from(webhookEvents)
+      .where(and(eq(webhookEvents.source, event.source), eq(webhookEvents.eventId, event.eventId))))[0]!;
+  if (stored.status !== 'received') return { duplicate: true, event: webhookEventView(stored) };
+  const settled = await settleEvent(deps, stored);
+  return { duplicate: !inserted, event: webhookEventView(settled) };
+}
+
+/** Matches a stored event to its invoice and applies the money, or records why it cannot. */
+async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<WebhookEventRow> {
+  const actor = `webhook:${stored.source}`;
+  if (!stored.moneyId || stored.amountMinor === null || !stored.currency) {
+    return markEvent(deps, stored, { status: 'ignored', detail: stored.detail ?? 'The event carries no payment.' });
+  }
+  if (!stored.invoiceExternalId) {
+    return markEvent(deps, stored, { status: 'unmatched', detail: 'The event names no invoice (see the README: metadata arrears_invoice_id).' });
+  }
+  const target = await lookupInvoice(deps, stored.invoiceExternalId);
+  if (!target) return markEvent(deps, stored, { status: 'unmatched', detail: `No invoice with external id ${stored.invoiceExternalId}.` });
+  const currency = currencySchema.safeParse(stored.currency);
+  if (!currency.success || target.invoice.currency !== stored.currency) {
+    return markEvent(deps, stored, { status: 'unmatched', detail: currencyMismatch(stored.invoiceExternalId, target.invoice.currency, stored.currency) });
+  }
+  try {
+    const { payment } = await applyPayment(deps, target, {
+      provider: stored.source,
+      providerEventId: stored.moneyId,
+      amountMinor: stored.amountMinor,
+      currency: currency.data,
+      receivedAt: stored.paidAt ?? stored.receivedAt,
+      recordedBy: actor,
+    });
+    return markEvent(deps, stored, { status: 'applied', detail: null, paymentId: payment.id });
+  } catch (err) {
+    if (err instanceof HttpProblem && err.slug === 'payment-conflict') {
+      return markEvent(deps, stored, { status: 'unmatched', detail: err.detail });
+    }
+    throw err;
+  }
+}
+
+/** Records how an event was handled, once: concurrent deliveries of it agree on one outcome. */
+async function markEvent(
+  deps: ServiceDeps,
+  stored: WebhookEventRow,
+  outcome: { status: Exclude<WebhookEventRow['status'], 'received'>; detail: string | null; paymentId?: string },
+): Promise<WebhookEventRow> {
+  const [updated] = await deps.db
+    .update(webhookEvents)
+    .set({ ...outcome, processedAt: new Date() })
+    .where(and(eq(webhookEvents.id, stored.id), eq(webhookEvents.status, 'received')))
+    .returning();
+  return updated ?? (await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, stored.id)))[0]!;
+}
+
+export async function listWebhookEvents(
+  deps: ServiceDeps,
+  filter: { status?: WebhookEventRow['status']; source?: string; limit: number; offset: number },
+) {
+  const where = and(
+    filter.status ? eq(webhookEvents.status, filter.status) : undefined,
+    filter.source ? eq(webhookEvents.source, filter.source) : undefined,
+  );
+  const [rows, [total]] = await Promise.all([
+    deps.db.select().from(webhookEvents).where(where).orderBy(desc(webhookEvents.receivedAt)).limit(filter.limit).offset(filter.offset),
+    deps.db.select({ n: count() }).from(webhookEvents).where(where),
+  ]);
+  return { total: total!.n, events: rows.map(webhookEventView) };
+}
+
+/**
+ * Reconciliation: a person names the invoice an unmatched event pays, and it is applied as if
+ * it had named that invoice itself.
+ */
+export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceExternalId: string, caller: Caller) {
+  const [stored] = await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
+  if (!stored) throw new HttpProblem(404, 'webhook-event-not-found', 'Unknown webhook event', `No webhook event with id ${id}.`);
+  if (stored.status !== 'unmatched' || !stored.moneyId) {
+    throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} is ${stored.status}; only unmatched payments can be matched.`);
+  }
+  const target = await findInvoice(deps, invoiceExternalId);
+  if (target.invoice.currency !== stored.currency) {
+    throw new HttpProblem(422, 'currency-mismatch', 'Payment currency differs from the invoice', currencyMismatch(invoiceExternalId, target.invoice.currency, stored.currency ?? '?'));
+  }
+  const [reopened] = await deps.db
+    .update(webhookEvents)
+    .set({ status: 'received', invoiceExternalId, detail: null })
+    .where(and(eq(webhookEvents.id, id), eq(webhookEvents.status, 'unmatched')))
+    .returning();
+  if (!reopened) throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} was matched by someone else just now.`);
+  await deps.db.insert(auditEvents).values({
+    invoiceId: target.invoice.id,
+    caseId: target.caseRow?.id ?? null,
+    actor: caller.name,
+    type: 'webhook_event.matched',
+    data: { webhookEventId: id, source: stored.source, eventId: stored.eventId },
+  });
+  return webhookEventView(await settleEvent(deps, reopened));
+}

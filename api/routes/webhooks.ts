@@ -1,0 +1,164 @@
+import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { webhookSourcePattern } from '../../config';
+import { webhookEvents } from '../../db/schema';
+import { externalIdSchema } from '../../domain/collection';
+import { currencySchema, positiveMinorUnitsSchema } from '../../domain/money';
+import type { AppContext } from '../app';
+import { ingestPaymentEvent, type IncomingEvent } from '../payment-service';
+import { HttpProblem, invalidInput, problemResponses } from '../problem';
+import { fromStripeEvent, stripeInvoiceMetadataKey } from '../stripe-events';
+import { signatureHeader, timestampHeader, verifyGenericSignature, verifyStripeEvent } from '../webhook-signatures';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The body exactly as sent: signatures are computed over these bytes, not over re-serialised JSON. */
+    rawBody?: Buffer;
+  }
+}
+
+/** Processors send small events; anything bigger is not one of theirs. */
+const webhookBodyLimit = 256 * 1024;
+
+export const genericPaymentSchema = z.object({
+  invoiceExternalId: externalIdSchema.describe('Our invoice id (your externalId); an unknown one is kept as unmatched'),
+  paymentId: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe('Your id for the money movement, if one movement can be reported by several events; defaults to the event id'),
+  amountMinor: positiveMinorUnitsSchema,
+  currency: currencySchema,
+  receivedAt: z.iso.datetime({ offset: true }).optional().describe('When the money arrived; defaults to now'),
+});
+
+const genericEventSchema = z.object({
+  id: z.string().min(1).max(200).describe('Your unique id for this event: a redelivery with the same id changes nothing'),
+  type: z.string().min(1).max(100).describe('payment.succeeded is applied; any other type is stored and ignored'),
+  data: z.unknown().describe('For payment.succeeded: { invoiceExternalId, amountMinor, currency, paymentId?, receivedAt? }'),
+});
+
+export const webhookEventViewSchema = z.object({
+  id: z.uuid(),
+  source: z.string(),
+  eventId: z.string(),
+  type: z.string(),
+  status: z.enum(webhookEvents.status.enumValues),
+  invoiceExternalId: z.string().nullable(),
+  amountMinor: z.number().int().nullable(),
+  currency: z.string().nullable(),
+  paymentId: z.uuid().nullable(),
+  detail: z.string().nullable().describe('Why the event is unmatched or ignored'),
+  receivedAt: z.string(),
+  processedAt: z.string().nullable(),
+});
+
+const acceptedSchema = z.object({
+  duplicate: z.boolean().describe('true when this event was stored before; nothing changed this time'),
+  event: webhookEventViewSchema,
+});
+
+function fromGenericEvent(source: string, body: z.infer<typeof genericEventSchema>): IncomingEvent {
+  const base = { source, eventId: body.id, type: body.type, payload: body };
+  if (body.type !== 'payment.succeeded') return { ...base, money: { ignored: `Event type ${body.type} carries no payment.` } };
+  const data = genericPaymentSchema.safeParse(body.data);
+  if (!data.success) throw invalidInput('body.data', data.error);
+  return {
+    ...base,
+    money: {
+      moneyId: data.data.paymentId ?? body.id,
+      invoiceExternalId: data.data.invoiceExternalId,
+      amountMinor: data.data.amountMinor,
+      currency: data.data.currency,
+      receivedAt: data.data.receivedAt ? new Date(data.data.receivedAt) : new Date(),
+    },
+  };
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value.join(',') : value;
+}
+
+/**
+ * Payment processors' webhooks. No API key: each delivery is signed with its source's secret
+ * and checked before anything is read. Stored once, then applied; see ingestPaymentEvent.
+ */
+export const webhookRoutes = ({ services, settings }: AppContext): FastifyPluginAsyncZod => async (app) => {
+  // In this plugin only, JSON bodies are kept raw for the signature and parsed afterwards.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: webhookBodyLimit }, (request, body, done) => {
+    request.rawBody = body as Buffer;
+    try {
+      done(null, JSON.parse((body as Buffer).toString('utf8')));
+    } catch {
+      done(new HttpProblem(400, 'malformed-json', 'The body is not JSON', 'The request body could not be parsed as JSON.'), undefined);
+    }
+  });
+
+  app.post(
+    '/webhooks/stripe',
+    {
+      preValidation: async (request) => {
+        if (settings.stripeWebhookSecrets.length === 0) {
+          throw new HttpProblem(404, 'webhook-source-unknown', 'Stripe webhooks are not configured', 'Set STRIPE_WEBHOOK_SECRET to receive Stripe events.');
+        }
+      },
+      schema: {
+        tags: ['webhooks'],
+        summary: "Stripe's webhook (Stripe-Signature)",
+        description:
+          'Point a Stripe webhook endpoint here with the events invoice.paid and charge.succeeded. ' +
+          `A Stripe invoice is matched by its metadata ${stripeInvoiceMetadataKey}, else by its own id as our externalId; ` +
+          `a charge only by that metadata. Other events are stored and ignored. Signed with STRIPE_WEBHOOK_SECRET.`,
+        response: { 200: acceptedSchema, ...problemResponses },
+      },
+    },
+    async (request) => {
+      const event = verifyStripeEvent({
+        secrets: settings.stripeWebhookSecrets,
+        rawBody: request.rawBody ?? Buffer.alloc(0),
+        signature: header(request, 'stripe-signature'),
+        toleranceSeconds: settings.webhookToleranceSeconds,
+      });
+      return ingestPaymentEvent(services, fromStripeEvent(event));
+    },
+  );
+
+  app.post(
+    '/webhooks/:source',
+    {
+      // The signature is checked before the body is validated: an unsigned request learns nothing.
+      preValidation: async (request) => {
+        const { source } = request.params as { source: string };
+        const secrets = webhookSourcePattern.test(source) ? settings.webhookSecrets[source] : undefined;
+        if (!secrets) {
+          throw new HttpProblem(404, 'webhook-source-unknown', 'Unknown webhook source', `No signing secret is configured for source "${source}" (WEBHOOK_SECRETS).`);
+        }
+        verifyGenericSignature({
+          secrets,
+          rawBody: request.rawBody ?? Buffer.alloc(0),
+          timestamp: header(request, timestampHeader),
+          signature: header(request, signatureHeader),
+          toleranceSeconds: settings.webhookToleranceSeconds,
+          nowMs: Date.now(),
+        });
+      },
+      schema: {
+        tags: ['webhooks'],
+        summary: 'A signed payment webhook from any processor or bank',
+        description:
+          `Sign each delivery: ${timestampHeader}: <Unix seconds>, ${signatureHeader}: v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>"> ` +
+          'with the source\'s secret from WEBHOOK_SECRETS. Deliveries older than WEBHOOK_TOLERANCE_SECONDS are refused. ' +
+          'Each event id is stored once; a redelivery answers 200 with duplicate: true and changes nothing. ' +
+          'Money for an unknown invoice is kept as unmatched (GET /webhook-events?status=unmatched). 503 means nothing was stored: retry.',
+        params: z.object({ source: z.string().describe('The source name configured in WEBHOOK_SECRETS') }),
+        body: genericEventSchema,
+        response: { 200: acceptedSchema, ...problemResponses },
+      },
+    },
+    async (request) => ingestPaymentEvent(services, fromGenericEvent(request.params.source, request.body)),
+  );
+};

@@ -1,0 +1,46 @@
+import { bigint, char, index, jsonb, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { payments } from './payments';
+
+/**
+ * received: stored, not yet fully handled (a redelivery finishes it);
+ * applied: recorded as a payment and delivered to its case;
+ * unmatched: money for no known invoice (or in another currency), kept for reconciliation;
+ * ignored: an event type that carries no payment for us.
+ */
+export const webhookEventStatuses = ['received', 'applied', 'unmatched', 'ignored'] as const;
+
+/**
+ * Every signed event a payment processor sends, stored once (source + event id unique) before
+ * anything else happens, so a duplicate delivery finds it and a lost one can be replayed.
+ */
+export const webhookEvents = pgTable(
+  'webhook_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** "stripe" or the name of a generic signed-webhook source. */
+    source: text('source').notNull(),
+    /** The processor's id for the event. */
+    eventId: text('event_id').notNull(),
+    type: text('type').notNull(),
+    status: text('status', { enum: webhookEventStatuses }).notNull().default('received'),
+    /** Our invoice the event names (metadata or external id), whether or not we know it. */
+    invoiceExternalId: text('invoice_external_id'),
+    /** The processor's id for the money itself (a charge, a paid invoice): one payment per money movement. */
+    moneyId: text('money_id'),
+    amountMinor: bigint('amount_minor', { mode: 'number' }),
+    currency: char('currency', { length: 3 }),
+    /** When the money arrived, per the processor. */
+    paidAt: timestamp('paid_at', { withTimezone: true }),
+    paymentId: uuid('payment_id').references(() => payments.id),
+    /** Why it is unmatched or ignored. */
+    detail: text('detail'),
+    payload: jsonb('payload').notNull(),
+    receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+    processedAt: timestamp('processed_at', { withTimezone: true }),
+  },
+  (t) => [
+    unique('webhook_events_source_event_uq').on(t.source, t.eventId),
+    index('webhook_events_status_idx').on(t.status, t.receivedAt),
+    index('webhook_events_invoice_idx').on(t.invoiceExternalId),
+  ],
+);

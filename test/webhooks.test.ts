@@ -1,0 +1,339 @@
+// Payment webhooks end to end: signed HTTP deliveries into the real app, a real database and
+// the real Temporal dev server, as a processor or a bank would send them.
+import { and, eq } from 'drizzle-orm';
+import Stripe from 'stripe';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiSettingsFromConfig, buildApp } from '../api/app';
+import { signGenericPayload } from '../api/webhook-signatures';
+import { loadConfig } from '../config';
+import { collectionCases, invoices, payments, webhookEvents } from '../db/schema';
+import { caseStatusQuery } from '../workflows/messages';
+import { invoicePayload } from './support/fixtures';
+import { startDevServerHarness, webhookSecrets } from './support/harness';
+import { until } from './support/until';
+
+let h: Awaited<ReturnType<typeof startDevServerHarness>>;
+
+beforeAll(async () => {
+  h = await startDevServerHarness();
+});
+
+afterAll(async () => {
+  await h?.stop();
+});
+
+let sequence = 0;
+const eventId = (label: string) => `evt_${label}_${Date.now()}_${sequence++}`;
+
+function paymentEvent(invoiceExternalId: string, amountMinor: number, overrides: Record<string, unknown> = {}) {
+  return { id: eventId('pay'), type: 'payment.succeeded', data: { invoiceExternalId, amountMinor, currency: 'EUR', ...overrides } };
+}
+
+/** A delivery signed the way the README tells a sender to sign it. */
+function signedDelivery(body: unknown, options: { secret?: string; timestamp?: number; source?: string } = {}) {
+  const raw = typeof body === 'string' ? body : JSON.stringify(body);
+  const timestamp = options.timestamp ?? Math.floor(Date.now() / 1000);
+  return {
+    method: 'POST' as const,
+    url: `/webhooks/${options.source ?? 'bank'}`,
+    headers: {
+      'content-type': 'application/json',
+      'arrears-timestamp': String(timestamp),
+      'arrears-signature': signGenericPayload(options.secret ?? webhookSecrets.bank, timestamp, raw),
+    },
+    payload: raw,
+  };
+}
+
+async function registerOverdue(amountTotalMinor = 125_000) {
+  const payload = invoicePayload({ amountTotalMinor });
+  const response = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
+  expect(response.statusCode, response.body).toBe(201);
+  return payload.externalId;
+}
+
+async function caseOf(externalId: string) {
+  const [row] = await h.db.db
+    .select({ caseRow: collectionCases })
+    .from(collectionCases)
+    .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+    .where(eq(invoices.externalId, externalId));
+  return row!.caseRow;
+}
+
+async function paymentsOf(externalId: string) {
+  return h.db.db
+    .select({ payment: payments })
+    .from(payments)
+    .innerJoin(invoices, eq(invoices.id, payments.invoiceId))
+    .where(eq(invoices.externalId, externalId));
+}
+
+async function storedEvents(id: string) {
+  return h.db.db.select().from(webhookEvents).where(eq(webhookEvents.eventId, id));
+}
+
+async function liveStatus(externalId: string) {
+  return h.client.workflow.getHandle((await caseOf(externalId)).workflowId).query(caseStatusQuery);
+}
+
+describe('generic signed payment webhook', () => {
+  it('stores the event, records the payment and closes the case as paid', async () => {
+    const externalId = await registerOverdue();
+    const event = paymentEvent(externalId, 125_000, { paymentId: 'bank-tx-1' });
+    const response = await h.app.inject(signedDelivery(event));
+    expect(response.statusCode, response.body).toBe(200);
+    expect(response.json()).toMatchObject({ duplicate: false, event: { status: 'applied', eventId: event.id, invoiceExternalId: externalId } });
+
+    const closed = await until('the case to close', async () => {
+      const row = await caseOf(externalId);
+      return row.stage === 'Closed' && row;
+    });
+    expect(closed.outcome).toBe('paid');
+    const [recorded] = await paymentsOf(externalId);
+    expect(recorded!.payment).toMatchObject({ provider: 'bank', providerEventId: 'bank-tx-1', amountMinor: 125_000, recordedBy: 'webhook:bank' });
+
+    // The processor redelivers: 200, nothing new.
+    const again = await h.app.inject(signedDelivery(event));
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ duplicate: true, event: { status: 'applied' } });
+    expect(await paymentsOf(externalId)).toHaveLength(1);
+  });
+
+  it('counts ten concurrent deliveries of one event as one payment', async () => {
+    const externalId = await registerOverdue(125_000);
+    const delivery = signedDelivery(paymentEvent(externalId, 40_000));
+    const responses = await Promise.all(Array.from({ length: 10 }, () => h.app.inject(delivery)));
+    expect(responses.map((r) => r.statusCode)).toEqual(Array(10).fill(200));
+    expect(responses.filter((r) => r.json().duplicate === false).length).toBeLessThanOrEqual(1);
+
+    expect(await paymentsOf(externalId)).toHaveLength(1);
+    await until('the case to count the payment', async () => (await liveStatus(externalId)).amountOutstandingMinor === 85_000);
+    // The rest arrives: it closes exactly, with nothing overpaid; ten counted payments would have overpaid it long ago.
+    expect((await h.app.inject(signedDelivery(paymentEvent(externalId, 85_000)))).statusCode).toBe(200);
+    const status = await until('the case to close', async () => {
+      const live = await liveStatus(externalId);
+      return live.stage === 'Closed' && live;
+    });
+    expect(status).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0 });
+  });
+
+  it('applies partial payments in whatever order they arrive', async () => {
+    const externalId = await registerOverdue(100_000);
+    const later = paymentEvent(externalId, 70_000, { receivedAt: '2026-11-20T10:00:00Z' });
+    const earlier = paymentEvent(externalId, 30_000, { receivedAt: '2026-11-18T10:00:00Z' });
+    expect((await h.app.inject(signedDelivery(later))).statusCode).toBe(200);
+    expect((await h.app.inject(signedDelivery(earlier))).statusCode).toBe(200);
+    const closed = await until('the case to close', async () => (await caseOf(externalId)).stage === 'Closed' && (await caseOf(externalId)));
+    expect(closed.outcome).toBe('paid');
+    const recorded = (await paymentsOf(externalId)).map((r) => [r.payment.amountMinor, r.payment.receivedAt.toISOString()]);
+    expect(recorded).toEqual(
+      expect.arrayContaining([
+        [70_000, '2026-11-20T10:00:00.000Z'],
+        [30_000, '2026-11-18T10:00:00.000Z'],
+      ]),
+    );
+  });
+
+  it('keeps money for an unknown invoice as unmatched until a collector matches it', async () => {
+    const event = paymentEvent('INV-NOT-YET-KNOWN', 125_000);
+    const response = await h.app.inject(signedDelivery(event));
+    expect(response.statusCode).toBe(200);
+    expect(response.json().event).toMatchObject({ status: 'unmatched', detail: 'No invoice with external id INV-NOT-YET-KNOWN.' });
+
+    const listed = await h.app.inject({ method: 'GET', url: '/webhook-events?status=unmatched&source=bank', headers: h.auth('viewer') });
+    expect(listed.statusCode).toBe(200);
+    const unmatched = listed.json().events.find((e: { eventId: string }) => e.eventId === event.id);
+    expect(unmatched).toMatchObject({ amountMinor: 125_000, currency: 'EUR' });
+
+    // The bank reference had a typo: the collector names the right invoice.
+    const externalId = await registerOverdue(125_000);
+    const viewerTries = await h.app.inject({
+      method: 'POST',
+      url: `/webhook-events/${unmatched.id}/match`,
+      headers: h.auth('viewer'),
+      payload: { invoiceExternalId: externalId },
+    });
+    expect(viewerTries.statusCode).toBe(403);
+    const matched = await h.app.inject({
+      method: 'POST',
+      url: `/webhook-events/${unmatched.id}/match`,
+      headers: h.auth('collector'),
+      payload: { invoiceExternalId: externalId },
+    });
+    expect(matched.statusCode, matched.body).toBe(200);
+    expect(matched.json()).toMatchObject({ status: 'applied', invoiceExternalId: externalId });
+    await until('the case to close', async () => (await caseOf(externalId)).outcome === 'paid');
+
+    const twice = await h.app.inject({
+      method: 'POST',
+      url: `/webhook-events/${unmatched.id}/match`,
+      headers: h.auth('collector'),
+      payload: { invoiceExternalId: externalId },
+    });
+    expect(twice.statusCode).toBe(409);
+    expect(twice.json().type).toBe('urn:arrears:problem:webhook-event-not-unmatched');
+    expect(await paymentsOf(externalId)).toHaveLength(1);
+  });
+
+  it('keeps money in another currency as unmatched, and stores other event types as ignored', async () => {
+    const externalId = await registerOverdue();
+    const dollars = await h.app.inject(signedDelivery(paymentEvent(externalId, 125_000, { currency: 'USD' })));
+    expect(dollars.json().event).toMatchObject({ status: 'unmatched' });
+    expect(dollars.json().event.detail).toContain('is in EUR; the payment is in USD');
+
+    const refund = await h.app.inject(signedDelivery({ id: eventId('refund'), type: 'payment.refunded', data: {} }));
+    expect(refund.statusCode).toBe(200);
+    expect(refund.json().event).toMatchObject({ status: 'ignored' });
+    expect(await paymentsOf(externalId)).toHaveLength(0);
+  });
+
+  it('refuses unsigned, wrongly signed, stale and unknown-source deliveries, and stores none of them', async () => {
+    const externalId = await registerOverdue();
+    const event = paymentEvent(externalId, 125_000);
+    const cases = [
+      { name: 'no signature', request: { ...signedDelivery(event), headers: { 'content-type': 'application/json' } }, status: 401, type: 'webhook-signature-missing' },
+      { name: 'wrong secret', request: signedDelivery(event, { secret: 'not-the-secret-at-all' }), status: 401, type: 'webhook-signature-invalid' },
+      { name: 'stale', request: signedDelivery(event, { timestamp: Math.floor(Date.now() / 1000) - 301 }), status: 401, type: 'webhook-timestamp-stale' },
+      { name: 'unknown source', request: signedDelivery(event, { source: 'elsewhere' }), status: 404, type: 'webhook-source-unknown' },
+    ];
+    for (const c of cases) {
+      const response = await h.app.inject(c.request);
+      expect(response.statusCode, c.name).toBe(c.status);
+      expect(response.headers['content-type'], c.name).toContain('application/problem+json');
+      expect(response.json().type, c.name).toBe(`urn:arrears:problem:${c.type}`);
+    }
+    // A body changed after signing fails too.
+    const tampered = signedDelivery(event);
+    tampered.payload = tampered.payload.replace('125000', '1');
+    expect((await h.app.inject(tampered)).statusCode).toBe(401);
+    expect(await storedEvents(event.id)).toHaveLength(0);
+  });
+
+  it('answers signed but invalid bodies with a 400 that says what is wrong, storing nothing', async () => {
+    const externalId = await registerOverdue();
+    const bad = [
+      { body: paymentEvent(externalId, 12.5), path: 'body.data.amountMinor' },
+      { body: paymentEvent(externalId, -100), path: 'body.data.amountMinor' },
+      { body: paymentEvent(externalId, 100, { currency: 'EURO' }), path: 'body.data.currency' },
+      { body: { type: 'payment.succeeded', data: { invoiceExternalId: externalId, amountMinor: 100, currency: 'EUR' } }, path: 'body.id' },
+    ];
+    for (const { body, path } of bad) {
+      const response = await h.app.inject(signedDelivery(body));
+      expect(response.statusCode, path).toBe(400);
+      expect(response.json().errors.map((e: { path: string }) => e.path), path).toContain(path);
+    }
+    const notJson = await h.app.inject(signedDelivery('{"id": '));
+    expect(notJson.statusCode).toBe(400);
+    expect(notJson.json().type).toBe('urn:arrears:problem:malformed-json');
+
+    const huge = await h.app.inject(signedDelivery(paymentEvent(externalId, 100, { note: 'x'.repeat(300 * 1024) })));
+    expect(huge.statusCode).toBe(413);
+    expect(huge.headers['content-type']).toContain('application/problem+json');
+    expect(await paymentsOf(externalId)).toHaveLength(0);
+  });
+});
+
+describe('Stripe webhook', () => {
+  function stripeDelivery(event: object, options: { secret?: string; timestamp?: number } = {}) {
+    const payload = JSON.stringify(event);
+    return {
+      method: 'POST' as const,
+      url: '/webhooks/stripe',
+      headers: {
+        'content-type': 'application/json; charset=utf-8',
+        'stripe-signature': Stripe.webhooks.generateTestHeaderString({
+          payload,
+          secret: options.secret ?? webhookSecrets.stripe,
+          ...(options.timestamp ? { timestamp: options.timestamp } : {}),
+        }),
+      },
+      payload,
+    };
+  }
+
+  function stripeInvoiceEvent(type: string, invoice: { id: string; amount_paid: number; metadata?: Record<string, string> }) {
+    return {
+      id: eventId('stripe'),
+      object: 'event',
+      type,
+      created: Math.floor(Date.now() / 1000),
+      data: { object: { object: 'invoice', currency: 'eur', status_transitions: { paid_at: 1795800000 }, metadata: {}, ...invoice } },
+    };
+  }
+
+  it('applies invoice.paid matched by metadata, once even when invoice.payment_succeeded follows', async () => {
+    const externalId = await registerOverdue();
+    const stripeInvoice = { id: `in_${Date.now()}`, amount_paid: 125_000, metadata: { arrears_invoice_id: externalId } };
+    const paid = await h.app.inject(stripeDelivery(stripeInvoiceEvent('invoice.paid', stripeInvoice)));
+    expect(paid.statusCode, paid.body).toBe(200);
+    expect(paid.json().event).toMatchObject({ status: 'applied', source: 'stripe', invoiceExternalId: externalId });
+    const succeeded = await h.app.inject(stripeDelivery(stripeInvoiceEvent('invoice.payment_succeeded', stripeInvoice)));
+    expect(succeeded.json().event).toMatchObject({ status: 'applied' });
+
+    const recorded = await paymentsOf(externalId);
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0]!.payment).toMatchObject({ provider: 'stripe', providerEventId: stripeInvoice.id, receivedAt: new Date(1795800000 * 1000) });
+    await until('the case to close', async () => (await caseOf(externalId)).outcome === 'paid');
+  });
+
+  it('matches a Stripe invoice by its own id, applies a charge with metadata, ignores a charge without', async () => {
+    const stripeId = `in_${Date.now()}x`;
+    const payload = invoicePayload({ externalId: stripeId });
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const byId = await h.app.inject(stripeDelivery(stripeInvoiceEvent('invoice.paid', { id: stripeId, amount_paid: 25_000 })));
+    expect(byId.json().event).toMatchObject({ status: 'applied', invoiceExternalId: stripeId, amountMinor: 25_000 });
+
+    const charge = (metadata: Record<string, string>) => ({
+      id: eventId('stripe'),
+      object: 'event',
+      type: 'charge.succeeded',
+      created: Math.floor(Date.now() / 1000),
+      data: { object: { id: `ch_${sequence++}`, object: 'charge', amount: 100_000, amount_captured: 100_000, captured: true, currency: 'eur', created: 1795800000, metadata } },
+    });
+    const withMetadata = await h.app.inject(stripeDelivery(charge({ arrears_invoice_id: stripeId })));
+    expect(withMetadata.json().event).toMatchObject({ status: 'applied', amountMinor: 100_000 });
+    const without = await h.app.inject(stripeDelivery(charge({})));
+    expect(without.json().event).toMatchObject({ status: 'ignored' });
+    await until('the case to close', async () => (await caseOf(stripeId)).outcome === 'paid');
+    expect(await paymentsOf(stripeId)).toHaveLength(2);
+  });
+
+  it('refuses a wrong Stripe signature and a stale one', async () => {
+    const event = stripeInvoiceEvent('invoice.paid', { id: 'in_refused', amount_paid: 100 });
+    const wrong = await h.app.inject(stripeDelivery(event, { secret: 'whsec_wrong' }));
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().type).toBe('urn:arrears:problem:webhook-signature-invalid');
+    const stale = await h.app.inject(stripeDelivery(event, { timestamp: Math.floor(Date.now() / 1000) - 600 }));
+    expect(stale.statusCode).toBe(401);
+    expect(stale.json().type).toBe('urn:arrears:problem:webhook-timestamp-stale');
+    expect(
+      await h.db.db.select().from(webhookEvents).where(and(eq(webhookEvents.source, 'stripe'), eq(webhookEvents.eventId, event.id))),
+    ).toHaveLength(0);
+  });
+});
+
+describe('rate limits', () => {
+  it('answers 429 problem+json past the per-minute limit, per caller', async () => {
+    const app = await buildApp({
+      db: h.db,
+      temporal: h.client,
+      taskQueue: h.taskQueue,
+      temporalUiUrl: 'http://localhost:8233',
+      settings: { ...apiSettingsFromConfig(loadConfig({})), rateLimitPerMinute: 3 },
+    });
+    try {
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await app.inject({ method: 'GET', url: '/cases', headers: h.auth('viewer') })).statusCode);
+      expect(statuses).toEqual([200, 200, 200, 429]);
+      const limited = await app.inject({ method: 'GET', url: '/cases', headers: h.auth('viewer') });
+      expect(limited.headers['content-type']).toContain('application/problem+json');
+      expect(limited.headers['retry-after']).toBeDefined();
+      expect(limited.json().type).toBe('urn:arrears:problem:rate-limited');
+      // Another key has its own allowance.
+      expect((await app.inject({ method: 'GET', url: '/cases', headers: h.auth('collector') })).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});
