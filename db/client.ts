@@ -27,6 +27,8 @@ export type DbConfig = {
   DATABASE_URL?: string;
   /** Where the embedded database keeps its files; `memory://` for a throwaway one. */
   DATA_DIR: string;
+  /** Connections in the PostgreSQL pool (default 10). */
+  poolSize?: number;
 };
 
 const migrationsFolder = path.join(__dirname, 'migrations');
@@ -39,7 +41,7 @@ const migrationsFolder = path.join(__dirname, 'migrations');
 export async function createDb(config: DbConfig): Promise<DbHandle> {
   if (config.DATABASE_URL) {
     // A short connect timeout: a request waiting on a dead database should fail fast with 503.
-    const client = postgres(config.DATABASE_URL, { max: 10, connect_timeout: 5, onnotice: () => {} });
+    const client = postgres(config.DATABASE_URL, { max: config.poolSize ?? 10, connect_timeout: 5, onnotice: () => {} });
     const db = drizzlePostgres(client, { schema }) as unknown as Database;
     return {
       db,

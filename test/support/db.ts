@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import postgres from 'postgres';
 import { createDb, type DbHandle } from '../../db/client';
 
@@ -24,6 +26,51 @@ export async function createTestDb(): Promise<DbHandle & { dispose(): Promise<vo
     ...handle,
     dispose: async () => {
       await handle.close();
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
+/**
+ * An empty database behind a real PostgreSQL wire-protocol server, for tests that reach it over
+ * TCP (e.g. to cut the connection): a fresh database on DATABASE_URL's server, or else an
+ * in-memory PGlite served on a local port. PGlite is one session, so it takes one connection.
+ */
+export async function createTestDbServer(): Promise<{ host: string; port: number; url(port: number): string; maxConnections: number; dispose(): Promise<void> }> {
+  const serverUrl = process.env.DATABASE_URL;
+  if (!serverUrl) {
+    const pglite = await PGlite.create();
+    const server = new PGLiteSocketServer({ db: pglite, host: '127.0.0.1', port: 0, maxConnections: 1 });
+    await server.start();
+    const port = Number(server.getServerConn().split(':').pop());
+    return {
+      host: '127.0.0.1',
+      port,
+      url: (via) => `postgres://postgres@127.0.0.1:${via}/postgres`,
+      maxConnections: 1,
+      dispose: async () => {
+        await server.stop();
+        await pglite.close();
+      },
+    };
+  }
+  const name = `arrears_test_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const base = new URL(serverUrl);
+  return {
+    host: base.hostname,
+    port: Number(base.port || 5432),
+    url: (via) => {
+      const url = new URL(serverUrl);
+      url.hostname = '127.0.0.1';
+      url.port = String(via);
+      url.pathname = `/${name}`;
+      return url.toString();
+    },
+    maxConnections: 5,
+    dispose: async () => {
       await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await admin.end();
     },

@@ -10,10 +10,16 @@ import { createApiKey, type Role } from '../../api/auth';
 import { loadConfig } from '../../config';
 import { channelsFromConfig, createWorker } from '../../worker/create-worker';
 import { ensureSearchAttributes } from '../../worker/search-attributes';
+import type { DbHandle } from '../../db/client';
 import { createTestDb } from './db';
 import { startFakeSendGrid } from './fake-sendgrid';
 
 export type Harness = Awaited<ReturnType<typeof startHarness>>;
+
+export type HarnessOptions = {
+  /** The database to use (migrated; the harness disposes of it); default: a fresh test database. */
+  db?: DbHandle & { dispose(): Promise<void> };
+};
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
 export const webhookSecrets = {
@@ -25,14 +31,17 @@ export const webhookSecrets = {
  * The real pieces wired as in production, for one test file: a fresh database, a worker on
  * its own task queue, the API (driven with inject), and an API key per role.
  */
-export async function startHarness(temporal: {
-  client: Client;
-  connection: Connection;
-  nativeConnection: NativeConnection;
-  namespace?: string;
-}) {
+export async function startHarness(
+  temporal: {
+    client: Client;
+    connection: Connection;
+    nativeConnection: NativeConnection;
+    namespace?: string;
+  },
+  options: HarnessOptions = {},
+) {
   await ensureSearchAttributes(temporal.connection, temporal.namespace ?? 'default');
-  const db = await createTestDb();
+  const db = options.db ?? (await createTestDb());
   // E-mail goes through the real @sendgrid/mail client to a local SendGrid-compatible server.
   const sendgrid = await startFakeSendGrid();
   const config = loadConfig({
@@ -87,12 +96,12 @@ export async function startHarness(temporal: {
 }
 
 /** The harness on the run's shared Temporal dev server (started by the vitest globalSetup). */
-export async function startDevServerHarness() {
+export async function startDevServerHarness(options: HarnessOptions = {}) {
   const address = inject('temporalAddress');
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });
   const client = new Client({ connection });
-  const harness = await startHarness({ client, connection, nativeConnection });
+  const harness = await startHarness({ client, connection, nativeConnection }, options);
   return {
     ...harness,
     client,

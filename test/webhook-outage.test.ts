@@ -1,0 +1,82 @@
+// A payment webhook while the database is unreachable: the sender gets 503 (never a 200 for an
+// event that was not stored), and its redelivery after recovery is applied exactly once.
+// The database is real (PostgreSQL, or PGlite over the wire protocol) behind a TCP proxy the
+// test unplugs; Temporal is the real dev server.
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { signGenericPayload } from '../api/webhook-signatures';
+import { createDb } from '../db/client';
+import { collectionCases, invoices, payments, webhookEvents } from '../db/schema';
+import { createTestDbServer } from './support/db';
+import { invoicePayload } from './support/fixtures';
+import { startDevServerHarness, webhookSecrets } from './support/harness';
+import { startTcpProxy } from './support/tcp-proxy';
+import { until } from './support/until';
+
+let h: Awaited<ReturnType<typeof startDevServerHarness>>;
+let server: Awaited<ReturnType<typeof createTestDbServer>>;
+let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+
+beforeAll(async () => {
+  server = await createTestDbServer();
+  proxy = await startTcpProxy(server);
+  const db = await createDb({ DATABASE_URL: server.url(proxy.port), DATA_DIR: 'memory://', poolSize: server.maxConnections });
+  await db.migrate();
+  h = await startDevServerHarness({ db: { ...db, dispose: () => db.close() } });
+});
+
+afterAll(async () => {
+  await h?.stop();
+  await proxy?.close();
+  await server?.dispose();
+});
+
+function signedDelivery(event: object) {
+  const raw = JSON.stringify(event);
+  const timestamp = Math.floor(Date.now() / 1000);
+  return {
+    method: 'POST' as const,
+    url: '/webhooks/bank',
+    headers: {
+      'content-type': 'application/json',
+      'arrears-timestamp': String(timestamp),
+      'arrears-signature': signGenericPayload(webhookSecrets.bank, timestamp, raw),
+    },
+    payload: raw,
+  };
+}
+
+it('answers 503 while the database is down, and applies the redelivered event once after it recovers', async () => {
+  const invoice = invoicePayload();
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+  const event = { id: `evt_outage_${Date.now()}`, type: 'payment.succeeded', data: { invoiceExternalId: invoice.externalId, amountMinor: 125_000, currency: 'EUR' } };
+
+  await proxy.cut();
+  const during = await h.app.inject(signedDelivery(event));
+  expect(during.statusCode, during.body).toBe(503);
+  expect(during.headers['content-type']).toContain('application/problem+json');
+  expect(during.headers['retry-after']).toBeDefined();
+  expect(during.json()).toMatchObject({ type: 'urn:arrears:problem:database-unavailable' });
+  expect(during.body).not.toMatch(/ECONNREFUSED|stack|at /);
+
+  await proxy.restore();
+  // Nothing of the failed delivery was stored.
+  expect(await h.db.db.select().from(webhookEvents).where(eq(webhookEvents.eventId, event.id))).toHaveLength(0);
+
+  // The processor retries (signing afresh), once and then once more.
+  const after = await until('the database to answer again', async () => {
+    const response = await h.app.inject(signedDelivery(event));
+    return response.statusCode === 200 && response;
+  });
+  expect(after.json()).toMatchObject({ duplicate: false, event: { status: 'applied' } });
+  const again = await h.app.inject(signedDelivery(event));
+  expect(again.json()).toMatchObject({ duplicate: true, event: { status: 'applied' } });
+
+  const [row] = await h.db.db.select({ id: invoices.id }).from(invoices).where(eq(invoices.externalId, invoice.externalId));
+  expect(await h.db.db.select().from(payments).where(eq(payments.invoiceId, row!.id))).toHaveLength(1);
+  const closed = await until('the case to close', async () => {
+    const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.invoiceId, row!.id));
+    return caseRow?.stage === 'Closed' && caseRow;
+  });
+  expect(closed.outcome).toBe('paid');
+});
