@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, asc, eq, isNull } from 'drizzle-orm';
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { Database } from '../db/client';
 import type { roles } from '../db/schema';
@@ -27,6 +27,23 @@ export async function createApiKey(db: Database, input: { name: string; role: Ro
     .values({ name: input.name, role: input.role, keyHash: hashApiKey(key) })
     .returning({ id: apiKeys.id });
   return { id: row!.id, key };
+}
+
+export async function listApiKeys(db: Database) {
+  return db
+    .select({ id: apiKeys.id, name: apiKeys.name, role: apiKeys.role, createdAt: apiKeys.createdAt, revokedAt: apiKeys.revokedAt })
+    .from(apiKeys)
+    .orderBy(asc(apiKeys.createdAt));
+}
+
+/** Revokes a live key; undefined if there is none with that id (or it is revoked already). */
+export async function revokeApiKey(db: Database, id: string) {
+  const [row] = await db
+    .update(apiKeys)
+    .set({ revokedAt: new Date() })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id, name: apiKeys.name, role: apiKeys.role });
+  return row;
 }
 
 /**

@@ -59,6 +59,15 @@ function send(reply: FastifyReply, request: FastifyRequest, problem: Omit<Proble
     .send(JSON.stringify({ ...problem, instance: request.url, requestId: request.id }));
 }
 
+/** Fastify's own client errors, by code, as stable problem types. */
+const fastifyErrorSlugs: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'body-too-large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported-media-type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad-request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed-json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed-json',
+};
+
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     send(reply, request, {
@@ -109,7 +118,7 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     } else if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
       // Fastify's own client errors: malformed JSON, body too large, unsupported media type, ...
       return send(reply, request, {
-        type: problemType(error.code ? error.code.toLowerCase().replace(/^fst_err_/, '').replace(/_/g, '-') : 'bad-request'),
+        type: problemType(fastifyErrorSlugs[error.code] ?? 'bad-request'),
         title: 'The request could not be processed',
         status: error.statusCode,
         detail: error.message,

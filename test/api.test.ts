@@ -1,4 +1,9 @@
 // The HTTP contract: authentication, validation as problem+json, conflicts, health, OpenAPI.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
@@ -6,6 +11,8 @@ import { apiKeys, auditEvents, customers, invoices } from '../db/schema';
 import { createTestDb } from './support/db';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
+
+const execFileAsync = promisify(execFile);
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 
@@ -45,6 +52,28 @@ describe('authentication and roles', () => {
     await h.db.db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.name, 'test-approver'));
     expectProblem(await h.app.inject({ url: `/invoices/${payload.externalId}`, headers: h.auth('approver') }), 401, 'unauthenticated');
     expect(await invoiceCount(payload.externalId)).toBe(0);
+  });
+
+  it('creates, lists and revokes keys with the CLI, showing a key only once', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'arrears-keys-'));
+    const keys = async (...args: string[]) => {
+      const { stdout } = await execFileAsync('npx', ['tsx', 'api/keys-cli.ts', ...args], { env: { ...process.env, DATABASE_URL: '', DATA_DIR: dataDir } });
+      return stdout.trim();
+    };
+    try {
+      const key = await keys('create', '--role', 'approver', '--name', 'Dana Approver');
+      expect(key).toMatch(/^arr_[A-Za-z0-9_-]{43}$/);
+      const listed = await keys('list');
+      expect(listed).toContain('Dana Approver');
+      expect(listed).not.toContain(key);
+      const id = listed.split(/\s+/)[0]!;
+      expect(await keys('revoke', '--id', id)).toContain(`revoked ${id}`);
+      expect(await keys('list')).toMatch(/revoked \d{4}-/);
+      await expect(keys('revoke', '--id', id)).rejects.toThrow(/No active key/);
+      await expect(keys('create', '--role', 'superuser', '--name', 'x')).rejects.toThrow(/--role/);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('lets viewers read but not register invoices or record payments', async () => {
@@ -213,6 +242,10 @@ describe('health and contract', () => {
         '/approvals',
         '/approvals/{id}/decision',
         '/cases',
+        '/webhooks/stripe',
+        '/webhooks/{source}',
+        '/webhook-events',
+        '/webhook-events/{id}/match',
       ]),
     );
     expect(doc.paths['/invoices'].post.requestBody.content['application/json'].schema.required).toEqual(

@@ -230,6 +230,7 @@ describe('generic signed payment webhook', () => {
     const huge = await h.app.inject(signedDelivery(paymentEvent(externalId, 100, { note: 'x'.repeat(300 * 1024) })));
     expect(huge.statusCode).toBe(413);
     expect(huge.headers['content-type']).toContain('application/problem+json');
+    expect(huge.json().type).toBe('urn:arrears:problem:body-too-large');
     expect(await paymentsOf(externalId)).toHaveLength(0);
   });
 });
