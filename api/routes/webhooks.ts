@@ -101,7 +101,7 @@ export const webhookRoutes = ({ services, settings }: AppContext): FastifyPlugin
   app.post(
     '/webhooks/stripe',
     {
-      preValidation: async (request) => {
+      preValidation: async () => {
         if (settings.stripeWebhookSecrets.length === 0) {
           throw new HttpProblem(404, 'webhook-source-unknown', 'Stripe webhooks are not configured', 'Set STRIPE_WEBHOOK_SECRET to receive Stripe events.');
         }
