@@ -1,4 +1,4 @@
-import { and, count, desc, eq } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, isNotNull } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
 import { currencySchema, type Currency } from '../domain/money';
@@ -272,6 +272,39 @@ export async function listWebhookEvents(
   return { total: total!.n, events: rows.map(webhookEventView) };
 }
 
+/** Makes an unmatched (or half-handled) event ready to be applied to `invoiceExternalId`. */
+async function reopenEvent(deps: ServiceDeps, id: string, invoiceExternalId: string): Promise<WebhookEventRow | undefined> {
+  const [reopened] = await deps.db
+    .update(webhookEvents)
+    .set({ status: 'received', invoiceExternalId, detail: null })
+    .where(and(eq(webhookEvents.id, id), inArray(webhookEvents.status, ['unmatched', 'received'])))
+    .returning();
+  return reopened;
+}
+
+/**
+ * Money that arrived before its invoice was registered (kept as unmatched under that invoice's
+ * id) is applied as soon as the invoice exists.
+ */
+export async function applyWaitingPayments(deps: ServiceDeps, invoiceExternalId: string): Promise<number> {
+  const waiting = await deps.db
+    .select({ id: webhookEvents.id })
+    .from(webhookEvents)
+    .where(
+      and(
+        eq(webhookEvents.invoiceExternalId, invoiceExternalId),
+        inArray(webhookEvents.status, ['unmatched', 'received']),
+        isNotNull(webhookEvents.moneyId),
+      ),
+    );
+  let applied = 0;
+  for (const { id } of waiting) {
+    const reopened = await reopenEvent(deps, id, invoiceExternalId);
+    if (reopened && (await settleEvent(deps, reopened)).status === 'applied') applied++;
+  }
+  return applied;
+}
+
 /**
  * Reconciliation: a person names the invoice an unmatched event pays, and it is applied as if
  * it had named that invoice itself.
@@ -279,18 +312,15 @@ export async function listWebhookEvents(
 export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceExternalId: string, caller: Caller) {
   const [stored] = await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
   if (!stored) throw new HttpProblem(404, 'webhook-event-not-found', 'Unknown webhook event', `No webhook event with id ${id}.`);
-  if (stored.status !== 'unmatched' || !stored.moneyId) {
+  // `received`: a match (or delivery) that failed part-way; matching again finishes it.
+  if (stored.status === 'applied' || stored.status === 'ignored' || !stored.moneyId) {
     throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} is ${stored.status}; only unmatched payments can be matched.`);
   }
   const target = await findInvoice(deps, invoiceExternalId);
   if (target.invoice.currency !== stored.currency) {
     throw new HttpProblem(422, 'currency-mismatch', 'Payment currency differs from the invoice', currencyMismatch(invoiceExternalId, target.invoice.currency, stored.currency ?? '?'));
   }
-  const [reopened] = await deps.db
-    .update(webhookEvents)
-    .set({ status: 'received', invoiceExternalId, detail: null })
-    .where(and(eq(webhookEvents.id, id), eq(webhookEvents.status, 'unmatched')))
-    .returning();
+  const reopened = await reopenEvent(deps, stored.id, invoiceExternalId);
   if (!reopened) throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} was matched by someone else just now.`);
   await deps.db.insert(auditEvents).values({
     invoiceId: target.invoice.id,

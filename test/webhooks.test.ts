@@ -176,6 +176,18 @@ describe('generic signed payment webhook', () => {
     expect(await paymentsOf(externalId)).toHaveLength(1);
   });
 
+  it('applies money that arrived before its invoice as soon as the invoice is registered', async () => {
+    const invoice = invoicePayload({ amountTotalMinor: 90_000 });
+    const early = await h.app.inject(signedDelivery(paymentEvent(invoice.externalId, 50_000)));
+    expect(early.json().event).toMatchObject({ status: 'unmatched' });
+
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+    const [stored] = await storedEvents(early.json().event.eventId);
+    expect(stored).toMatchObject({ status: 'applied' });
+    await until('the case to count it', async () => (await liveStatus(invoice.externalId)).amountOutstandingMinor === 40_000);
+    expect(await paymentsOf(invoice.externalId)).toHaveLength(1);
+  });
+
   it('keeps money in another currency as unmatched, and stores other event types as ignored', async () => {
     const externalId = await registerOverdue();
     const dollars = await h.app.inject(signedDelivery(paymentEvent(externalId, 125_000, { currency: 'USD' })));

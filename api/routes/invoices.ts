@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { getInvoiceDetail, registerInvoice } from '../invoice-service';
-import { recordPayment } from '../payment-service';
+import { applyWaitingPayments, recordPayment } from '../payment-service';
 import { problemResponses } from '../problem';
 import {
   caseViewSchema,
@@ -88,6 +88,7 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
     },
     async (request, reply) => {
       const result = await registerInvoice(services, request.body, request.caller!);
+      if (result.created) await applyWaitingPayments(services, result.invoice.externalId);
       return reply.code(result.created ? 201 : 200).send({ invoice: result.invoice, case: result.case });
     },
   );
