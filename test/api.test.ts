@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
 import { apiKeys, auditEvents, customers, invoices } from '../db/schema';
@@ -251,6 +252,17 @@ describe('health and contract', () => {
     expect(doc.paths['/invoices'].post.requestBody.content['application/json'].schema.required).toEqual(
       expect.arrayContaining(['externalId', 'currency', 'amountTotalMinor', 'dueDate', 'customer']),
     );
+    // Valid against the OpenAPI 3.1 schema, and every operation documents its success and error bodies.
+    const validation = await new Validator().validate(doc);
+    expect(validation.errors ?? []).toEqual([]);
+    expect(validation.valid).toBe(true);
+    for (const [route, operations] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: unknown }> }>>)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const codes = Object.keys(operation.responses ?? {});
+        expect(codes.some((c) => c.startsWith('2')), `${method} ${route}`).toBe(true);
+        if (route !== '/healthz') expect(codes.some((c) => /^[45]/.test(c)), `${method} ${route}`).toBe(true);
+      }
+    }
     const ui = await h.app.inject({ url: '/docs/' });
     expect(ui.statusCode).toBe(200);
     expect(ui.headers['content-type']).toContain('text/html');
