@@ -46,6 +46,15 @@ export async function revokeApiKey(db: Database, id: string) {
   return row;
 }
 
+/** Who holds this key, if it is a live one. */
+export async function findCallerByKey(db: Database, key: string): Promise<Caller | undefined> {
+  const [row] = await db
+    .select({ keyId: apiKeys.id, name: apiKeys.name, role: apiKeys.role })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.keyHash, hashApiKey(key)), isNull(apiKeys.revokedAt)));
+  return row;
+}
+
 /**
  * An onRequest hook (before the body is read or validated) that lets the request through only with a live API key of one of `allowed`
  * roles (`Authorization: Bearer <key>`), and records who the caller is on the request.
@@ -57,14 +66,11 @@ export function requireRole(db: Database, ...allowed: Role[]): onRequestHookHand
     if (!match) {
       throw new HttpProblem(401, 'unauthenticated', 'Authentication required', 'Send an API key as "Authorization: Bearer <key>".');
     }
-    const [key] = await db
-      .select({ id: apiKeys.id, name: apiKeys.name, role: apiKeys.role })
-      .from(apiKeys)
-      .where(and(eq(apiKeys.keyHash, hashApiKey(match[1]!)), isNull(apiKeys.revokedAt)));
+    const key = await findCallerByKey(db, match[1]!);
     if (!key) throw new HttpProblem(401, 'unauthenticated', 'Authentication required', 'The API key is unknown or revoked.');
     if (!allowed.includes(key.role)) {
       throw new HttpProblem(403, 'forbidden', 'Not allowed', `The ${key.role} role may not do this; it needs one of: ${allowed.join(', ')}.`);
     }
-    request.caller = { keyId: key.id, name: key.name, role: key.role };
+    request.caller = key;
   };
 }

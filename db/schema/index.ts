@@ -12,3 +12,4 @@ export * from './letters';
 export * from './handovers';
 export * from './disputes';
 export * from './webhook-events';
+export * from './sessions';
