@@ -14,6 +14,8 @@ import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
 import { caseListRoutes } from './routes/cases-list';
 import { invoiceRoutes } from './routes/invoices';
+import { operationsRoutes } from './routes/operations';
+import { pageRoutes } from './pages';
 import { webhookEventRoutes } from './routes/webhook-events';
 import { webhookRoutes } from './routes/webhooks';
 
@@ -111,5 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(caseListRoutes(context));
   await app.register(webhookRoutes(context));
   await app.register(webhookEventRoutes(context));
+  await app.register(operationsRoutes(context));
+  await app.register(pageRoutes(context));
   return app;
 }

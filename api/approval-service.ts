@@ -1,8 +1,8 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { and, asc, desc, eq, gte, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, lt, type SQL } from 'drizzle-orm';
 import type { approvalKinds, approvalStatuses} from '../db/schema';
-import { approvals, collectionCases, customers, invoices } from '../db/schema';
+import { approvals, collectionCases, communications, customers, invoices } from '../db/schema';
 import { decideApprovalUpdate } from '../workflows/messages';
 import type { Caller } from './auth';
 import type { ServiceDeps } from './invoice-service';
@@ -44,6 +44,7 @@ function approvalView(row: ApprovalRow) {
     invoice: { externalId: row.invoice.externalId, number: row.invoice.number, dueDate: row.invoice.dueDate },
     customer: { externalId: row.customer.externalId, name: row.customer.name },
     workflowId: row.caseRow.workflowId,
+    amountOutstandingMinor: row.caseRow.amountOutstandingMinor,
   };
 }
 export type ApprovalView = ReturnType<typeof approvalView>;
@@ -74,6 +75,20 @@ export async function getApproval(deps: ServiceDeps, id: string): Promise<Approv
   const [row] = await selectApprovals(deps).where(eq(approvals.id, id));
   if (!row) throw new HttpProblem(404, 'approval-not-found', 'Unknown approval', `No approval ${id}.`);
   return approvalView(row);
+}
+
+/** What was tried so far on each case: its communications, oldest first, keyed by workflow id. */
+export async function contactsSoFar(deps: ServiceDeps, workflowIds: string[]) {
+  if (workflowIds.length === 0) return new Map<string, { channel: string; template: string; status: string; at: Date }[]>();
+  const rows = await deps.db
+    .select({ workflowId: collectionCases.workflowId, channel: communications.channel, template: communications.template, status: communications.status, at: communications.createdAt })
+    .from(communications)
+    .innerJoin(collectionCases, eq(collectionCases.id, communications.caseId))
+    .where(inArray(collectionCases.workflowId, workflowIds))
+    .orderBy(asc(communications.createdAt));
+  const byCase = new Map<string, { channel: string; template: string; status: string; at: Date }[]>();
+  for (const { workflowId, ...contact } of rows) byCase.set(workflowId, [...(byCase.get(workflowId) ?? []), contact]);
+  return byCase;
 }
 
 /**

@@ -22,6 +22,7 @@ const approvalViewSchema = z.object({
   invoice: z.object({ externalId: z.string(), number: z.string(), dueDate: z.string() }),
   customer: z.object({ externalId: z.string(), name: z.string() }),
   workflowId: z.string(),
+  amountOutstandingMinor: z.number().int().describe("The case's balance now"),
 });
 
 export const approvalRoutes =

@@ -1,0 +1,132 @@
+import { and, asc, eq, lte, ne, notInArray } from 'drizzle-orm';
+import { collectionCases, customers, invoices } from '../db/schema';
+import { listApprovals } from './approval-service';
+import { temporalUiLink, type ServiceDeps } from './invoice-service';
+
+export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long'] as const;
+export type StuckKind = (typeof stuckKinds)[number];
+
+export type StuckCase = {
+  kind: StuckKind;
+  invoiceExternalId: string;
+  customerName: string;
+  workflowId: string;
+  stage: string;
+  /** What is wrong, in words an operator can act on. */
+  reason: string;
+  /** Since when (the step's due time, the approval's deadline, the last change of a paused case). */
+  since: string | null;
+  /** For a failing activity: its attempt number. */
+  attempts: number | null;
+  /** The approval a person is late deciding. */
+  approvalId: string | null;
+  /** What an operator can do from here: resume retries a blocked step or ends a pause. */
+  action: 'resume' | 'decide' | null;
+  temporalUiUrl: string;
+};
+
+export type StuckOptions = {
+  /** A pending activity on this attempt or later counts as failing again and again. */
+  minAttempts: number;
+  /** A case paused for longer than this many days is listed. */
+  pausedForDays: number;
+  /** At most this many cases are asked about their activities (each is one describe call). */
+  describeLimit: number;
+  now?: Date;
+};
+
+/**
+ * Cases that will not move on by themselves, and why. Blocked, paused and overdue approvals come
+ * from the database. A failing activity only shows in Temporal: the cases whose next action is
+ * due (so something should be running) are described, and any pending activity past its
+ * first retries is reported with its last failure.
+ */
+export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): Promise<StuckCase[]> {
+  const now = options.now ?? new Date();
+  const selectCases = () =>
+    deps.db
+      .select({ caseRow: collectionCases, invoiceExternalId: invoices.externalId, customerName: customers.name })
+      .from(collectionCases)
+      .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+      .innerJoin(customers, eq(customers.id, invoices.customerId));
+  type Row = Awaited<ReturnType<typeof selectCases>>[number];
+  const base = (row: Row) => ({
+    invoiceExternalId: row.invoiceExternalId,
+    customerName: row.customerName,
+    workflowId: row.caseRow.workflowId,
+    stage: row.caseRow.stage,
+    temporalUiUrl: temporalUiLink(deps, row.caseRow.workflowId),
+    attempts: null,
+    approvalId: null,
+  });
+
+  const [blocked, paused, due, overdueApprovals] = await Promise.all([
+    selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
+    selectCases()
+      .where(and(eq(collectionCases.stage, 'Paused'), lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000))))
+      .orderBy(asc(collectionCases.updatedAt))
+      .limit(200),
+    selectCases()
+      .where(and(notInArray(collectionCases.stage, ['Closed', 'Blocked', 'Paused']), lte(collectionCases.nextActionAt, now), ne(collectionCases.stage, 'AwaitingApproval')))
+      .orderBy(asc(collectionCases.nextActionAt))
+      .limit(options.describeLimit),
+    listApprovals(deps, { status: 'pending', deadlineBefore: now, limit: 200 }),
+  ]);
+
+  const failing = await Promise.all(
+    due.map(async (row): Promise<StuckCase | undefined> => {
+      let activities;
+      try {
+        const handle = deps.temporal.workflow.getHandle(row.caseRow.workflowId);
+        const description = await deps.temporal.connection.withDeadline(Date.now() + 3000, () => handle.describe());
+        activities = description.raw.pendingActivities ?? [];
+      } catch {
+        return undefined; // Temporal did not answer for this one; the others still count.
+      }
+      const worst = activities
+        .filter((a) => (a.attempt ?? 0) >= options.minAttempts)
+        .sort((a, b) => (b.attempt ?? 0) - (a.attempt ?? 0))[0];
+      if (!worst) return undefined;
+      const failure = worst.lastFailure?.message ?? 'no failure message';
+      return {
+        ...base(row),
+        kind: 'activity_failing',
+        reason: `${worst.activityType?.name ?? 'an activity'} failed ${(worst.attempt ?? 1) - 1} times; last: ${failure}`,
+        since: row.caseRow.nextActionAt?.toISOString() ?? null,
+        attempts: worst.attempt ?? null,
+        action: null,
+      };
+    }),
+  );
+
+  return [
+    ...failing.filter((c): c is StuckCase => c !== undefined),
+    ...blocked.map((row) => ({
+      ...base(row),
+      kind: 'blocked' as const,
+      reason: row.caseRow.blockedReason ?? 'Blocked',
+      since: row.caseRow.updatedAt.toISOString(),
+      action: 'resume' as const,
+    })),
+    ...overdueApprovals.map((approval) => ({
+      kind: 'approval_overdue' as const,
+      invoiceExternalId: approval.invoice.externalId,
+      customerName: approval.customer.name,
+      workflowId: approval.workflowId,
+      stage: 'AwaitingApproval',
+      reason: `${approval.kind.replace('_', ' ')} waits for a decision; the deadline passed`,
+      since: approval.deadlineAt,
+      attempts: null,
+      approvalId: approval.id,
+      action: 'decide' as const,
+      temporalUiUrl: temporalUiLink(deps, approval.workflowId),
+    })),
+    ...paused.map((row) => ({
+      ...base(row),
+      kind: 'paused_too_long' as const,
+      reason: `Paused for more than ${options.pausedForDays} days`,
+      since: row.caseRow.updatedAt.toISOString(),
+      action: 'resume' as const,
+    })),
+  ];
+}

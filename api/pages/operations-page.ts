@@ -1,0 +1,69 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { AppContext } from '../app';
+import { sendCaseCommand } from '../case-command-service';
+import { findStuckCases } from '../operations-service';
+import { HttpProblem } from '../problem';
+import { stuckQuerySchema } from '../routes/operations';
+import { resumeForm } from './case-page';
+import { formatInstant, kindLabel } from './format';
+import { html, layout } from './html';
+import { csrfValid, requirePageRole } from './session';
+
+const resumeFormSchema = z.object({ reason: z.string().trim().min(3, 'Give a reason of at least 3 characters').max(2000) });
+
+/** Cases that will not move on by themselves, with the reason, a Temporal UI link and what to do. */
+export function registerOperationsPages({ db, services }: AppContext, app: FastifyInstance): void {
+  app.get('/ui/operations', { onRequest: requirePageRole(db.db, 'admin', 'collector', 'viewer') }, async (request, reply) => {
+    const user = request.pageUser!;
+    const query = stuckQuerySchema.safeParse(request.query);
+    const options = query.success ? query.data : stuckQuerySchema.parse({});
+    const stuck = await findStuckCases(services, { ...options, describeLimit: 100 });
+    const canAct = user.role !== 'viewer';
+    const notice = (request.query as { resumed?: string }).resumed;
+    const body = html`<h1>Stuck cases</h1>
+${notice ? html`<p class="notice" role="status">Sent to invoice ${notice}: the case goes on.</p>` : ''}
+<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, and cases paused for more than ${options.pausedForDays} days.</p>
+${
+  stuck.length === 0
+    ? html`<p>Nothing is stuck.</p>`
+    : html`<table><thead><tr><th>Problem</th><th>Case</th><th>Reason</th><th>Since</th><th>Action</th></tr></thead><tbody>
+${stuck.map(
+  (c) => html`<tr data-workflow-id="${c.workflowId}">
+  <td>${kindLabel(c.kind)}</td>
+  <td><a href="/ui/cases/${encodeURIComponent(c.invoiceExternalId)}">${c.invoiceExternalId}</a><br><span class="muted">${c.customerName}</span><br><a href="${c.temporalUiUrl}">Temporal UI</a></td>
+  <td>${c.reason}</td>
+  <td>${formatInstant(c.since)}</td>
+  <td>${
+    c.action === 'resume' && canAct
+      ? resumeForm(c.invoiceExternalId, user, c.kind === 'blocked' ? 'Retry the step' : 'Resume')
+      : c.action === 'decide'
+        ? html`<a href="/ui/approvals">Decide</a>`
+        : c.kind === 'activity_failing'
+          ? html`<span class="muted">Retrying by itself (attempt ${c.attempts}); see the failure in the Temporal UI</span>`
+          : ''
+  }</td>
+</tr>`,
+)}
+</tbody></table>`
+}`;
+    return reply.type('text/html; charset=utf-8').send(layout({ title: 'Stuck cases', user, body }));
+  });
+
+  app.post('/ui/cases/:externalId/resume', { onRequest: requirePageRole(db.db, 'admin', 'collector') }, async (request, reply) => {
+    const { externalId } = request.params as { externalId: string };
+    const user = request.pageUser!;
+    const form = resumeFormSchema.safeParse(request.body);
+    const fail = (status: number, text: string) =>
+      reply.code(status).type('text/html; charset=utf-8').send(layout({ title: 'Not resumed', user, body: html`<h1>Not resumed</h1><p class="error" role="alert">${text}</p><p><a href="/ui/operations">Back to the stuck cases</a></p>` }));
+    if (!csrfValid(request, (request.body as { csrf?: unknown } | undefined)?.csrf)) return fail(403, 'The form had expired. Nothing was sent; try again.');
+    if (!form.success) return fail(400, form.error.issues.map((i) => i.message).join('; '));
+    try {
+      await sendCaseCommand(services, { externalId, name: 'resume', body: form.data, caller: request.caller! });
+    } catch (err) {
+      if (err instanceof HttpProblem && err.status < 500) return fail(err.status, err.detail);
+      throw err;
+    }
+    return reply.redirect(`/ui/operations?resumed=${encodeURIComponent(externalId)}`, 303);
+  });
+}

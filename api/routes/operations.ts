@@ -1,0 +1,50 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AppContext } from '../app';
+import { requireRole } from '../auth';
+import { findStuckCases, stuckKinds } from '../operations-service';
+import { problemResponses } from '../problem';
+
+export const stuckQuerySchema = z.object({
+  minAttempts: z.coerce.number().int().min(2).max(100).default(3).describe('A pending activity on this attempt or later is failing'),
+  pausedForDays: z.coerce.number().int().min(0).max(3650).default(14).describe('List cases paused (and unchanged) for longer than this'),
+});
+
+/** The operations view's data: cases that will not move on by themselves. */
+export const operationsRoutes =
+  ({ db, services }: AppContext): FastifyPluginAsyncZod =>
+  async (app) => {
+    app.get(
+      '/operations/stuck',
+      {
+        onRequest: requireRole(db.db, 'admin', 'collector', 'viewer'),
+        schema: {
+          tags: ['operations'],
+          summary: 'Stuck cases: failing activities, blocked steps, overdue approvals, long pauses',
+          security: [{ apiKey: [] }],
+          querystring: stuckQuerySchema,
+          response: {
+            200: z.object({
+              cases: z.array(
+                z.object({
+                  kind: z.enum(stuckKinds),
+                  invoiceExternalId: z.string(),
+                  customerName: z.string(),
+                  workflowId: z.string(),
+                  stage: z.string(),
+                  reason: z.string(),
+                  since: z.string().nullable(),
+                  attempts: z.number().int().nullable(),
+                  approvalId: z.string().nullable(),
+                  action: z.enum(['resume', 'decide']).nullable(),
+                  temporalUiUrl: z.string(),
+                }),
+              ),
+            }),
+            ...problemResponses,
+          },
+        },
+      },
+      async (request) => ({ cases: await findStuckCases(services, { ...request.query, describeLimit: 100 }) }),
+    );
+  };
