@@ -1,4 +1,4 @@
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, or } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Database } from '../db/client';
@@ -267,7 +267,12 @@ export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
     }
   }
   const [timeline, comms] = await Promise.all([
-    deps.db.select().from(auditEvents).where(eq(auditEvents.invoiceId, invoice.id)).orderBy(asc(auditEvents.id)),
+    // Workflow activities write some events with the case id only (approval decisions, handovers).
+    deps.db
+      .select()
+      .from(auditEvents)
+      .where(caseRow ? or(eq(auditEvents.invoiceId, invoice.id), eq(auditEvents.caseId, caseRow.id)) : eq(auditEvents.invoiceId, invoice.id))
+      .orderBy(asc(auditEvents.id)),
     caseRow
       ? deps.db.select().from(communications).where(eq(communications.caseId, caseRow.id)).orderBy(asc(communications.createdAt))
       : Promise.resolve([]),

@@ -1,0 +1,238 @@
+// The pages in a real headless Chromium, against the real app on a real port, a real database
+// and the real Temporal dev server: approvals created by real workflows, decided by clicking.
+// Each run leaves a screenshot of every page in test-results/screenshots/.
+import { eq } from 'drizzle-orm';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { approvals, collectionCases, collectionPolicies, invoices } from '../db/schema';
+import { policySchema } from '../domain/policy';
+import { launchBrowser, screenshot } from './support/browser';
+import { invoicePayload, isoDate } from './support/fixtures';
+import { startDevServerHarness } from './support/harness';
+import { until } from './support/until';
+
+let h: Awaited<ReturnType<typeof startDevServerHarness>>;
+let browser: Browser;
+let baseUrl: string;
+
+/** Every day, 08:00-21:00: with the debtor's zone chosen below, "now" is always inside it. */
+const anyDay = { weekdays: [1, 2, 3, 4, 5, 6, 7], start: '08:00', end: '21:00' };
+/** A fixed-offset zone where it is about 14:00 now, so e-mails go out at once whenever the test runs. */
+const afternoonZone = () => {
+  const offset = 14 - new Date().getUTCHours();
+  return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
+};
+
+beforeAll(async () => {
+  h = await startDevServerHarness();
+  baseUrl = await h.app.listen({ host: '127.0.0.1', port: 0 });
+  browser = await launchBrowser();
+  await h.db.db.insert(collectionPolicies).values([
+    {
+      name: 'agency-first',
+      version: 1,
+      createdBy: 'test',
+      definition: policySchema.parse({
+        name: 'agency-first',
+        version: 1,
+        contactWindow: anyDay,
+        steps: [{ id: 'agency', offsetDays: 1, action: 'agency_referral', template: 'agency_referral', tone: 'final', approval: { deadlineDays: 5 } }],
+      }),
+    },
+    {
+      name: 'email-first',
+      version: 1,
+      createdBy: 'test',
+      definition: policySchema.parse({
+        name: 'email-first',
+        version: 1,
+        contactWindow: anyDay,
+        steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
+      }),
+    },
+  ]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await h?.stop();
+});
+
+async function signIn(role: 'approver' | 'collector' | 'admin', next = '/ui/approvals'): Promise<Page> {
+  const page = await browser.newPage();
+  await page.goto(`${baseUrl}${next}`);
+  // Not signed in: the sign-in page, which remembers where we were going.
+  await page.getByLabel('Your API key').fill(h.keys[role]);
+  await screenshot(page, 'sign-in');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`${baseUrl}${next}`);
+  return page;
+}
+
+/** An invoice whose case asks for agency referral at once (due 5 days ago, the step is day 1). */
+async function caseAwaitingApproval(name: string) {
+  const payload = invoicePayload({ dueDate: isoDate(-5), policy: 'agency-first', amountTotalMinor: 250_000 });
+  payload.customer = { ...payload.customer, name, email: `${payload.externalId.toLowerCase()}@debtor.example`, timeZone: afternoonZone() };
+  const response = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
+  expect(response.statusCode, response.body).toBe(201);
+  const approval = await until(`the approval request for ${name}`, async () => {
+    const [row] = await h.db.db
+      .select({ approval: approvals })
+      .from(approvals)
+      .innerJoin(collectionCases, eq(collectionCases.id, approvals.caseId))
+      .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+      .where(eq(invoices.externalId, payload.externalId));
+    return row?.approval;
+  });
+  return { externalId: payload.externalId, number: payload.number, approvalId: approval.id };
+}
+
+async function caseStage(externalId: string) {
+  const [row] = await h.db.db
+    .select({ stage: collectionCases.stage })
+    .from(collectionCases)
+    .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+    .where(eq(invoices.externalId, externalId));
+  return row?.stage;
+}
+
+describe('approver inbox', () => {
+  it('signs in, approves an agency referral with a reason, and sees the case handed over', async () => {
+    const target = await caseAwaitingApproval('Approve Me GmbH');
+    const page = await signIn('approver');
+    const item = page.locator(`[data-approval-id="${target.approvalId}"]`);
+    await expect.poll(() => item.count()).toBe(1);
+    // The facts to decide on.
+    const facts = await item.innerText();
+    expect(facts).toContain('Approve Me GmbH');
+    expect(facts).toContain('€2,500.00');
+    expect(facts).toMatch(/Days overdue\s+5/);
+    expect(facts).toContain('Agency commission €625.00 against €2,500.00 (25 %)');
+    await screenshot(page, 'approvals-inbox');
+
+    await item.getByLabel('Reason for your decision').fill('No answer to any contact; above court costs');
+    await item.getByRole('button', { name: 'Approve' }).click();
+    await expect.poll(() => page.getByRole('status').innerText()).toContain('Approved: Agency referral for Approve Me GmbH');
+    expect(await page.locator(`[data-approval-id="${target.approvalId}"]`).count()).toBe(0);
+    await screenshot(page, 'approvals-after-approve');
+
+    await until('the case to be handed over', async () => (await caseStage(target.externalId)) === 'HandedOver');
+    await page.goto(`${baseUrl}/ui/cases/${target.externalId}`);
+    const caseText = await page.locator('main').innerText();
+    expect(caseText).toContain('HandedOver');
+    // Who did what: the approver's decision is on the timeline under their name.
+    expect(caseText).toMatch(/test-approver\s+approval\.approved/);
+    expect(await page.getByRole('link', { name: 'Open the workflow in the Temporal UI' }).getAttribute('href')).toContain(
+      `/workflows/collection-${target.externalId}`,
+    );
+    await screenshot(page, 'case-page');
+    await page.close();
+  });
+
+  it('rejects with a reason: the request leaves the list and the case stays in house', async () => {
+    const target = await caseAwaitingApproval('Reject Me KG');
+    const page = await signIn('approver');
+    const item = page.locator(`[data-approval-id="${target.approvalId}"]`);
+    await item.getByLabel('Reason for your decision').fill('Customer called; give them two more weeks');
+    await item.getByRole('button', { name: 'Reject' }).click();
+    await expect.poll(() => page.getByRole('status').innerText()).toContain('Rejected: Agency referral for Reject Me KG');
+    expect(await page.locator(`[data-approval-id="${target.approvalId}"]`).count()).toBe(0);
+    await screenshot(page, 'approvals-after-reject');
+    const [row] = await h.db.db.select().from(approvals).where(eq(approvals.id, target.approvalId));
+    expect(row).toMatchObject({ status: 'rejected', decidedBy: 'test-approver', decisionReason: 'Customer called; give them two more weeks' });
+    await until('the case to leave AwaitingApproval', async () => (await caseStage(target.externalId)) !== 'AwaitingApproval');
+    expect(await caseStage(target.externalId)).not.toBe('HandedOver');
+    await page.close();
+  });
+
+  it('says why when the decision lost a race, and requires a reason', async () => {
+    const target = await caseAwaitingApproval('Race Condition AG');
+    const page = await signIn('approver');
+    const item = page.locator(`[data-approval-id="${target.approvalId}"]`);
+    // An empty reason: the browser itself refuses (required), nothing is sent.
+    await item.getByRole('button', { name: 'Approve' }).click();
+    expect(await page.locator(`[data-approval-id="${target.approvalId}"]`).count()).toBe(1);
+
+    // Meanwhile an admin decides it through the API.
+    const api = await h.app.inject({
+      method: 'POST',
+      url: `/approvals/${target.approvalId}/decision`,
+      headers: h.auth('admin'),
+      payload: { decision: 'reject', reason: 'settled by phone' },
+    });
+    expect(api.statusCode, api.body).toBe(200);
+
+    await item.getByLabel('Reason for your decision').fill('Go ahead');
+    await item.getByRole('button', { name: 'Approve' }).click();
+    const alert = await page.getByRole('alert').innerText();
+    expect(alert).toContain('Your decision was not recorded');
+    expect(await page.locator(`[data-approval-id="${target.approvalId}"]`).count()).toBe(0);
+    await screenshot(page, 'approvals-lost-race');
+    await page.close();
+  });
+
+  it('keeps collectors out of the inbox and signed-out users on the sign-in page', async () => {
+    const anonymous = await browser.newPage();
+    const response = await anonymous.goto(`${baseUrl}/ui/operations`);
+    expect(anonymous.url()).toBe(`${baseUrl}/ui/login?next=%2Fui%2Foperations`);
+    expect(response?.status()).toBe(200);
+    await anonymous.getByLabel('Your API key').fill('arr_not-a-key');
+    await anonymous.getByRole('button', { name: 'Sign in' }).click();
+    expect(await anonymous.getByRole('alert').innerText()).toContain('unknown or revoked');
+    await anonymous.close();
+
+    const collector = await signIn('collector', '/ui/operations');
+    const forbidden = await collector.goto(`${baseUrl}/ui/approvals`);
+    expect(forbidden?.status()).toBe(403);
+    await collector.close();
+  });
+});
+
+describe('operations view', () => {
+  it('lists a case whose e-mail keeps failing, and a blocked one that a click retries', async () => {
+    const failing = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
+    failing.customer = { ...failing.customer, name: 'Flaky Mail Ltd', email: 'flaky@debtor.example', timeZone: afternoonZone() };
+    h.sendgrid.failNext(1000, 500, {}, undefined, 'flaky@debtor.example');
+    const blocked = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
+    blocked.customer = { ...blocked.customer, name: 'Bounced Address SA', email: 'bounced@debtor.example', timeZone: afternoonZone() };
+    h.sendgrid.failNext(1, 400, {}, { errors: [{ message: 'Does not contain a valid address.', field: 'personalizations.0.to' }] }, 'bounced@debtor.example');
+    for (const payload of [failing, blocked]) {
+      expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    }
+
+    const page = await signIn('collector', '/ui/operations');
+    // The e-mail activity retries (5 s, 10 s, ...): it is listed once on its third attempt.
+    const failingRow = page.locator(`tr[data-workflow-id="collection-${failing.externalId}"]`);
+    await until(
+      'the failing case in the list',
+      async () => {
+        await page.reload();
+        return (await failingRow.count()) === 1;
+      },
+      45_000,
+    );
+    const failingText = await failingRow.innerText();
+    expect(failingText).toContain('Activity failing');
+    expect(failingText).toMatch(/sendEmail failed \d+ times; last: .*500/);
+    expect(await failingRow.getByRole('link', { name: 'Temporal UI' }).getAttribute('href')).toContain(`collection-${failing.externalId}`);
+
+    const blockedRow = page.locator(`tr[data-workflow-id="collection-${blocked.externalId}"]`);
+    expect(await blockedRow.innerText()).toContain('Blocked');
+    await screenshot(page, 'operations-stuck');
+
+    // The address is fixed upstream; the collector retries the step from the list.
+    await blockedRow.getByLabel('Reason').fill('Address corrected in the CRM');
+    await blockedRow.getByRole('button', { name: 'Retry the step' }).click();
+    expect(await page.getByRole('status').innerText()).toContain(`Sent to invoice ${blocked.externalId}`);
+    await until('the retried e-mail to go out', async () => h.sendgrid.messages.some((m) => m.body.personalizations[0]?.to[0]?.email === 'bounced@debtor.example'));
+    await until('the case to leave Blocked', async () => (await caseStage(blocked.externalId)) !== 'Blocked');
+    await screenshot(page, 'operations-after-retry');
+
+    // The same list through the API.
+    const api = await h.app.inject({ method: 'GET', url: '/operations/stuck', headers: h.auth('viewer') });
+    expect(api.statusCode).toBe(200);
+    expect(api.json().cases).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'activity_failing', invoiceExternalId: failing.externalId })]));
+    h.sendgrid.reset();
+    await page.close();
+  }, 90_000);
+});
