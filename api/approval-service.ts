@@ -1,6 +1,6 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { and, asc, desc, eq, gte, inArray, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, isNotNull, lt, type SQL } from 'drizzle-orm';
 import type { approvalKinds, approvalStatuses} from '../db/schema';
 import { approvals, collectionCases, communications, customers, invoices } from '../db/schema';
 import { decideApprovalUpdate } from '../workflows/messages';
@@ -77,14 +77,17 @@ export async function getApproval(deps: ServiceDeps, id: string): Promise<Approv
   return approvalView(row);
 }
 
-/** What was tried so far on each case: its communications, oldest first, keyed by workflow id. */
+/**
+ * What was tried so far on each case: the contacts with the debtor (they carry the ladder's
+ * tone; e-mails to approvers and partners do not), oldest first, keyed by workflow id.
+ */
 export async function contactsSoFar(deps: ServiceDeps, workflowIds: string[]) {
   if (workflowIds.length === 0) return new Map<string, { channel: string; template: string; status: string; at: Date }[]>();
   const rows = await deps.db
     .select({ workflowId: collectionCases.workflowId, channel: communications.channel, template: communications.template, status: communications.status, at: communications.createdAt })
     .from(communications)
     .innerJoin(collectionCases, eq(collectionCases.id, communications.caseId))
-    .where(inArray(collectionCases.workflowId, workflowIds))
+    .where(and(inArray(collectionCases.workflowId, workflowIds), isNotNull(communications.tone)))
     .orderBy(asc(communications.createdAt));
   const byCase = new Map<string, { channel: string; template: string; status: string; at: Date }[]>();
   for (const { workflowId, ...contact } of rows) byCase.set(workflowId, [...(byCase.get(workflowId) ?? []), contact]);

@@ -108,6 +108,8 @@ describe('approver inbox', () => {
     expect(facts).toContain('€2,500.00');
     expect(facts).toMatch(/Days overdue\s+5/);
     expect(facts).toContain('Agency commission €625.00 against €2,500.00 (25 %)');
+    // The e-mail to the approvers is not a contact with the debtor.
+    expect(facts).toMatch(/Tried so far\s+No contact yet/);
     await screenshot(page, 'approvals-inbox');
 
     await item.getByLabel('Reason for your decision').fill('No answer to any contact; above court costs');

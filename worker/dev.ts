@@ -90,6 +90,7 @@ async function main(): Promise<void> {
 Arrears is running.
   API              ${apiUrl}
   API docs         ${apiUrl}/docs
+  Pages            ${apiUrl}/ui  (sign in with an API key)
   Temporal UI      ${temporalUiUrl}${ownTemporal ? '' : ' (external server)'}
   Temporal server  ${temporalAddress}, namespace ${config.TEMPORAL_NAMESPACE}, task queue ${config.TEMPORAL_TASK_QUEUE}
   Database         ${db.kind === 'pglite' ? `embedded PGlite in ${path.join(dataDir, 'pglite')}` : 'DATABASE_URL'}
