@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
-/** Where each run leaves a screenshot of every page it visits, for review (CI keeps the folder). */
+/** Where each run leaves a screenshot of every page it visits, for review (ignored by git). */
 export const screenshotDir = path.resolve('test-results', 'screenshots');
 
 /**
