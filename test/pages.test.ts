@@ -191,6 +191,43 @@ describe('approver inbox', () => {
 });
 
 describe('operations view', () => {
+  it('lists an approval past its deadline and a case paused too long, through the API and the page', async () => {
+    const late = await caseAwaitingApproval('Slow Approver GmbH');
+    // Five days pass without a decision.
+    await h.db.db.update(approvals).set({ deadlineAt: new Date(Date.now() - 3_600_000) }).where(eq(approvals.id, late.approvalId));
+
+    const paused = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
+    paused.customer = { ...paused.customer, timeZone: afternoonZone() };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: paused })).statusCode).toBe(201);
+    const pause = await h.app.inject({ method: 'POST', url: `/invoices/${paused.externalId}/pause`, headers: h.auth('collector'), payload: { reason: 'customer in administration' } });
+    expect(pause.statusCode).toBe(202);
+    await until('the case to be paused', async () => (await caseStage(paused.externalId)) === 'Paused');
+    // Three weeks pass.
+    const [pausedInvoice] = await h.db.db.select({ id: invoices.id }).from(invoices).where(eq(invoices.externalId, paused.externalId));
+    await h.db.db.update(collectionCases).set({ updatedAt: new Date(Date.now() - 21 * 86_400_000) }).where(eq(collectionCases.invoiceId, pausedInvoice!.id));
+
+    const stuck = (await h.app.inject({ method: 'GET', url: '/operations/stuck', headers: h.auth('viewer') })).json().cases;
+    expect(stuck).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ kind: 'approval_overdue', invoiceExternalId: late.externalId, approvalId: late.approvalId, action: 'decide' }),
+        expect.objectContaining({ kind: 'paused_too_long', invoiceExternalId: paused.externalId, action: 'resume' }),
+      ]),
+    );
+    const recent = (await h.app.inject({ method: 'GET', url: '/operations/stuck?pausedForDays=30', headers: h.auth('viewer') })).json().cases;
+    expect(recent.map((c: { invoiceExternalId: string }) => c.invoiceExternalId)).not.toContain(paused.externalId);
+
+    const page = await signIn('admin', '/ui/operations');
+    const pausedRow = page.locator(`tr[data-workflow-id="collection-${paused.externalId}"]`);
+    expect(await pausedRow.innerText()).toContain('Paused too long');
+    expect(await page.locator(`tr[data-workflow-id="collection-${late.externalId}"]`).getByRole('link', { name: 'Decide' }).count()).toBe(1);
+    await screenshot(page, 'operations-overdue-and-paused');
+    await pausedRow.getByLabel('Reason').fill('Administrator confirmed the claim');
+    await pausedRow.getByRole('button', { name: 'Resume' }).click();
+    expect(await page.getByRole('status').innerText()).toContain(`Sent to invoice ${paused.externalId}`);
+    await until('the case to resume', async () => (await caseStage(paused.externalId)) !== 'Paused');
+    await page.close();
+  });
+
   it('lists a case whose e-mail keeps failing, and a blocked one that a click retries', async () => {
     const failing = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
     failing.customer = { ...failing.customer, name: 'Flaky Mail Ltd', email: 'flaky@debtor.example', timeZone: afternoonZone() };
