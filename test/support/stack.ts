@@ -1,0 +1,97 @@
+// The app's real pieces wired as in production (no vitest here: benchmarks use it too).
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Client, Connection } from '@temporalio/client';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { FastifyInstance } from 'fastify';
+import { apiSettingsFromConfig, buildApp, type ApiSettings } from '../../api/app';
+import { createApiKey, type Role } from '../../api/auth';
+import { loadConfig } from '../../config';
+import { channelsFromConfig, createWorker } from '../../worker/create-worker';
+import { ensureSearchAttributes } from '../../worker/search-attributes';
+import type { DbHandle } from '../../db/client';
+import { createTestDb } from './db';
+import { startFakeSendGrid } from './fake-sendgrid';
+
+export type Harness = Awaited<ReturnType<typeof startHarness>>;
+
+export type HarnessOptions = {
+  /** The database to use (migrated; the harness disposes of it); default: a fresh test database. */
+  db?: DbHandle & { dispose(): Promise<void> };
+  /** API settings over the harness's own (e.g. a higher rate limit for a benchmark). */
+  settings?: Partial<ApiSettings>;
+};
+
+/** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
+export const webhookSecrets = {
+  bank: randomBytes(24).toString('hex'),
+  stripe: `whsec_${randomBytes(24).toString('base64')}`,
+};
+
+/**
+ * The real pieces wired as in production, for one test file: a fresh database, a worker on
+ * its own task queue, the API (driven with inject), and an API key per role.
+ */
+export async function startHarness(
+  temporal: {
+    client: Client;
+    connection: Connection;
+    nativeConnection: NativeConnection;
+    namespace?: string;
+  },
+  options: HarnessOptions = {},
+) {
+  await ensureSearchAttributes(temporal.connection, temporal.namespace ?? 'default');
+  const db = options.db ?? (await createTestDb());
+  // E-mail goes through the real @sendgrid/mail client to a local SendGrid-compatible server.
+  const sendgrid = await startFakeSendGrid();
+  const config = loadConfig({
+    SENDGRID_API_KEY: sendgrid.apiKey,
+    SENDGRID_BASE_URL: sendgrid.url,
+    BUSINESS_NAME: 'Beispiel AG',
+    BUSINESS_ADDRESS: 'Hauptstraße 5|10117 Berlin',
+    PAYMENT_INSTRUCTIONS: 'IBAN DE02 1203 0000 0000 2020 51',
+    APPROVER_EMAILS: 'approvers@beispiel.example',
+    AGENCY_EMAIL: 'placements@agency.example',
+    WEBHOOK_SECRETS: `bank=${webhookSecrets.bank}`,
+    STRIPE_WEBHOOK_SECRET: webhookSecrets.stripe,
+  });
+  const taskQueue = `test-${randomUUID()}`;
+  const worker: Worker = await createWorker({
+    connection: temporal.nativeConnection,
+    namespace: temporal.namespace ?? 'default',
+    taskQueue,
+    db: db.db,
+    workflowCode: 'source',
+    channels: channelsFromConfig(config),
+  });
+  const workerRun = worker.run();
+  const app: FastifyInstance = await buildApp({
+    db,
+    temporal: temporal.client,
+    taskQueue,
+    temporalUiUrl: 'http://localhost:8233',
+    settings: { ...apiSettingsFromConfig(config), ...options.settings },
+  });
+  const keys = {} as Record<Role, string>;
+  for (const role of ['admin', 'collector', 'approver', 'viewer'] as const) {
+    keys[role] = (await createApiKey(db.db, { name: `test-${role}`, role })).key;
+  }
+  const auth = (role: Role) => ({ authorization: `Bearer ${keys[role]}` });
+
+  return {
+    db,
+    app,
+    sendgrid,
+    taskQueue,
+    keys,
+    auth,
+    async stop() {
+      await app.close();
+      worker.shutdown();
+      await workerRun;
+      await db.dispose();
+      await sendgrid.close();
+    },
+  };
+}
+
