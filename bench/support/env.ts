@@ -1,0 +1,33 @@
+import os from 'node:os';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { resolveServerExecutable } from '../../scripts/temporal-servers';
+import { allSearchAttributeKeys } from '../../workflows/messages';
+import { startHarness, type HarnessOptions } from '../../test/support/stack';
+
+/**
+ * What a benchmark measures against: a real Temporal dev server (the CLI, in memory), a fresh
+ * database (PGlite, or a database on DATABASE_URL's server), the worker and the API in this
+ * process as in `npm run dev`, and the local SendGrid-compatible server.
+ */
+export async function startBenchStack(options: HarnessOptions = {}) {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: resolveServerExecutable('cli'), searchAttributes: allSearchAttributeKeys },
+  });
+  const stack = await startHarness(env, options);
+  return {
+    ...stack,
+    env,
+    client: env.client,
+    async stop() {
+      await stack.stop();
+      await env.teardown();
+    },
+  };
+}
+
+/** The machine, for the record next to each figure. */
+export function machine(): string {
+  return `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, database ${process.env.DATABASE_URL ? 'PostgreSQL' : 'PGlite'}`;
+}

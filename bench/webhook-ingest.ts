@@ -1,0 +1,67 @@
+// Webhook ingest: signed payment webhooks (verify, store once, signal the case) against a bare
+// Fastify POST with the same body, on the same machine in the same run.
+//   npm run bench:webhooks            (BENCH_SECONDS=10 by default per phase)
+import Fastify from 'fastify';
+import { signGenericPayload } from '../api/webhook-signatures';
+import { invoicePayload } from '../test/support/fixtures';
+import { webhookSecrets } from '../test/support/stack';
+import { startBenchStack, machine } from './support/env';
+import { closedLoop, fmt, openLoop, type Request } from './support/load';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const invoiceCount = 200;
+
+async function main() {
+  const stack = await startBenchStack({ settings: { rateLimitPerMinute: 10_000_000 } });
+  const bare = Fastify({ logger: false, bodyLimit: 256 * 1024 });
+  bare.post('/bare', async (request) => ({ ok: typeof request.body === 'object' }));
+  try {
+    const apiUrl = await stack.app.listen({ host: '127.0.0.1', port: 0 });
+    const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
+
+    // Open cases the payments go to: one cent at a time, so every case stays open.
+    const invoices: string[] = [];
+    for (let i = 0; i < invoiceCount; i++) {
+      const payload = invoicePayload({ amountTotalMinor: 10_000_000 });
+      const res = await stack.app.inject({ method: 'POST', url: '/invoices', headers: stack.auth('collector'), payload });
+      if (res.statusCode !== 201) throw new Error(`registration failed: ${res.body}`);
+      invoices.push(payload.externalId);
+    }
+
+    let n = 0;
+    const event = () => {
+      n++;
+      return JSON.stringify({ id: `bench-${process.pid}-${n}`, type: 'payment.succeeded', data: { invoiceExternalId: invoices[n % invoiceCount], amountMinor: 1, currency: 'EUR' } });
+    };
+    const signed = (): Request => {
+      const body = event();
+      const ts = Math.floor(Date.now() / 1000);
+      return { path: '/webhooks/bank', headers: { 'content-type': 'application/json', 'arrears-timestamp': String(ts), 'arrears-signature': signGenericPayload(webhookSecrets.bank, ts, body) }, body };
+    };
+    const plain = (): Request => ({ path: '/bare', headers: { 'content-type': 'application/json' }, body: event() });
+    const ok = (status: number) => status === 200;
+
+    // Warm both up (JIT, connection pools, workflow caches) before measuring.
+    await closedLoop(bareUrl, plain, { concurrency, seconds: 2, ok });
+    await closedLoop(apiUrl, signed, { concurrency, seconds: 2, ok });
+
+    const baseline = await closedLoop(bareUrl, plain, { concurrency, seconds, ok });
+    const webhook = await closedLoop(apiUrl, signed, { concurrency, seconds, ok });
+    const steady = await openLoop(apiUrl, signed, { perSecond: 200, seconds, ok });
+
+    console.log(`Webhook ingest, ${machine()}, ${seconds} s per phase, ${concurrency} concurrent callers`);
+    console.log(`  bare Fastify POST      ${fmt(baseline.perSecond, 0)} req/s   p50 ${fmt(baseline.p50)} ms   p99 ${fmt(baseline.p99)} ms`);
+    console.log(`  signed webhook         ${fmt(webhook.perSecond, 0)} req/s   p50 ${fmt(webhook.p50)} ms   p99 ${fmt(webhook.p99)} ms   errors ${webhook.errors}`);
+    console.log(`  ratio                  ${fmt(webhook.perSecond / baseline.perSecond, 3)} × the bare route (target ≥ 0.3)`);
+    console.log(`  at 200 req/s (open)    p50 ${fmt(steady.p50)} ms   p99 ${fmt(steady.p99)} ms   max ${fmt(steady.max)} ms   errors ${steady.errors}   (target p99 < 50 ms)`);
+  } finally {
+    await bare.close();
+    await stack.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
