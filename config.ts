@@ -56,7 +56,7 @@ export const configSchema = z.object({
         const eq = pair.indexOf('=');
         const source = pair.slice(0, eq);
         const secret = pair.slice(eq + 1);
-        if (eq < 1 || !webhookSourcePattern.test(source) || source === 'stripe' || secret.length < 16) {
+        if (eq < 1 || !webhookSourcePattern.test(source) || source === 'stripe' || source === 'manual' || secret.length < 16) {
           // The secret is never echoed back, not even in an error.
           ctx.addIssue({ code: 'custom', message: `each entry must be source=secret, the source ${webhookSourcePattern} but not "stripe" (it has STRIPE_WEBHOOK_SECRET), and the secret at least 16 characters (entry for "${source || '?'}" is not)` });
           return z.NEVER;
@@ -72,8 +72,16 @@ export const configSchema = z.object({
     .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
   /** How old a webhook's signed timestamp may be, in seconds; older deliveries are refused as replays. */
   WEBHOOK_TOLERANCE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
-  /** Requests per minute per API key (or per address, for webhooks and unauthenticated calls). */
+  /** Requests per minute per client address, counted before authentication. */
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(6000),
+  /**
+   * The reverse proxies in front of the API whose X-Forwarded-For/-Proto to believe: `true`
+   * (any) or comma-separated addresses/CIDRs. Unset: none.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .transform((v): boolean | string => (v === 'true' ? true : v === 'false' ? false : v)),
 });
 
 /** Names of generic webhook sources: they appear in URLs (`/webhooks/<source>`). */

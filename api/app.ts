@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -25,6 +24,7 @@ export type ApiSettings = {
   stripeWebhookSecrets: string[];
   webhookToleranceSeconds: number;
   rateLimitPerMinute: number;
+  trustProxy: boolean | string;
 };
 
 export function apiSettingsFromConfig(config: Config): ApiSettings {
@@ -33,6 +33,7 @@ export function apiSettingsFromConfig(config: Config): ApiSettings {
     stripeWebhookSecrets: config.STRIPE_WEBHOOK_SECRET,
     webhookToleranceSeconds: config.WEBHOOK_TOLERANCE_SECONDS,
     rateLimitPerMinute: config.API_RATE_LIMIT_PER_MINUTE,
+    trustProxy: config.TRUST_PROXY,
   };
 }
 
@@ -56,12 +57,15 @@ export type AppContext = { db: DbHandle; services: ServiceDeps; settings: ApiSet
  * (database, Temporal client) and closes them.
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const settings = { ...apiSettingsFromConfig(configSchema.parse({})), ...deps.settings };
   const app = Fastify({
     // Never log credentials.
     logger: deps.logLevel
       ? { level: deps.logLevel, redact: ['req.headers.authorization', 'req.headers["stripe-signature"]', 'req.headers["arrears-signature"]'] }
       : false,
     bodyLimit: 1024 * 1024,
+    // Which proxies' X-Forwarded-* to believe: the client address for rate limits, https for cookies.
+    trustProxy: settings.trustProxy,
   }).withTypeProvider<ZodTypeProvider>();
   const context: AppContext = {
     db: deps.db,
@@ -72,23 +76,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       taskQueue: deps.taskQueue,
       temporalUiUrl: deps.temporalUiUrl,
     },
-    settings: { ...apiSettingsFromConfig(configSchema.parse({})), ...deps.settings },
+    settings,
   };
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerProblemHandlers(app);
 
-  // Per API key, or per address for webhooks and unauthenticated calls. The key is hashed so
-  // the limiter's store never holds a credential.
+  // Per client address, counted before anything else runs (authentication included), so
+  // bad keys and unsigned webhooks are limited too. Behind a proxy, set TRUST_PROXY.
   await app.register(rateLimit, {
+    global: false,
     max: context.settings.rateLimitPerMinute,
     timeWindow: 60_000,
-    keyGenerator: (request) =>
-      request.headers.authorization ? `key:${createHash('sha256').update(request.headers.authorization).digest('hex')}` : `ip:${request.ip}`,
+    keyGenerator: (request) => request.ip,
     errorResponseBuilder: (_request, limit) =>
       new HttpProblem(429, 'rate-limited', 'Too many requests', `At most ${limit.max} requests per minute; retry in ${Math.ceil(limit.ttl / 1000)} s.`),
   });
+  app.addHook('onRequest', app.rateLimit());
 
   await app.register(swagger, {
     openapi: {

@@ -1,4 +1,4 @@
-import { and, count, desc, eq, inArray, isNotNull } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, isNotNull, or } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
 import { currencySchema, type Currency } from '../domain/money';
@@ -152,10 +152,11 @@ export type IncomingEvent = {
   eventId: string;
   type: string;
   payload: unknown;
-  /** The money it reports, or why it reports none we apply. */
+  /** The money it reports, or why it reports none we apply (ignored), or why it is not a valid event. */
   money:
     | { moneyId: string; invoiceExternalId: string | null; amountMinor: number; currency: string; receivedAt: Date }
-    | { ignored: string };
+    | { ignored: string }
+    | { invalid: string };
 };
 
 export function webhookEventView(row: WebhookEventRow) {
@@ -194,7 +195,9 @@ export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent
       amountMinor: money?.amountMinor ?? null,
       currency: money?.currency ?? null,
       paidAt: money?.receivedAt ?? null,
-      detail: 'ignored' in event.money ? event.money.ignored : null,
+      // Nothing to apply: the outcome is known at once.
+      ...('ignored' in event.money ? { status: 'ignored' as const, detail: event.money.ignored, processedAt: new Date() } : {}),
+      ...('invalid' in event.money ? { status: 'invalid' as const, detail: event.money.invalid, processedAt: new Date() } : {}),
       payload: event.payload as object,
     })
     .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
@@ -205,7 +208,7 @@ export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent
       .select()
       .from(webhookEvents)
       .where(and(eq(webhookEvents.source, event.source), eq(webhookEvents.eventId, event.eventId))))[0]!;
-  if (stored.status !== 'received') return { duplicate: true, event: webhookEventView(stored) };
+  if (stored.status !== 'received') return { duplicate: !inserted, event: webhookEventView(stored) };
   const settled = await settleEvent(deps, stored);
   return { duplicate: !inserted, event: webhookEventView(settled) };
 }
@@ -226,7 +229,7 @@ async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<
     return markEvent(deps, stored, { status: 'unmatched', detail: currencyMismatch(stored.invoiceExternalId, target.invoice.currency, stored.currency) });
   }
   try {
-    const { payment } = await applyPayment(deps, target, {
+    const { payment, delivery } = await applyPayment(deps, target, {
       provider: stored.source,
       providerEventId: stored.moneyId,
       amountMinor: stored.amountMinor,
@@ -234,6 +237,10 @@ async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<
       receivedAt: stored.paidAt ?? stored.receivedAt,
       recordedBy: actor,
     });
+    if (delivery !== 'applied') {
+      const why = delivery === 'case_closed' ? 'its collection case was already closed' : 'it has no collection case';
+      return markEvent(deps, stored, { status: 'unapplied', detail: `Recorded against invoice ${stored.invoiceExternalId}, but ${why}: refund or allocate it.`, paymentId: payment.id });
+    }
     return markEvent(deps, stored, { status: 'applied', detail: null, paymentId: payment.id });
   } catch (err) {
     if (err instanceof HttpProblem && err.slug === 'payment-conflict') {
@@ -272,12 +279,20 @@ export async function listWebhookEvents(
   return { total: total!.n, events: rows.map(webhookEventView) };
 }
 
-/** Makes an unmatched (or half-handled) event ready to be applied to `invoiceExternalId`. */
+/**
+ * Makes an unmatched event ready to be applied to `invoiceExternalId`; or picks up one that
+ * was left half-handled for that same invoice (an event on its way elsewhere is left alone).
+ */
 async function reopenEvent(deps: ServiceDeps, id: string, invoiceExternalId: string): Promise<WebhookEventRow | undefined> {
   const [reopened] = await deps.db
     .update(webhookEvents)
     .set({ status: 'received', invoiceExternalId, detail: null })
-    .where(and(eq(webhookEvents.id, id), inArray(webhookEvents.status, ['unmatched', 'received'])))
+    .where(
+      and(
+        eq(webhookEvents.id, id),
+        or(eq(webhookEvents.status, 'unmatched'), and(eq(webhookEvents.status, 'received'), eq(webhookEvents.invoiceExternalId, invoiceExternalId))),
+      ),
+    )
     .returning();
   return reopened;
 }
@@ -313,7 +328,7 @@ export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceEx
   const [stored] = await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
   if (!stored) throw new HttpProblem(404, 'webhook-event-not-found', 'Unknown webhook event', `No webhook event with id ${id}.`);
   // `received`: a match (or delivery) that failed part-way; matching again finishes it.
-  if (stored.status === 'applied' || stored.status === 'ignored' || !stored.moneyId) {
+  if ((stored.status !== 'unmatched' && stored.status !== 'received') || !stored.moneyId) {
     throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} is ${stored.status}; only unmatched payments can be matched.`);
   }
   const target = await findInvoice(deps, invoiceExternalId);

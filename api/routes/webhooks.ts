@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -60,19 +61,48 @@ const acceptedSchema = z.object({
   event: webhookEventViewSchema,
 });
 
-function fromGenericEvent(source: string, body: z.infer<typeof genericEventSchema>): IncomingEvent {
-  const base = { source, eventId: body.id, type: body.type, payload: body };
-  if (body.type !== 'payment.succeeded') return { ...base, money: { ignored: `Event type ${body.type} carries no payment.` } };
+/**
+ * Reads a verified generic event. One that is signed but not valid is still an event to keep
+ * (status invalid, under its id, or the body's hash if it has none), answered with a 400 that
+ * says what is wrong.
+ */
+function fromGenericEvent(source: string, rawBody: Buffer): { event: IncomingEvent; problem?: HttpProblem } {
+  let payload: unknown = null;
+  try {
+    payload = JSON.parse(rawBody.toString('utf8'));
+  } catch {
+    // Unreachable in practice: the content-type parser refused it already.
+  }
+  const loose = (payload ?? {}) as { id?: unknown; type?: unknown };
+  const fallback = {
+    source,
+    eventId: typeof loose.id === 'string' && loose.id.length > 0 && loose.id.length <= 200 ? loose.id : `sha256:${createHash('sha256').update(rawBody).digest('hex')}`,
+    type: typeof loose.type === 'string' && loose.type.length <= 100 ? loose.type : 'unknown',
+    payload,
+  };
+  const envelope = genericEventSchema.safeParse(payload);
+  if (!envelope.success) {
+    const problem = invalidInput('body', envelope.error);
+    return { event: { ...fallback, money: { invalid: problem.detail } }, problem };
+  }
+  const body = envelope.data;
+  const base = { ...fallback, eventId: body.id, type: body.type };
+  if (body.type !== 'payment.succeeded') return { event: { ...base, money: { ignored: `Event type ${body.type} carries no payment.` } } };
   const data = genericPaymentSchema.safeParse(body.data);
-  if (!data.success) throw invalidInput('body.data', data.error);
+  if (!data.success) {
+    const problem = invalidInput('body.data', data.error);
+    return { event: { ...base, money: { invalid: problem.detail } }, problem };
+  }
   return {
-    ...base,
-    money: {
-      moneyId: data.data.paymentId ?? body.id,
-      invoiceExternalId: data.data.invoiceExternalId,
-      amountMinor: data.data.amountMinor,
-      currency: data.data.currency,
-      receivedAt: data.data.receivedAt ? new Date(data.data.receivedAt) : new Date(),
+    event: {
+      ...base,
+      money: {
+        moneyId: data.data.paymentId ?? body.id,
+        invoiceExternalId: data.data.invoiceExternalId,
+        amountMinor: data.data.amountMinor,
+        currency: data.data.currency,
+        receivedAt: data.data.receivedAt ? new Date(data.data.receivedAt) : new Date(),
+      },
     },
   };
 }
@@ -158,7 +188,14 @@ export const webhookRoutes = ({ services, settings }: AppContext): FastifyPlugin
         body: genericEventSchema,
         response: { 200: acceptedSchema, ...problemResponses },
       },
+      // A signed but invalid event is stored before it is refused: the handler does the refusing.
+      attachValidation: true,
     },
-    async (request) => ingestPaymentEvent(services, fromGenericEvent(request.params.source, request.body)),
+    async (request) => {
+      const { event, problem } = fromGenericEvent(request.params.source, request.rawBody ?? Buffer.alloc(0));
+      const result = await ingestPaymentEvent(services, event);
+      if (problem) throw problem;
+      return result;
+    },
   );
 };

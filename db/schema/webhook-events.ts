@@ -4,10 +4,13 @@ import { payments } from './payments';
 /**
  * received: stored, not yet fully handled (a redelivery finishes it);
  * applied: recorded as a payment and delivered to its case;
+ * unapplied: recorded as a payment of its invoice, but the case was already closed (or never
+ *   opened): flagged for reconciliation (refund or allocate);
  * unmatched: money for no known invoice (or in another currency), kept for reconciliation;
+ * invalid: signed by the source but not a valid event (kept, answered 400);
  * ignored: an event type that carries no payment for us.
  */
-export const webhookEventStatuses = ['received', 'applied', 'unmatched', 'ignored'] as const;
+export const webhookEventStatuses = ['received', 'applied', 'unapplied', 'unmatched', 'invalid', 'ignored'] as const;
 
 /**
  * Every signed event a payment processor sends, stored once (source + event id unique) before
