@@ -1,9 +1,10 @@
 import { and, asc, eq, lte, ne, notInArray } from 'drizzle-orm';
-import { collectionCases, customers, invoices } from '../db/schema';
+import { collectionCases, customers, invoices, webhookEvents } from '../db/schema';
+import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
 import { temporalUiLink, type ServiceDeps } from './invoice-service';
 
-export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long'] as const;
+export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long', 'payment_unfinished'] as const;
 export type StuckKind = (typeof stuckKinds)[number];
 
 export type StuckCase = {
@@ -20,8 +21,10 @@ export type StuckCase = {
   attempts: number | null;
   /** The approval a person is late deciding. */
   approvalId: string | null;
-  /** What an operator can do from here: resume retries a blocked step or ends a pause. */
-  action: 'resume' | 'decide' | null;
+  /** What an operator can do from here: resume retries a blocked step or ends a pause; finish applies a half-handled payment. */
+  action: 'resume' | 'decide' | 'finish' | null;
+  /** For an unfinished payment: the webhook event. */
+  webhookEventId: string | null;
   temporalUiUrl: string;
 };
 
@@ -34,6 +37,13 @@ export type StuckOptions = {
   describeLimit: number;
   now?: Date;
 };
+
+/** Runs `fn` over `items`, at most `size` at a time: a page must not flood Temporal with describes. */
+async function mapInBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  return results;
+}
 
 /**
  * Cases that will not move on by themselves, and why. Blocked, paused and overdue approvals come
@@ -58,9 +68,10 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     temporalUiUrl: temporalUiLink(deps, row.caseRow.workflowId),
     attempts: null,
     approvalId: null,
+    webhookEventId: null,
   });
 
-  const [blocked, paused, due, overdueApprovals] = await Promise.all([
+  const [blocked, paused, due, overdueApprovals, unfinished] = await Promise.all([
     selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
     selectCases()
       .where(and(eq(collectionCases.stage, 'Paused'), lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000))))
@@ -71,10 +82,19 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .orderBy(asc(collectionCases.nextActionAt))
       .limit(options.describeLimit),
     listApprovals(deps, { status: 'pending', deadlineBefore: now, limit: 200 }),
+    // A payment event whose handling broke off (Temporal down) and that no redelivery finished.
+    deps.db
+      .select()
+      .from(webhookEvents)
+      .where(and(eq(webhookEvents.status, 'received'), lte(webhookEvents.receivedAt, new Date(now.getTime() - 5 * 60_000))))
+      .orderBy(asc(webhookEvents.receivedAt))
+      .limit(200),
   ]);
 
-  const failing = await Promise.all(
-    due.map(async (row): Promise<StuckCase | undefined> => {
+  const failing = await mapInBatches(
+    due,
+    8,
+    async (row): Promise<StuckCase | undefined> => {
       let activities;
       try {
         const handle = deps.temporal.workflow.getHandle(row.caseRow.workflowId);
@@ -96,7 +116,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
         attempts: worst.attempt ?? null,
         action: null,
       };
-    }),
+    },
   );
 
   return [
@@ -118,6 +138,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       since: approval.deadlineAt,
       attempts: null,
       approvalId: approval.id,
+      webhookEventId: null,
       action: 'decide' as const,
       temporalUiUrl: temporalUiLink(deps, approval.workflowId),
     })),
@@ -127,6 +148,20 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       reason: `Paused for more than ${options.pausedForDays} days`,
       since: row.caseRow.updatedAt.toISOString(),
       action: 'resume' as const,
+    })),
+    ...unfinished.map((event) => ({
+      kind: 'payment_unfinished' as const,
+      invoiceExternalId: event.invoiceExternalId ?? '?',
+      customerName: '',
+      workflowId: collectionWorkflowId(event.invoiceExternalId ?? '?'),
+      stage: '',
+      reason: `${event.source} payment ${event.eventId} is stored but not yet applied`,
+      since: event.receivedAt.toISOString(),
+      attempts: null,
+      approvalId: null,
+      webhookEventId: event.id,
+      action: 'finish' as const,
+      temporalUiUrl: temporalUiLink(deps, collectionWorkflowId(event.invoiceExternalId ?? '?')),
     })),
   ];
 }

@@ -152,8 +152,12 @@ describe('approver inbox', () => {
     const page = await signIn('approver');
     const item = page.locator(`[data-approval-id="${target.approvalId}"]`);
     // An empty reason: the browser itself refuses (required), nothing is sent.
+    const posts: string[] = [];
+    page.on('request', (r) => r.method() === 'POST' && posts.push(r.url()));
     await item.getByRole('button', { name: 'Approve' }).click();
-    expect(await page.locator(`[data-approval-id="${target.approvalId}"]`).count()).toBe(1);
+    expect(await item.getByLabel('Reason for your decision').evaluate((el) => (el as unknown as { validity: { valueMissing: boolean } }).validity.valueMissing)).toBe(true);
+    expect(posts).toEqual([]);
+    expect(await page.getByRole('alert').count()).toBe(0);
 
     // Meanwhile an admin decides it through the API.
     const api = await h.app.inject({
@@ -183,6 +187,16 @@ describe('approver inbox', () => {
     expect(await anonymous.getByRole('alert').innerText()).toContain('unknown or revoked');
     await anonymous.close();
 
+    // A sign-in posted from another site (without the form's cookie) is refused.
+    const forged = await fetch(`${baseUrl}/ui/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ key: h.keys.approver, next: '/ui/approvals', login: 'guessed' }).toString(),
+      redirect: 'manual',
+    });
+    expect(forged.status).toBe(403);
+    expect(forged.headers.getSetCookie().some((c) => c.startsWith('arrears_session='))).toBe(false);
+
     const collector = await signIn('collector', '/ui/operations');
     const forbidden = await collector.goto(`${baseUrl}/ui/approvals`);
     expect(forbidden?.status()).toBe(403);
@@ -199,6 +213,8 @@ describe('operations view', () => {
     const paused = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
     paused.customer = { ...paused.customer, timeZone: afternoonZone() };
     expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: paused })).statusCode).toBe(201);
+    // Let its only step (the day-1 e-mail) finish first, so no late state write follows the pause.
+    await until('the ladder to finish', async () => (await caseStage(paused.externalId)) === 'AwaitingPayment');
     const pause = await h.app.inject({ method: 'POST', url: `/invoices/${paused.externalId}/pause`, headers: h.auth('collector'), payload: { reason: 'customer in administration' } });
     expect(pause.statusCode).toBe(202);
     await until('the case to be paused', async () => (await caseStage(paused.externalId)) === 'Paused');

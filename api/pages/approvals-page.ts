@@ -26,7 +26,7 @@ function costLine(approval: ApprovalView): string {
 
 /** The approver's inbox: pending requests, largest and oldest first, each with the facts to decide on. */
 export function registerApprovalPages({ db, services }: AppContext, app: FastifyInstance): void {
-  async function renderInbox(request: FastifyRequest, reply: FastifyReply, banner?: { kind: 'notice' | 'error'; text: string }) {
+  async function renderInbox(request: FastifyRequest, reply: FastifyReply, banner?: { kind: 'notice' | 'error'; text: string; status?: number }) {
     const pending = await listApprovals(services, { status: 'pending', limit: 200 });
     const contacts = await contactsSoFar(services, pending.map((a) => a.workflowId));
     const now = new Date();
@@ -69,7 +69,7 @@ export function registerApprovalPages({ db, services }: AppContext, app: Fastify
 ${banner ? html`<p class="${banner.kind}" role="${banner.kind === 'error' ? 'alert' : 'status'}">${banner.text}</p>` : ''}
 ${items.length === 0 ? html`<p>Nothing is waiting for a decision.</p>` : items}`;
     return reply
-      .code(banner?.kind === 'error' ? 409 : 200)
+      .code(banner?.status ?? 200)
       .type('text/html; charset=utf-8')
       .send(layout({ title: 'Approvals', user, body }));
   }
@@ -88,20 +88,21 @@ ${items.length === 0 ? html`<p>Nothing is waiting for a decision.</p>` : items}`
 
   // Works without JavaScript: a plain form post, then a redirect to the inbox that names the result.
   app.post('/ui/approvals/:id/decision', { onRequest: requirePageRole(db.db, 'admin', 'approver') }, async (request, reply) => {
-    const { id } = request.params as { id: string };
+    const id = z.uuid().safeParse((request.params as { id: string }).id);
+    if (!id.success) return renderInbox(request, reply, { kind: 'error', text: 'No such approval request.', status: 404 });
     const form = decisionForm.safeParse(request.body);
     if (!csrfValid(request, (request.body as { csrf?: unknown } | undefined)?.csrf)) {
-      return renderInbox(request, reply, { kind: 'error', text: 'The form had expired. Nothing was decided; try again.' });
+      return renderInbox(request, reply, { kind: 'error', text: 'The form had expired. Nothing was decided; try again.', status: 403 });
     }
-    if (!form.success) return renderInbox(request, reply, { kind: 'error', text: form.error.issues.map((i) => i.message).join('; ') });
+    if (!form.success) return renderInbox(request, reply, { kind: 'error', text: form.error.issues.map((i) => i.message).join('; '), status: 400 });
     try {
-      await decideApproval(services, id, form.data, request.caller!);
+      await decideApproval(services, id.data, form.data, request.caller!);
     } catch (err) {
       if (err instanceof HttpProblem && err.status < 500) {
-        return renderInbox(request, reply, { kind: 'error', text: `Your decision was not recorded: ${err.detail}` });
+        return renderInbox(request, reply, { kind: 'error', text: `Your decision was not recorded: ${err.detail}`, status: err.status });
       }
       throw err;
     }
-    return reply.redirect(`/ui/approvals?decided=${encodeURIComponent(id)}`, 303);
+    return reply.redirect(`/ui/approvals?decided=${encodeURIComponent(id.data)}`, 303);
   });
 }

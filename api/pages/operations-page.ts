@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { externalIdSchema } from '../../domain/collection';
 import type { AppContext } from '../app';
 import { sendCaseCommand } from '../case-command-service';
 import { findStuckCases } from '../operations-service';
@@ -20,7 +21,9 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const options = query.success ? query.data : stuckQuerySchema.parse({});
     const stuck = await findStuckCases(services, { ...options, describeLimit: 100 });
     const canAct = user.role !== 'viewer';
-    const notice = (request.query as { resumed?: string }).resumed;
+    // Only an invoice id is echoed back, never free text from the URL.
+    const resumed = externalIdSchema.safeParse((request.query as { resumed?: unknown }).resumed);
+    const notice = resumed.success ? resumed.data : undefined;
     const body = html`<h1>Stuck cases</h1>
 ${notice ? html`<p class="notice" role="status">Sent to invoice ${notice}: the case goes on.</p>` : ''}
 <p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, and cases paused for more than ${options.pausedForDays} days.</p>
@@ -39,6 +42,8 @@ ${stuck.map(
       ? resumeForm(c.invoiceExternalId, user, c.kind === 'blocked' ? 'Retry the step' : 'Resume')
       : c.action === 'decide'
         ? html`<a href="/ui/approvals">Decide</a>`
+        : c.action === 'finish'
+          ? html`<span class="muted">Finish it: <code>POST /webhook-events/${c.webhookEventId}/match</code> with the invoice</span>`
         : c.kind === 'activity_failing'
           ? html`<span class="muted">Retrying by itself (attempt ${c.attempts}); see the failure in the Temporal UI</span>`
           : ''

@@ -16,17 +16,40 @@ declare module 'fastify' {
   }
 }
 
-function cookieValue(request: FastifyRequest): string | undefined {
+const loginCookieName = 'arrears_login';
+
+function cookieValue(request: FastifyRequest, wanted = cookieName): string | undefined {
   for (const part of (request.headers.cookie ?? '').split(';')) {
     const [name, ...value] = part.trim().split('=');
-    if (name === cookieName) return value.join('=');
+    if (name === wanted) return value.join('=');
   }
   return undefined;
 }
 
-function setCookie(reply: FastifyReply, request: FastifyRequest, value: string, maxAgeSeconds: number): void {
+function setCookie(reply: FastifyReply, request: FastifyRequest, value: string, maxAgeSeconds: number, name = cookieName): void {
   const secure = request.protocol === 'https' ? '; Secure' : '';
-  void reply.header('set-cookie', `${cookieName}=${value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
+  void reply.header('set-cookie', `${name}=${value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
+}
+
+function sameSecret(a: unknown, b: string | undefined): boolean {
+  if (typeof a !== 'string' || !b) return false;
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/**
+ * The sign-in form's CSRF guard (there is no session yet): a random value in a cookie that the
+ * form repeats. A page elsewhere can make the browser post, but cannot read the value.
+ */
+export function issueLoginToken(request: FastifyRequest, reply: FastifyReply): string {
+  const token = randomBytes(24).toString('base64url');
+  setCookie(reply, request, token, 3600, loginCookieName);
+  return token;
+}
+
+export function loginTokenValid(request: FastifyRequest, submitted: unknown): boolean {
+  return sameSecret(submitted, cookieValue(request, loginCookieName));
 }
 
 /** Exchanges a live API key's holder for a session cookie (the key itself is never stored in the browser). */
@@ -82,11 +105,7 @@ export function requirePageRole(db: Database, ...allowed: Role[]): onRequestHook
 
 /** Every form carries the session's CSRF token; a POST without the right one changes nothing. */
 export function csrfValid(request: FastifyRequest, submitted: unknown): boolean {
-  const expected = request.pageUser?.csrfToken;
-  if (!expected || typeof submitted !== 'string') return false;
-  const a = Buffer.from(submitted);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return sameSecret(submitted, request.pageUser?.csrfToken);
 }
 
 /** HTML forms post application/x-www-form-urlencoded: parsed here into a plain object of strings. */

@@ -88,7 +88,8 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
     },
     async (request, reply) => {
       const result = await registerInvoice(services, request.body, request.caller!);
-      if (result.created) await applyWaitingPayments(services, result.invoice.externalId);
+      // On every registration, not only the first: one whose workflow start failed is retried by registering again.
+      await applyWaitingPayments(services, result.invoice.externalId);
       return reply.code(result.created ? 201 : 200).send({ invoice: result.invoice, case: result.case });
     },
   );
