@@ -17,6 +17,8 @@ export type AppDeps = {
   temporal: Client;
   taskQueue: string;
   temporalUiUrl: string;
+  /** The API's clock (the wall clock by default); time-skipping tests pass the test server's. */
+  clock?: () => Promise<Date>;
   /** Log level; logging is off when unset (tests). */
   logLevel?: string;
 };
@@ -43,6 +45,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       temporal: deps.temporal,
       taskQueue: deps.taskQueue,
       temporalUiUrl: deps.temporalUiUrl,
+      clock: deps.clock ?? (async () => new Date()),
     },
   };
 

@@ -1,25 +1,26 @@
 import { and, asc, eq } from 'drizzle-orm';
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { WorkflowIdReusePolicy } from '@temporalio/common';
+import { signalCollection, startCollection, type CaseStartDeps, type StoredCase } from '../cases/collection-start';
+import { latestPolicy } from '../cases/policies';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, communications, customers, invoices, payments } from '../db/schema';
-import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
+import { collectionStartsAt, collectionWorkflowId } from '../domain/collection';
 import type { Currency } from '../domain/money';
-import { caseStatusQuery, paymentReceivedSignal, searchAttributes, type CaseStatus } from '../workflows/messages';
+import { caseStatusQuery, paymentReceivedSignal, type CaseStatus } from '../workflows/messages';
 import type { Caller } from './auth';
-import { latestPolicy, pinnedPolicy } from './policies';
 import { HttpProblem } from './problem';
 import type { RegisterInvoice } from './schemas';
 
 type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
 
-export type ServiceDeps = {
-  db: Database;
+export type ServiceDeps = CaseStartDeps & {
   /** Where failures hidden from the caller (Temporal errors behind a 503) are logged. */
   log?: { error(obj: object, msg: string): void };
-  temporal: Client;
-  taskQueue: string;
   temporalUiUrl: string;
+  /**
+   * The time registration compares a case's start time with: the wall clock in production,
+   * the test server's clock in time-skipping tests (where workflow time runs ahead).
+   */
+  clock: () => Promise<Date>;
 };
 
 type InvoiceRow = typeof invoices.$inferSelect;
@@ -37,7 +38,8 @@ export function caseView(deps: ServiceDeps, row: CaseRow) {
     amountOutstandingMinor: row.amountOutstandingMinor,
     nextActionAt: row.nextActionAt?.toISOString() ?? null,
     blockedReason: row.blockedReason,
-    startedAt: row.startedAt.toISOString(),
+    startsAt: row.startsAt.toISOString(),
+    startedAt: row.startedAt?.toISOString() ?? null,
     closedAt: row.closedAt?.toISOString() ?? null,
     temporalUiUrl: temporalUiLink(deps, row.workflowId),
   };
@@ -59,43 +61,6 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
 }
 
 type CustomerRow = typeof customers.$inferSelect;
-
-/** The workflow's input: the stored invoice, the balance its case starts with, and its pinned policy. */
-async function collectionInput(deps: ServiceDeps, invoice: InvoiceRow, customer: Pick<CustomerRow, 'externalId' | 'timeZone'>, caseRow: CaseRow): Promise<CollectionInput> {
-  const policy = caseRow.policyId ? await pinnedPolicy(deps.db, caseRow.policyId) : await latestPolicy(deps.db);
-  return {
-    invoiceId: invoice.id,
-    invoiceExternalId: invoice.externalId,
-    invoiceNumber: invoice.number,
-    customerExternalId: customer.externalId,
-    customerTimeZone: customer.timeZone,
-    currency: invoice.currency as Currency,
-    amountOutstandingMinor: caseRow.amountOutstandingMinor,
-    dueDate: invoice.dueDate,
-    policyId: policy.id,
-    policy: policy.definition,
-  };
-}
-
-/**
- * How every case's workflow is started, by registration or by a payment that finds it not yet
- * started: the id derived from the invoice, and a closed case never started again.
- */
-function startOptions(deps: ServiceDeps, input: CollectionInput) {
-  return {
-    workflowId: collectionWorkflowId(input.invoiceExternalId),
-    taskQueue: deps.taskQueue,
-    args: [input] as [CollectionInput],
-    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-    typedSearchAttributes: [
-      { key: searchAttributes.invoiceId, value: input.invoiceExternalId },
-      { key: searchAttributes.customerId, value: input.customerExternalId },
-      { key: searchAttributes.currency, value: input.currency },
-      { key: searchAttributes.stage, value: 'Scheduled' },
-      { key: searchAttributes.amountOutstanding, value: input.amountOutstandingMinor },
-    ],
-  };
-}
 
 function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
   deps.log?.error({ err }, title);
@@ -146,13 +111,16 @@ async function upsertCustomer(tx: Transaction, input: CustomerInput, actor: stri
 
 /**
  * Registers an invoice (idempotent by external id) and opens its collection case: customer,
- * invoice, case row and audit event in one transaction, then the workflow start. If the start
- * fails, the stored case is kept and registering again starts it.
+ * invoice, case row and audit event in one transaction. The case's workflow starts at once if
+ * its start time (a day before the policy's first step) has come; otherwise the overdue sweep
+ * starts it then. If the start fails, the stored case is kept: registering again, or the
+ * sweep, starts it.
  */
 export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice, caller: Caller) {
   const outstanding = input.amountOutstandingMinor ?? input.amountTotalMinor;
   const workflowId = collectionWorkflowId(input.externalId);
   const policy = await latestPolicy(deps.db, input.policy);
+  if (!policy) throw new HttpProblem(422, 'unknown-policy', 'Unknown collection policy', `No collection policy named "${input.policy}".`);
   const { invoice, customer, caseRow, created } = await deps.db.transaction(async (tx) => {
     const customer = await upsertCustomer(tx, input.customer, caller.name);
 
@@ -181,9 +149,10 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
         .values({
           invoiceId: invoice.id,
           workflowId,
-          stage: 'Scheduled',
+          stage: 'NotStarted',
           amountOutstandingMinor: invoice.amountOutstandingMinor,
           policyId: policy.id,
+          startsAt: collectionStartsAt(policy.definition, invoice.dueDate),
         })
         .returning();
     }
@@ -199,22 +168,30 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
     return { invoice, customer, caseRow, created: Boolean(inserted) };
   });
 
-  if (caseRow && caseRow.stage !== 'Closed') {
-    const collection = await collectionInput(deps, invoice, customer, caseRow);
-    try {
-      await deps.temporal.workflow.start('invoiceCollection', startOptions(deps, collection));
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        throw temporalUnavailable(
-          deps,
-          'Collection could not start',
-          `Invoice ${invoice.externalId} is stored, but its collection workflow could not be started. Register it again to retry; nothing is duplicated.`,
-          err,
-        );
-      }
-    }
+  const current = await startIfDue(deps, { invoice, customer, caseRow });
+  return { created, invoice: invoiceView(invoice, customer.externalId), case: current ? caseView(deps, current) : null };
+}
+
+/**
+ * Starts a case's workflow if its start time has come, and returns the case row as it stands
+ * then. A failed start keeps the case waiting for the next try (or the overdue sweep): 503.
+ */
+export async function startIfDue(deps: ServiceDeps, stored: Omit<StoredCase, 'caseRow'> & { caseRow: CaseRow | undefined }): Promise<CaseRow | undefined> {
+  const { caseRow } = stored;
+  const now = await deps.clock();
+  if (caseRow?.stage !== 'NotStarted' || caseRow.startsAt > now) return caseRow;
+  try {
+    await startCollection(deps, { ...stored, caseRow }, now);
+  } catch (err) {
+    throw temporalUnavailable(
+      deps,
+      'Collection could not start',
+      `Invoice ${stored.invoice.externalId} is stored, but its collection workflow could not be started. Send the request again to retry, or leave it to the overdue sweep; nothing is duplicated.`,
+      err,
+    );
   }
-  return { created, invoice: invoiceView(invoice, customer.externalId), case: caseRow ? caseView(deps, caseRow) : null };
+  const [after] = await deps.db.select().from(collectionCases).where(eq(collectionCases.id, caseRow.id));
+  return after;
 }
 
 function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, customerId: string): void {
@@ -307,34 +284,26 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
     return { payment: existing!, created: false };
   });
 
-  // Delivered with signal-with-start: a case whose workflow never started (its start failed
-  // at registration) starts now, with this payment in hand.
+  // A case whose workflow is not running yet (not due, or its start failed) starts now, with
+  // this payment in hand.
   let delivery: 'applied' | 'case_closed' | 'no_case' = 'no_case';
   if (caseRow) {
+    const paymentArgs = {
+      paymentId: payment.id,
+      amountMinor: payment.amountMinor,
+      currency: payment.currency as Currency,
+      receivedAt: payment.receivedAt.toISOString(),
+    };
     try {
-      await deps.temporal.workflow.signalWithStart('invoiceCollection', {
-        ...startOptions(deps, await collectionInput(deps, invoice, customer, caseRow)),
-        signal: paymentReceivedSignal,
-        signalArgs: [
-          {
-            paymentId: payment.id,
-            amountMinor: payment.amountMinor,
-            currency: payment.currency as Currency,
-            receivedAt: payment.receivedAt.toISOString(),
-          },
-        ],
-      });
-      delivery = 'applied';
+      const outcome = await signalCollection(deps, { invoice, customer, caseRow }, paymentReceivedSignal, paymentArgs, await deps.clock());
+      delivery = outcome === 'delivered' ? 'applied' : 'case_closed';
     } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        throw temporalUnavailable(
-          deps,
-          'Payment stored but not yet applied',
-          `Payment ${input.reference} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
-          err,
-        );
-      }
-      delivery = 'case_closed';
+      throw temporalUnavailable(
+        deps,
+        'Payment stored but not yet applied',
+        `Payment ${input.reference} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
+        err,
+      );
     }
   }
   if (created && delivery !== 'applied') {
@@ -366,13 +335,14 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
 export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
   const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
   let live: CaseStatus | null = null;
-  if (caseRow) {
+  // A case that has not started has no workflow to ask.
+  if (caseRow && caseRow.stage !== 'NotStarted') {
     try {
       const handle = deps.temporal.workflow.getHandle(caseRow.workflowId);
       // A query needs a live worker; don't let a page wait on one that is down.
       live = await deps.temporal.connection.withDeadline(Date.now() + 3000, () => handle.query(caseStatusQuery));
     } catch {
-      live = null; // Temporal unreachable or workflow not started: the database copy still answers.
+      live = null; // Temporal unreachable or the workflow's start failed: the database copy still answers.
     }
   }
   const [timeline, comms] = await Promise.all([

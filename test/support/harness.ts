@@ -17,14 +17,18 @@ export type Harness = Awaited<ReturnType<typeof startHarness>>;
 
 /**
  * The real pieces wired as in production, for one test file: a fresh database, a worker on
- * its own task queue, the API (driven with inject), and an API key per role.
+ * its own task queue, the API (driven with inject), and an API key per role. `clock` is the
+ * API's notion of now (the wall clock unless given).
  */
-export async function startHarness(temporal: {
-  client: Client;
-  connection: Connection;
-  nativeConnection: NativeConnection;
-  namespace?: string;
-}) {
+export async function startHarness(
+  temporal: {
+    client: Client;
+    connection: Connection;
+    nativeConnection: NativeConnection;
+    namespace?: string;
+  },
+  clock: () => Promise<Date> = async () => new Date(),
+) {
   await ensureSearchAttributes(temporal.connection, temporal.namespace ?? 'default');
   const db = await createTestDb();
   // E-mail goes through the real @sendgrid/mail client to a local SendGrid-compatible server.
@@ -44,6 +48,7 @@ export async function startHarness(temporal: {
     namespace: temporal.namespace ?? 'default',
     taskQueue,
     db: db.db,
+    client: temporal.client,
     workflowCode: 'source',
     channels: channelsFromConfig(config),
   });
@@ -53,6 +58,7 @@ export async function startHarness(temporal: {
     temporal: temporal.client,
     taskQueue,
     temporalUiUrl: 'http://localhost:8233',
+    clock,
   });
   const keys = {} as Record<Role, string>;
   for (const role of ['admin', 'collector', 'approver', 'viewer'] as const) {
@@ -65,6 +71,7 @@ export async function startHarness(temporal: {
     app,
     sendgrid,
     taskQueue,
+    clock,
     keys,
     auth,
     async stop() {
@@ -95,12 +102,15 @@ export async function startDevServerHarness() {
   };
 }
 
-/** The harness on its own time-skipping test server (months of a case in seconds); stop() tears both down. */
+/**
+ * The harness on its own time-skipping test server (months of a case in seconds); stop() tears
+ * both down. The API's clock is the test server's, which runs ahead as tests skip time.
+ */
 export async function startTimeSkippingHarness() {
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: resolveServerExecutable('test-server') },
   });
-  const harness = await startHarness(env);
+  const harness = await startHarness(env, async () => new Date(await env.currentTimeMs()));
   return {
     ...harness,
     env,
