@@ -1,11 +1,9 @@
 // The collection workflow on the time-skipping test server: months of a case in seconds, with
 // the real activities writing to a real (embedded) PostgreSQL and e-mail going through the
 // real @sendgrid/mail client to a local SendGrid-compatible server.
-import { Client, Connection } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildApp } from '../api/app';
 import {
   approvals,
   auditEvents,
@@ -216,15 +214,7 @@ describe('invoice collection workflow (time-skipping server)', () => {
 
   it('starts a case whose workflow failed to start when its payment arrives, and applies the payment', async () => {
     // Registration through an API whose Temporal connection is gone: the start fails.
-    const lostConnection = await Connection.connect({ address: env.address });
-    await lostConnection.close();
-    const broken = await buildApp({
-      db: h.db,
-      temporal: new Client({ connection: lostConnection }),
-      taskQueue: h.taskQueue,
-      temporalUiUrl: 'http://localhost:8233',
-      clock: h.clock,
-    });
+    const broken = await h.appWithoutTemporal();
     const now = new Date(await env.currentTimeMs());
     const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now) });
     const failed = await broken.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });

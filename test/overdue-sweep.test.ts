@@ -2,11 +2,10 @@
 // run here as a workflow on the time-skipping server (which has no schedules; the schedule
 // itself is tested on the dev server in sweep-schedule.test.ts).
 import { randomUUID } from 'node:crypto';
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../api/app';
 import { collectionCases, collectionPolicies } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { policySchema } from '../domain/policy';
@@ -40,9 +39,7 @@ async function register(dueInDays: number, extra: { policy?: string } = {}) {
 
 /** Registers through an API whose Temporal connection is gone: the invoice is stored, the start fails. */
 async function registerWithFailedStart(dueInDays: number) {
-  const lost = await Connection.connect({ address: env.address });
-  await lost.close();
-  const broken = await buildApp({ db: h.db, temporal: new Client({ connection: lost }), taskQueue: h.taskQueue, temporalUiUrl: 'http://localhost:8233', clock: h.clock });
+  const broken = await h.appWithoutTemporal();
   const now = await today();
   const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(dueInDays, now) });
   const res = await broken.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });

@@ -1,8 +1,7 @@
 // The overdue sweep's Temporal Schedule, on the dev server (the time-skipping server has no
 // schedules): its shape, its idempotent creation and update, and a triggered run.
-import { Client, Connection, ScheduleOverlapPolicy } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp } from '../api/app';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectionWorkflowId } from '../domain/collection';
 import { ensureSweepSchedule, sweepScheduleId } from '../worker/sweep-schedule';
 import type { OverdueSweepResult } from '../workflows/overdue-sweep';
@@ -54,9 +53,7 @@ describe('overdue sweep schedule', () => {
 
   it('starts a case whose start failed when the schedule runs the sweep', async () => {
     // Registered through an API whose Temporal connection is gone: stored, not started.
-    const lost = await Connection.connect({ address: inject('temporalAddress') });
-    await lost.close();
-    const broken = await buildApp({ db: h.db, temporal: new Client({ connection: lost }), taskQueue: h.taskQueue, temporalUiUrl: 'http://localhost:8233' });
+    const broken = await h.appWithoutTemporal();
     const payload = invoicePayload({ dueDate: isoDate(-1) });
     expect((await broken.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(503);
     await broken.close();

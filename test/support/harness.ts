@@ -69,6 +69,12 @@ export async function startHarness(
   return {
     db,
     app,
+    /** The API over the same database, with a Temporal connection that is closed: every start or signal fails. */
+    async appWithoutTemporal(): Promise<FastifyInstance> {
+      const lost = await Connection.connect({ address: temporal.connection.options.address });
+      await lost.close();
+      return buildApp({ db, temporal: new Client({ connection: lost }), taskQueue, temporalUiUrl: 'http://localhost:8233', clock });
+    },
     sendgrid,
     taskQueue,
     clock,
