@@ -116,3 +116,6 @@ export const paymentViewSchema = z.object({
 });
 
 export const externalIdParamsSchema = z.object({ externalId: externalIdSchema });
+
+/** Why a person did something, for the audit trail and the case history. */
+export const reasonSchema = z.string().trim().min(3).max(2000);

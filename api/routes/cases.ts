@@ -17,10 +17,10 @@ import {
 } from '../../workflows/messages';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
+import { idempotencyKey } from '../idempotency';
 import { HttpProblem, problemResponses } from '../problem';
-import { externalIdParamsSchema } from '../schemas';
+import { externalIdParamsSchema, reasonSchema as reason } from '../schemas';
 
-const reason = z.string().trim().min(3).max(2000);
 const isoDate = z.iso.date();
 
 const commands = {
@@ -84,10 +84,7 @@ export const caseRoutes =
       return { caseRow: row.caseRow, invoice: row.invoice };
     };
 
-    const messageIdOf = (request: FastifyRequest, name: CommandName) => {
-      const key = request.headers['idempotency-key'];
-      return typeof key === 'string' && key.length > 0 && key.length <= 200 ? `${name}:${key}` : `${name}:${randomUUID()}`;
-    };
+    const messageIdOf = (request: FastifyRequest, name: CommandName) => `${name}:${idempotencyKey(request) ?? randomUUID()}`;
 
     async function deliver(name: CommandName, workflowId: string, by: string, messageId: string, body: Record<string, unknown>) {
       const handle = services.temporal.workflow.getHandle(workflowId);
