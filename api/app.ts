@@ -10,6 +10,7 @@ import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
 import { caseListRoutes } from './routes/cases-list';
+import { invoiceAdjustmentRoutes } from './routes/invoice-adjustments';
 import { invoiceRoutes } from './routes/invoices';
 
 export type AppDeps = {
@@ -71,6 +72,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes(context));
   await app.register(invoiceRoutes(context));
+  await app.register(invoiceAdjustmentRoutes(context));
   await app.register(caseRoutes(context));
   await app.register(approvalRoutes(context));
   await app.register(caseListRoutes(context));

@@ -53,6 +53,7 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
     currency: row.currency,
     amountTotalMinor: row.amountTotalMinor,
     amountOutstandingMinor: row.amountOutstandingMinor,
+    amountCreditedMinor: row.amountCreditedMinor,
     issueDate: row.issueDate,
     dueDate: row.dueDate,
     status: row.status,
@@ -62,7 +63,7 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
 
 type CustomerRow = typeof customers.$inferSelect;
 
-function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
+export function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
   deps.log?.error({ err }, title);
   return new HttpProblem(503, 'temporal-unavailable', title, detail);
 }
@@ -176,10 +177,14 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
  * Starts a case's workflow if its start time has come, and returns the case row as it stands
  * then. A failed start keeps the case waiting for the next try (or the overdue sweep): 503.
  */
-export async function startIfDue(deps: ServiceDeps, stored: Omit<StoredCase, 'caseRow'> & { caseRow: CaseRow | undefined }): Promise<CaseRow | undefined> {
+export async function startIfDue(
+  deps: ServiceDeps,
+  stored: Omit<StoredCase, 'caseRow'> & { caseRow: CaseRow | null | undefined },
+): Promise<CaseRow | null | undefined> {
   const { caseRow } = stored;
   const now = await deps.clock();
-  if (caseRow?.stage !== 'NotStarted' || caseRow.startsAt > now) return caseRow;
+  // A cancelled invoice's case is never started, even if its start time has come.
+  if (stored.invoice.status !== 'open' || caseRow?.stage !== 'NotStarted' || caseRow.startsAt > now) return caseRow;
   try {
     await startCollection(deps, { ...stored, caseRow }, now);
   } catch (err) {
@@ -212,7 +217,8 @@ function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, custome
   }
 }
 
-async function findInvoice(deps: ServiceDeps, externalId: string) {
+/** The invoice with its customer and case row (null when it has none); 404 if unknown. */
+export async function findInvoice(deps: ServiceDeps, externalId: string) {
   const [row] = await deps.db
     .select({ invoice: invoices, customer: { externalId: customers.externalId, timeZone: customers.timeZone }, caseRow: collectionCases })
     .from(invoices)

@@ -75,6 +75,7 @@ export const invoiceViewSchema = z.object({
   currency: z.string(),
   amountTotalMinor: z.number().int(),
   amountOutstandingMinor: z.number().int(),
+  amountCreditedMinor: z.number().int().describe('The sum of the credit notes issued against the invoice'),
   issueDate: z.string(),
   dueDate: z.string(),
   status: z.enum(invoices.status.enumValues),
