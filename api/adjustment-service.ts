@@ -3,14 +3,13 @@
  * changes to the fields a case has not yet acted on (number; due date before the case starts).
  */
 import { and, eq, gt, or, sql } from 'drizzle-orm';
-import { signalCollection } from '../cases/collection-start';
 import { pinnedPolicy } from '../cases/policies';
 import { auditEvents, collectionCases, invoiceAdjustments, invoices } from '../db/schema';
 import { collectionStartsAt } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import { invoiceAdjustedSignal } from '../workflows/messages';
 import type { Caller } from './auth';
-import { caseView, findInvoice, invoiceView, startIfDue, temporalUnavailable, type ServiceDeps } from './invoice-service';
+import { caseView, deliverToCase, findInvoice, invoiceView, startIfDue, type ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
 
 type AdjustmentRow = typeof invoiceAdjustments.$inferSelect;
@@ -104,17 +103,10 @@ async function recordAdjustment(
       ...(row.amountMinor !== null ? { creditMinor: row.amountMinor } : {}),
       reason: row.reason,
     };
-    try {
-      const outcome = await signalCollection(deps, { invoice, customer, caseRow }, invoiceAdjustedSignal, message, await deps.clock());
-      delivery = outcome === 'delivered' ? 'applied' : 'case_closed';
-    } catch (err) {
-      throw temporalUnavailable(
-        deps,
-        'Adjustment stored but not yet applied',
-        `Adjustment ${row.adjustmentId} of invoice ${externalId} is stored; forwarding it to the collection case failed. Send it again with the same adjustmentId; it is applied once.`,
-        err,
-      );
-    }
+    delivery = await deliverToCase(deps, { invoice, customer, caseRow }, invoiceAdjustedSignal, message, {
+      title: 'Adjustment stored but not yet applied',
+      detail: `Adjustment ${row.adjustmentId} of invoice ${externalId} is stored; forwarding it to the collection case failed. Send it again with the same adjustmentId; it is applied once.`,
+    });
   }
   return { created, delivery, adjustment: adjustmentView(row) };
 }

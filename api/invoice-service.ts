@@ -1,3 +1,4 @@
+import type { SignalDefinition } from '@temporalio/common';
 import { and, asc, eq } from 'drizzle-orm';
 import { signalCollection, startCollection, type CaseStartDeps, type StoredCase } from '../cases/collection-start';
 import { latestPolicy } from '../cases/policies';
@@ -63,7 +64,7 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
 
 type CustomerRow = typeof customers.$inferSelect;
 
-export function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
+function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
   deps.log?.error({ err }, title);
   return new HttpProblem(503, 'temporal-unavailable', title, detail);
 }
@@ -217,6 +218,25 @@ function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, custome
   }
 }
 
+/**
+ * Delivers a stored message to its case (signal-with-start: see signalCollection). 'applied'
+ * when the case has it; 'case_closed' when the case had ended. A Temporal failure is a 503
+ * that tells the caller to send it again.
+ */
+export async function deliverToCase<Message>(
+  deps: ServiceDeps,
+  stored: StoredCase,
+  signal: SignalDefinition<[Message]>,
+  message: Message,
+  failure: { title: string; detail: string },
+): Promise<'applied' | 'case_closed'> {
+  try {
+    return (await signalCollection(deps, stored, signal, message, await deps.clock())) === 'delivered' ? 'applied' : 'case_closed';
+  } catch (err) {
+    throw temporalUnavailable(deps, failure.title, failure.detail, err);
+  }
+}
+
 /** The invoice with its customer and case row (null when it has none); 404 if unknown. */
 export async function findInvoice(deps: ServiceDeps, externalId: string) {
   const [row] = await deps.db
@@ -300,17 +320,10 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
       currency: payment.currency as Currency,
       receivedAt: payment.receivedAt.toISOString(),
     };
-    try {
-      const outcome = await signalCollection(deps, { invoice, customer, caseRow }, paymentReceivedSignal, paymentArgs, await deps.clock());
-      delivery = outcome === 'delivered' ? 'applied' : 'case_closed';
-    } catch (err) {
-      throw temporalUnavailable(
-        deps,
-        'Payment stored but not yet applied',
-        `Payment ${input.reference} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
-        err,
-      );
-    }
+    delivery = await deliverToCase(deps, { invoice, customer, caseRow }, paymentReceivedSignal, paymentArgs, {
+      title: 'Payment stored but not yet applied',
+      detail: `Payment ${input.reference} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
+    });
   }
   if (created && delivery !== 'applied') {
     // Money for a case that is closed (or never needed one): kept and flagged for reconciliation.

@@ -8,6 +8,7 @@ import { collectionWorkflowId } from '../domain/collection';
 import { searchAttributes } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
+import { until } from './support/until';
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 
@@ -18,16 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('first slice on the Temporal dev server', () => {
   it('registers an overdue invoice, sends its first letter, and closes the case as paid when the payment arrives', async () => {

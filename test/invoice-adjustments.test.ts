@@ -1,7 +1,6 @@
 // Credit notes, cancellation and invoice changes over HTTP, forwarded to real workflows on the
 // time-skipping server, with the real database.
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, collectionCases, communications, invoices } from '../db/schema';
@@ -10,24 +9,16 @@ import { caseStatusQuery } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startTimeSkippingHarness } from './support/harness';
 
-let env: TestWorkflowEnvironment;
 let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
-
-beforeAll(async () => {
-  h = await startTimeSkippingHarness();
-  env = h.env;
-});
-
-afterAll(async () => {
-  await h?.stop();
-});
+beforeAll(async () => void (h = await startTimeSkippingHarness()));
+afterAll(() => h?.stop());
 
 async function register(dueInDays: number) {
-  const now = new Date(await env.currentTimeMs());
+  const now = new Date(await h.env.currentTimeMs());
   const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(dueInDays, now) });
   const res = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
   expect(res.statusCode, res.body).toBe(201);
-  return { payload, handle: env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
+  return { payload, handle: h.env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
 }
 
 const post = (externalId: string, what: 'credit-notes' | 'cancellation', payload: object, headers: Record<string, string> = h.auth('collector')) =>
@@ -64,7 +55,7 @@ describe('credit notes', () => {
     expect(again.statusCode).toBe(200);
     expect(again.json().adjustment.id).toBe(first.json().adjustment.id);
 
-    await env.sleep('1 hour');
+    await h.env.sleep('1 hour');
     expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(100_000);
     expect(await invoiceRow(payload.externalId)).toMatchObject({ amountOutstandingMinor: 100_000, amountCreditedMinor: 25_000, status: 'open' });
     const events = await auditOf(payload.externalId, 'invoice.credited');
@@ -84,7 +75,7 @@ describe('credit notes', () => {
     const again = await post(payload.externalId, 'credit-notes', note, headers);
     expect(again.statusCode).toBe(200);
     expect(again.json().adjustment.adjustmentId).toBe('erp-credit-77');
-    await env.sleep('1 hour');
+    await h.env.sleep('1 hour');
     expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(120_000);
   });
 
@@ -141,7 +132,7 @@ describe('cancellation', () => {
 
 describe('changing an invoice', () => {
   it('moves the due date and the start of a case that has not started, and audits the change', async () => {
-    const now = new Date(await env.currentTimeMs());
+    const now = new Date(await h.env.currentTimeMs());
     const { payload } = await register(30);
     const res = await patch(payload.externalId, { dueDate: isoDate(40, now), number: 'R-2026-0042' });
     expect(res.statusCode, res.body).toBe(200);
@@ -157,7 +148,7 @@ describe('changing an invoice', () => {
   });
 
   it('starts the case at once when an earlier due date brings its start time, and refuses to move a running case (409)', async () => {
-    const now = new Date(await env.currentTimeMs());
+    const now = new Date(await h.env.currentTimeMs());
     const { payload, handle } = await register(30);
     const earlier = await patch(payload.externalId, { dueDate: isoDate(1, now) });
     expect(earlier.json().case).toMatchObject({ stage: 'Scheduled' });
@@ -179,7 +170,7 @@ describe('changing an invoice', () => {
   });
 
   it('refuses to move a case whose start time has come but whose start failed: the sweep may be starting it', async () => {
-    const now = new Date(await env.currentTimeMs());
+    const now = new Date(await h.env.currentTimeMs());
     const broken = await h.appWithoutTemporal();
     const payload = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now) });
     expect((await broken.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(503);

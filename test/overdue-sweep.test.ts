@@ -3,7 +3,6 @@
 // itself is tested on the dev server in sweep-schedule.test.ts).
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectionCases, collectionPolicies } from '../db/schema';
@@ -13,28 +12,20 @@ import { overdueSweep, type OverdueSweepInput } from '../workflows/overdue-sweep
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startTimeSkippingHarness } from './support/harness';
 
-let env: TestWorkflowEnvironment;
 let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
+beforeAll(async () => void (h = await startTimeSkippingHarness()));
+afterAll(() => h?.stop());
 
-beforeAll(async () => {
-  h = await startTimeSkippingHarness();
-  env = h.env;
-});
-
-afterAll(async () => {
-  await h?.stop();
-});
-
-const today = async () => new Date(await env.currentTimeMs());
+const today = async () => new Date(await h.env.currentTimeMs());
 
 const sweep = (input: OverdueSweepInput = {}) =>
-  env.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [input] });
+  h.env.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [input] });
 
 async function register(dueInDays: number, extra: { policy?: string } = {}) {
   const now = await today();
   const payload = { ...invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(dueInDays, now) }), ...extra };
   const res = await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
-  return { payload, res, handle: env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
+  return { payload, res, handle: h.env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
 }
 
 /** Registers through an API whose Temporal connection is gone: the invoice is stored, the start fails. */
@@ -45,7 +36,7 @@ async function registerWithFailedStart(dueInDays: number) {
   const res = await broken.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload });
   await broken.close();
   expect(res.statusCode).toBe(503);
-  return { payload, handle: env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
+  return { payload, handle: h.env.client.workflow.getHandle(collectionWorkflowId(payload.externalId)) };
 }
 
 async function caseOf(workflowId: string) {
@@ -81,7 +72,7 @@ describe('when a case starts', () => {
     expect(await sweep()).toMatchObject({ started: 0, alreadyRunning: 0, failed: 0 });
     await expect(soon.handle.describe()).rejects.toSatisfy(notFound);
 
-    await env.sleep('6 days');
+    await h.env.sleep('6 days');
     expect(await sweep()).toMatchObject({ started: 1, alreadyRunning: 0, failed: 0, more: false });
     expect((await soon.handle.describe()).status.name).toBe('RUNNING');
     await expect(later.handle.describe()).rejects.toSatisfy(notFound);

@@ -7,6 +7,7 @@ import { ensureSweepSchedule, sweepScheduleId } from '../worker/sweep-schedule';
 import type { OverdueSweepResult } from '../workflows/overdue-sweep';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
+import { until } from './support/until';
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 
@@ -21,16 +22,6 @@ afterAll(async () => {
 });
 
 const MINUTE_MS = 60_000;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('overdue sweep schedule', () => {
   it('is created at start-up with the interval, SKIP overlap and a catch-up window, and updated in place later', async () => {
