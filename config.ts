@@ -14,6 +14,11 @@ export const configSchema = z.object({
   TEMPORAL_TLS: z.stringbool().optional(),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('arrears-collections'),
   TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
+  /**
+   * How often the overdue sweep (a Temporal Schedule) starts the cases whose start time has
+   * come. At most 12 hours: cases start a day before their first step (domain/collection.ts).
+   */
+  SWEEP_INTERVAL_MINUTES: z.coerce.number().int().min(1).max(720).default(15),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')

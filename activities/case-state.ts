@@ -1,4 +1,4 @@
-import { and, eq, lt } from 'drizzle-orm';
+import { and, eq, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, invoices } from '../db/schema';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
@@ -39,6 +39,8 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         nextActionAt: input.nextActionAt ? new Date(input.nextActionAt) : null,
         blockedReason: input.blockedReason,
         closedAt: input.stage === 'Closed' ? now : null,
+        // The first state a workflow reports is the moment its case started (if the starter did not record it).
+        startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
         stateSeq: input.seq,
         updatedAt: now,
       })

@@ -1,4 +1,4 @@
-import type { Database } from '../db/client';
+import type { CaseStartDeps } from '../cases/collection-start';
 import {
   chaseApprovers,
   executeHandover,
@@ -17,10 +17,12 @@ import {
   sendLetter,
   type StepInput,
 } from './channels';
+import { startDueCases, type StartDueCasesInput } from './sweep';
 
-export type ActivityDeps = ApprovalDeps & { db: Database };
+/** The channels, the database, and the Temporal client and task queue the overdue sweep starts cases with. */
+export type ActivityDeps = ApprovalDeps & CaseStartDeps;
 
-/** Every side effect the collection workflow has, bound to its dependencies. */
+/** Every side effect the workflows have, bound to their dependencies. */
 export function createActivities(deps: ActivityDeps) {
   return {
     sendEmail: (input: StepInput) => sendEmail(deps, input),
@@ -35,6 +37,7 @@ export function createActivities(deps: ActivityDeps) {
     executeHandover: (input: Parameters<typeof executeHandover>[1]) => executeHandover(deps, input),
     openDispute: (input: OpenDisputeInput) => openDispute(deps, input),
     resolveDispute: (input: ResolveDisputeInput) => resolveDispute(deps, input),
+    startDueCases: (input: StartDueCasesInput) => startDueCases(deps, input),
   };
 }
 

@@ -12,6 +12,7 @@ import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
 import { caseListRoutes } from './routes/cases-list';
+import { invoiceAdjustmentRoutes } from './routes/invoice-adjustments';
 import { invoiceRoutes } from './routes/invoices';
 import { operationsRoutes } from './routes/operations';
 import { pageRoutes } from './pages';
@@ -42,6 +43,8 @@ export type AppDeps = {
   temporal: Client;
   taskQueue: string;
   temporalUiUrl: string;
+  /** The API's clock (the wall clock by default); time-skipping tests pass the test server's. */
+  clock?: () => Promise<Date>;
   /** Log level; logging is off when unset (tests). */
   logLevel?: string;
   /** Webhook secrets and limits; each one left out takes its configuration default (no webhook secrets). */
@@ -75,6 +78,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       temporal: deps.temporal,
       taskQueue: deps.taskQueue,
       temporalUiUrl: deps.temporalUiUrl,
+      clock: deps.clock ?? (async () => new Date()),
     },
     settings,
   };
@@ -113,6 +117,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes(context));
   await app.register(invoiceRoutes(context));
+  await app.register(invoiceAdjustmentRoutes(context));
   await app.register(caseRoutes(context));
   await app.register(approvalRoutes(context));
   await app.register(caseListRoutes(context));

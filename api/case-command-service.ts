@@ -16,9 +16,9 @@ import {
 import type { Caller } from './auth';
 import type { ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
+import { reasonSchema as reason } from './schemas';
 
 /** Collectors' commands on a case: what each is for, and its body. */
-const reason = z.string().trim().min(3).max(2000);
 const isoDate = z.iso.date();
 
 export const caseCommands = {
@@ -130,8 +130,7 @@ export async function sendCaseCommand(
   if (name === 'settlement' && (body.amountMinor as number) >= caseRow.amountOutstandingMinor) {
     throw new HttpProblem(422, 'settlement-not-reduced', 'A settlement must be below the amount outstanding', `${caseRow.amountOutstandingMinor} is outstanding.`);
   }
-  const key = input.idempotencyKey;
-  const messageId = key && key.length <= 200 ? `${name}:${key}` : `${name}:${randomUUID()}`;
+  const messageId = `${name}:${input.idempotencyKey ?? randomUUID()}`;
   await services.db
     .insert(auditEvents)
     .values({ caseId: caseRow.id, invoiceId: invoice.id, actor: caller.name, type: `command.${name}`, data: { ...body, messageId }, dedupeKey: `${caseRow.workflowId}:${messageId}` })

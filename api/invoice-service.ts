@@ -1,25 +1,27 @@
+import type { SignalDefinition } from '@temporalio/common';
 import { asc, eq, or } from 'drizzle-orm';
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { WorkflowIdReusePolicy } from '@temporalio/common';
+import { signalCollection, startCollection, type CaseStartDeps, type StoredCase } from '../cases/collection-start';
+import { latestPolicy } from '../cases/policies';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, communications, customers, invoices } from '../db/schema';
-import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
+import { collectionStartsAt, collectionWorkflowId } from '../domain/collection';
 import type { Currency } from '../domain/money';
-import { caseStatusQuery, searchAttributes, type CaseStatus } from '../workflows/messages';
+import { caseStatusQuery, type CaseStatus } from '../workflows/messages';
 import type { Caller } from './auth';
-import { latestPolicy, pinnedPolicy } from './policies';
 import { HttpProblem } from './problem';
 import type { RegisterInvoice } from './schemas';
 
 type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
 
-export type ServiceDeps = {
-  db: Database;
+export type ServiceDeps = CaseStartDeps & {
   /** Where failures hidden from the caller (Temporal errors behind a 503) are logged. */
   log?: { error(obj: object, msg: string): void };
-  temporal: Client;
-  taskQueue: string;
   temporalUiUrl: string;
+  /**
+   * The time registration compares a case's start time with: the wall clock in production,
+   * the test server's clock in time-skipping tests (where workflow time runs ahead).
+   */
+  clock: () => Promise<Date>;
 };
 
 type InvoiceRow = typeof invoices.$inferSelect;
@@ -37,7 +39,8 @@ export function caseView(deps: ServiceDeps, row: CaseRow) {
     amountOutstandingMinor: row.amountOutstandingMinor,
     nextActionAt: row.nextActionAt?.toISOString() ?? null,
     blockedReason: row.blockedReason,
-    startedAt: row.startedAt.toISOString(),
+    startsAt: row.startsAt.toISOString(),
+    startedAt: row.startedAt?.toISOString() ?? null,
     closedAt: row.closedAt?.toISOString() ?? null,
     temporalUiUrl: temporalUiLink(deps, row.workflowId),
   };
@@ -51,6 +54,7 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
     currency: row.currency,
     amountTotalMinor: row.amountTotalMinor,
     amountOutstandingMinor: row.amountOutstandingMinor,
+    amountCreditedMinor: row.amountCreditedMinor,
     issueDate: row.issueDate,
     dueDate: row.dueDate,
     status: row.status,
@@ -60,44 +64,7 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
 
 type CustomerRow = typeof customers.$inferSelect;
 
-/** The workflow's input: the stored invoice, the balance its case starts with, and its pinned policy. */
-export async function collectionInput(deps: ServiceDeps, invoice: InvoiceRow, customer: Pick<CustomerRow, 'externalId' | 'timeZone'>, caseRow: CaseRow): Promise<CollectionInput> {
-  const policy = caseRow.policyId ? await pinnedPolicy(deps.db, caseRow.policyId) : await latestPolicy(deps.db);
-  return {
-    invoiceId: invoice.id,
-    invoiceExternalId: invoice.externalId,
-    invoiceNumber: invoice.number,
-    customerExternalId: customer.externalId,
-    customerTimeZone: customer.timeZone,
-    currency: invoice.currency as Currency,
-    amountOutstandingMinor: caseRow.amountOutstandingMinor,
-    dueDate: invoice.dueDate,
-    policyId: policy.id,
-    policy: policy.definition,
-  };
-}
-
-/**
- * How every case's workflow is started, by registration or by a payment that finds it not yet
- * started: the id derived from the invoice, and a closed case never started again.
- */
-export function startOptions(deps: ServiceDeps, input: CollectionInput) {
-  return {
-    workflowId: collectionWorkflowId(input.invoiceExternalId),
-    taskQueue: deps.taskQueue,
-    args: [input] as [CollectionInput],
-    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-    typedSearchAttributes: [
-      { key: searchAttributes.invoiceId, value: input.invoiceExternalId },
-      { key: searchAttributes.customerId, value: input.customerExternalId },
-      { key: searchAttributes.currency, value: input.currency },
-      { key: searchAttributes.stage, value: 'Scheduled' },
-      { key: searchAttributes.amountOutstanding, value: input.amountOutstandingMinor },
-    ],
-  };
-}
-
-export function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
+function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
   deps.log?.error({ err }, title);
   return new HttpProblem(503, 'temporal-unavailable', title, detail);
 }
@@ -146,13 +113,16 @@ async function upsertCustomer(tx: Transaction, input: CustomerInput, actor: stri
 
 /**
  * Registers an invoice (idempotent by external id) and opens its collection case: customer,
- * invoice, case row and audit event in one transaction, then the workflow start. If the start
- * fails, the stored case is kept and registering again starts it.
+ * invoice, case row and audit event in one transaction. The case's workflow starts at once if
+ * its start time (a day before the policy's first step) has come; otherwise the overdue sweep
+ * starts it then. If the start fails, the stored case is kept: registering again, or the
+ * sweep, starts it.
  */
 export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice, caller: Caller) {
   const outstanding = input.amountOutstandingMinor ?? input.amountTotalMinor;
   const workflowId = collectionWorkflowId(input.externalId);
   const policy = await latestPolicy(deps.db, input.policy);
+  if (!policy) throw new HttpProblem(422, 'unknown-policy', 'Unknown collection policy', `No collection policy named "${input.policy}".`);
   const { invoice, customer, caseRow, created } = await deps.db.transaction(async (tx) => {
     const customer = await upsertCustomer(tx, input.customer, caller.name);
 
@@ -181,9 +151,10 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
         .values({
           invoiceId: invoice.id,
           workflowId,
-          stage: 'Scheduled',
+          stage: 'NotStarted',
           amountOutstandingMinor: invoice.amountOutstandingMinor,
           policyId: policy.id,
+          startsAt: collectionStartsAt(policy.definition, invoice.dueDate),
         })
         .returning();
     }
@@ -199,22 +170,34 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
     return { invoice, customer, caseRow, created: Boolean(inserted) };
   });
 
-  if (caseRow && caseRow.stage !== 'Closed') {
-    const collection = await collectionInput(deps, invoice, customer, caseRow);
-    try {
-      await deps.temporal.workflow.start('invoiceCollection', startOptions(deps, collection));
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        throw temporalUnavailable(
-          deps,
-          'Collection could not start',
-          `Invoice ${invoice.externalId} is stored, but its collection workflow could not be started. Register it again to retry; nothing is duplicated.`,
-          err,
-        );
-      }
-    }
+  const current = await startIfDue(deps, { invoice, customer, caseRow });
+  return { created, invoice: invoiceView(invoice, customer.externalId), case: current ? caseView(deps, current) : null };
+}
+
+/**
+ * Starts a case's workflow if its start time has come, and returns the case row as it stands
+ * then. A failed start keeps the case waiting for the next try (or the overdue sweep): 503.
+ */
+export async function startIfDue(
+  deps: ServiceDeps,
+  stored: Omit<StoredCase, 'caseRow'> & { caseRow: CaseRow | null | undefined },
+): Promise<CaseRow | null | undefined> {
+  const { caseRow } = stored;
+  const now = await deps.clock();
+  // A cancelled invoice's case is never started, even if its start time has come.
+  if (stored.invoice.status !== 'open' || caseRow?.stage !== 'NotStarted' || caseRow.startsAt > now) return caseRow;
+  try {
+    await startCollection(deps, { ...stored, caseRow }, now);
+  } catch (err) {
+    throw temporalUnavailable(
+      deps,
+      'Collection could not start',
+      `Invoice ${stored.invoice.externalId} is stored, but its collection workflow could not be started. Send the request again to retry, or leave it to the overdue sweep; nothing is duplicated.`,
+      err,
+    );
   }
-  return { created, invoice: invoiceView(invoice, customer.externalId), case: caseRow ? caseView(deps, caseRow) : null };
+  const [after] = await deps.db.select().from(collectionCases).where(eq(collectionCases.id, caseRow.id));
+  return after;
 }
 
 function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, customerId: string): void {
@@ -235,7 +218,26 @@ function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, custome
   }
 }
 
-/** The invoice with its customer and case, or undefined if no invoice has that external id. */
+/**
+ * Delivers a stored message to its case (signal-with-start: see signalCollection). 'applied'
+ * when the case has it; 'case_closed' when the case had ended. A Temporal failure is a 503
+ * that tells the caller to send it again.
+ */
+export async function deliverToCase<Message>(
+  deps: ServiceDeps,
+  stored: StoredCase,
+  signal: SignalDefinition<[Message]>,
+  message: Message,
+  failure: { title: string; detail: string },
+): Promise<'applied' | 'case_closed'> {
+  try {
+    return (await signalCollection(deps, stored, signal, message, await deps.clock())) === 'delivered' ? 'applied' : 'case_closed';
+  } catch (err) {
+    throw temporalUnavailable(deps, failure.title, failure.detail, err);
+  }
+}
+
+/** The invoice with its customer and case row (null when it has none), or undefined if unknown. */
 export async function lookupInvoice(deps: ServiceDeps, externalId: string) {
   const [row] = await deps.db
     .select({ invoice: invoices, customer: { externalId: customers.externalId, timeZone: customers.timeZone }, caseRow: collectionCases })
@@ -247,6 +249,7 @@ export async function lookupInvoice(deps: ServiceDeps, externalId: string) {
 }
 export type FoundInvoice = NonNullable<Awaited<ReturnType<typeof lookupInvoice>>>;
 
+/** As lookupInvoice, but 404 if unknown. */
 export async function findInvoice(deps: ServiceDeps, externalId: string): Promise<FoundInvoice> {
   const row = await lookupInvoice(deps, externalId);
   if (!row) throw new HttpProblem(404, 'invoice-not-found', 'Unknown invoice', `No invoice with external id ${externalId}.`);
@@ -257,13 +260,14 @@ export async function findInvoice(deps: ServiceDeps, externalId: string): Promis
 export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
   const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
   let live: CaseStatus | null = null;
-  if (caseRow) {
+  // A case that has not started has no workflow to ask.
+  if (caseRow && caseRow.stage !== 'NotStarted') {
     try {
       const handle = deps.temporal.workflow.getHandle(caseRow.workflowId);
       // A query needs a live worker; don't let a page wait on one that is down.
       live = await deps.temporal.connection.withDeadline(Date.now() + 3000, () => handle.query(caseStatusQuery));
     } catch {
-      live = null; // Temporal unreachable or workflow not started: the database copy still answers.
+      live = null; // Temporal unreachable or the workflow's start failed: the database copy still answers.
     }
   }
   const [timeline, comms] = await Promise.all([

@@ -78,7 +78,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .orderBy(asc(collectionCases.updatedAt))
       .limit(200),
     selectCases()
-      .where(and(notInArray(collectionCases.stage, ['Closed', 'Blocked', 'Paused']), lte(collectionCases.nextActionAt, now), ne(collectionCases.stage, 'AwaitingApproval')))
+      .where(and(notInArray(collectionCases.stage, ['Closed', 'Blocked', 'Paused', 'NotStarted']), lte(collectionCases.nextActionAt, now), ne(collectionCases.stage, 'AwaitingApproval')))
       .orderBy(asc(collectionCases.nextActionAt))
       .limit(options.describeLimit),
     listApprovals(deps, { status: 'pending', deadlineBefore: now, limit: 200 }),

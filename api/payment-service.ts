@@ -1,18 +1,9 @@
 import { and, count, desc, eq, inArray, isNotNull, or } from 'drizzle-orm';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
 import { currencySchema, type Currency } from '../domain/money';
 import { paymentReceivedSignal } from '../workflows/messages';
 import type { Caller } from './auth';
-import {
-  collectionInput,
-  findInvoice,
-  lookupInvoice,
-  startOptions,
-  temporalUnavailable,
-  type FoundInvoice,
-  type ServiceDeps,
-} from './invoice-service';
+import { deliverToCase, findInvoice, lookupInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
 import type { RecordPayment } from './schemas';
 
@@ -70,35 +61,20 @@ async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewP
     return { payment: existing!, created: false };
   });
 
-  // Delivered with signal-with-start: a case whose workflow never started (its start failed
-  // at registration) starts now, with this payment in hand.
+  // A case whose workflow is not running yet (not due, or its start failed) starts now, with
+  // this payment in hand.
   let delivery: PaymentDelivery = 'no_case';
   if (caseRow) {
-    try {
-      await deps.temporal.workflow.signalWithStart('invoiceCollection', {
-        ...startOptions(deps, await collectionInput(deps, invoice, customer, caseRow)),
-        signal: paymentReceivedSignal,
-        signalArgs: [
-          {
-            paymentId: payment.id,
-            amountMinor: payment.amountMinor,
-            currency: payment.currency as Currency,
-            receivedAt: payment.receivedAt.toISOString(),
-          },
-        ],
-      });
-      delivery = 'applied';
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
-        throw temporalUnavailable(
-          deps,
-          'Payment stored but not yet applied',
-          `Payment ${input.providerEventId} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
-          err,
-        );
-      }
-      delivery = 'case_closed';
-    }
+    const message = {
+      paymentId: payment.id,
+      amountMinor: payment.amountMinor,
+      currency: payment.currency as Currency,
+      receivedAt: payment.receivedAt.toISOString(),
+    };
+    delivery = await deliverToCase(deps, { invoice, customer, caseRow }, paymentReceivedSignal, message, {
+      title: 'Payment stored but not yet applied',
+      detail: `Payment ${input.providerEventId} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
+    });
   }
   if (created && delivery !== 'applied') {
     // Money for a case that is closed (or never needed one): kept and flagged for reconciliation.

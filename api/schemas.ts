@@ -75,6 +75,7 @@ export const invoiceViewSchema = z.object({
   currency: z.string(),
   amountTotalMinor: z.number().int(),
   amountOutstandingMinor: z.number().int(),
+  amountCreditedMinor: z.number().int().describe('The sum of the credit notes issued against the invoice'),
   issueDate: z.string(),
   dueDate: z.string(),
   status: z.enum(invoices.status.enumValues),
@@ -88,7 +89,8 @@ export const caseViewSchema = z.object({
   amountOutstandingMinor: z.number().int(),
   nextActionAt: isoInstant.nullable(),
   blockedReason: z.string().nullable().describe('Why the case waits for a person, e.g. an e-mail address SendGrid refused'),
-  startedAt: isoInstant,
+  startsAt: isoInstant.describe('When the collection workflow starts (or was due to): a day before the policy\'s first step; the overdue sweep starts it within SWEEP_INTERVAL_MINUTES of then'),
+  startedAt: isoInstant.nullable().describe('When the workflow started; null while the case waits for its start (stage NotStarted)'),
   closedAt: isoInstant.nullable(),
   temporalUiUrl: z.url(),
 });
@@ -117,3 +119,6 @@ export const paymentViewSchema = z.object({
 });
 
 export const externalIdParamsSchema = z.object({ externalId: externalIdSchema });
+
+/** Why a person did something, for the audit trail and the case history. */
+export const reasonSchema = z.string().trim().min(3).max(2000);

@@ -13,8 +13,13 @@ export const externalIdSchema = z
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only, starting with a letter or digit');
 
-/** Where a case stands; also the value of the CollectionStage search attribute. */
+/**
+ * Where a case stands; also the value of the CollectionStage search attribute. `NotStarted`
+ * is the database's alone: the case is stored but its workflow is not running yet (the
+ * overdue sweep starts it at its `startsAt`); a running workflow never reports it.
+ */
 export const collectionStages = [
+  'NotStarted',
   'Scheduled',
   'AwaitingApproval',
   'OnHold',
@@ -135,4 +140,22 @@ export function lateStartShiftMs(policy: CollectionPolicy, dueDate: string, now:
 /** A heads-up before the due date makes no sense once the due date has come: it is dropped. */
 export function isPreDueStepTooLate(offsetDays: number, dueDate: string, now: Date): boolean {
   return offsetDays < 0 && now.getTime() >= stepDueAt(dueDate, 0).getTime();
+}
+
+/**
+ * How long before its policy's earliest step a case's workflow starts. The overdue sweep
+ * runs at most every 12 hours (SWEEP_INTERVAL_MINUTES), so with a day's lead every case is
+ * running before its first step falls due, and the workflow's own timer (moved into the
+ * contact window) decides the exact minute, not the sweep.
+ */
+export const START_LEAD_MS = 86_400_000;
+
+/**
+ * When an invoice's collection case starts: START_LEAD_MS before the earliest step of the
+ * policy it follows (with the default policy, the heads-up three days before the due date).
+ * Derived from the policy, so a policy without a pre-due step starts its cases later.
+ */
+export function collectionStartsAt(policy: CollectionPolicy, dueDate: string): Date {
+  const earliest = Math.min(...policy.steps.map((step) => step.offsetDays));
+  return new Date(stepDueAt(dueDate, earliest).getTime() - START_LEAD_MS);
 }

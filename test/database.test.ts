@@ -74,7 +74,7 @@ describe('database schema', () => {
 
   it('ignores a case state that arrives after a newer one (a late retry never reopens a case)', async () => {
     const invoice = await seedInvoice('seq');
-    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100 });
+    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100, startsAt: new Date() });
     const state = (seq: number, stage: 'Scheduled' | 'Closed', amount: number) => ({
       workflowId: 'wf-seq',
       seq,

@@ -63,7 +63,7 @@ describe('npm run dev', () => {
     expect(first.output()).not.toContain(key); // never printed
     const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
 
-    const payload = invoicePayload({ dueDate: isoDate(10) });
+    const payload = invoicePayload({ dueDate: isoDate(0) }); // due today: its case starts at registration
     const registered = await fetch(`${api}/invoices`, { method: 'POST', headers, body: JSON.stringify(payload) });
     expect(registered.status).toBe(201);
 
@@ -73,6 +73,11 @@ describe('npm run dev', () => {
     const uiView = await fetch(`http://localhost:${ports.ui}/api/v1/namespaces/default/workflows/${workflowId}`);
     expect(uiView.status).toBe(200);
     expect(JSON.stringify(await uiView.json())).toContain('invoiceCollection');
+    // The worker created the overdue sweep's schedule (Temporal UI → Schedules).
+    expect(first.output()).toContain('Overdue sweep    every 15 minutes');
+    const schedule = await fetch(`http://localhost:${ports.ui}/api/v1/namespaces/default/schedules/overdue-sweep-arrears-collections`);
+    expect(schedule.status).toBe(200);
+    expect(JSON.stringify(await schedule.json())).toContain('overdueSweep');
 
     first.child.kill('SIGINT');
     expect(await first.exited).toBe(0);

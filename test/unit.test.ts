@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configSchema, loadConfig } from '../config';
-import { daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt } from '../domain/collection';
+import { collectionStartsAt, daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt } from '../domain/collection';
 import { localParts, nextContactTime } from '../domain/contact-window';
 import { currencySchema, formatMoney, positiveMinorUnitsSchema } from '../domain/money';
 import { contactWindowSchema, defaultPolicy, policySchema, stepApplies } from '../domain/policy';
@@ -63,6 +63,17 @@ describe('schedule arithmetic', () => {
     // Registered on day 20: day 7 is the latest contact step due, so the ladder moves 13 days.
     expect(lateStartShiftMs(defaultPolicy, '2026-01-31', stepDueAt('2026-01-31', 20))).toBe(13 * 86_400_000);
     expect(lateStartShiftMs(defaultPolicy, '2026-01-31', stepDueAt('2026-01-31', -10))).toBe(0);
+  });
+
+  it("starts a case a day before its policy's earliest step", () => {
+    // The default heads-up is 3 days before the due date: the case starts 4 days before it.
+    expect(collectionStartsAt(defaultPolicy, '2026-01-31').toISOString()).toBe('2026-01-27T00:00:00.000Z');
+    const noHeadsUp = policySchema.parse({
+      name: 'no-heads-up',
+      version: 1,
+      steps: [{ id: 'day-5', offsetDays: 5, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
+    });
+    expect(collectionStartsAt(noHeadsUp, '2026-01-31').toISOString()).toBe('2026-02-04T00:00:00.000Z');
   });
 });
 

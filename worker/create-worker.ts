@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { NativeConnection} from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { ApprovalDeps } from '../activities/approvals';
@@ -19,6 +20,8 @@ export type CreateWorkerOptions = {
   namespace: string;
   taskQueue: string;
   db: Database;
+  /** The client the overdue sweep starts collection workflows with (on this task queue). */
+  client: Client;
   /** How the worker reaches debtors: mailer and the business's letterhead. */
   channels: Omit<ApprovalDeps, 'db'>;
   /**
@@ -30,7 +33,7 @@ export type CreateWorkerOptions = {
   overrides?: Partial<WorkerOptions>;
 };
 
-/** The collection worker: the workflow code and the activities bound to the database. */
+/** The collection worker: the workflow code, and the activities bound to the database and Temporal client. */
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
   if (options.workflowCode === 'prebuilt' && !existsSync(workflowBundlePath)) {
     throw new Error(`No workflow bundle at ${workflowBundlePath}: run \`npm run build\` first.`);
@@ -44,7 +47,7 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     ...workflowSource,
-    activities: createActivities({ db: options.db, ...options.channels }),
+    activities: createActivities({ db: options.db, temporal: options.client, taskQueue: options.taskQueue, ...options.channels }),
     // On shutdown, activities in hand get this long to finish before they are cancelled.
     shutdownGraceTime: '30 seconds',
     ...options.overrides,

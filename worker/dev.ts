@@ -20,6 +20,7 @@ import { allSearchAttributeKeys } from '../workflows/messages';
 import { ensureServers, TemporalServerUnavailableError } from '../scripts/temporal-servers';
 import { channelsFromConfig, createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
+import { ensureSweepSchedule, sweepScheduleId } from './sweep-schedule';
 
 async function startTemporalDevServer(dataDir: string, port: number, uiPort: number): Promise<TestWorkflowEnvironment> {
   const cli = ensureServers(process.env, ['cli']).cli!;
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
   const connection = await Connection.connect(temporalOptions);
   await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  await ensureSweepSchedule(temporal, config.TEMPORAL_TASK_QUEUE, config);
 
   const nativeConnection = await NativeConnection.connect(temporalOptions);
   const worker = await createWorker({
@@ -70,6 +72,7 @@ async function main(): Promise<void> {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     db: db.db,
+    client: temporal,
     workflowCode: 'source',
     channels: channelsFromConfig(config),
   });
@@ -93,6 +96,7 @@ Arrears is running.
   Pages            ${apiUrl}/ui  (sign in with an API key)
   Temporal UI      ${temporalUiUrl}${ownTemporal ? '' : ' (external server)'}
   Temporal server  ${temporalAddress}, namespace ${config.TEMPORAL_NAMESPACE}, task queue ${config.TEMPORAL_TASK_QUEUE}
+  Overdue sweep    every ${config.SWEEP_INTERVAL_MINUTES} minutes (Temporal UI → Schedules → ${sweepScheduleId(config.TEMPORAL_TASK_QUEUE)})
   Database         ${db.kind === 'pglite' ? `embedded PGlite in ${path.join(dataDir, 'pglite')}` : 'DATABASE_URL'}
   Admin API key    ${keyFile ? `in ${keyFile}  (curl -H "Authorization: Bearer $(cat ${path.relative(process.cwd(), keyFile)})" ...)` : 'created earlier (see the README to make more)'}
 Press Ctrl-C to stop.

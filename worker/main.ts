@@ -1,11 +1,12 @@
 // The production worker process: `npm run start:worker` (after `npm run build`).
 // Stops gracefully on SIGINT/SIGTERM: running activities finish, then the database closes.
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig, temporalConnectionOptions } from '../config';
 import { createDb } from '../db/client';
 import { channelsFromConfig, createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
+import { ensureSweepSchedule } from './sweep-schedule';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -15,10 +16,14 @@ async function main(): Promise<void> {
   const dbHandle = await createDb(config);
   await dbHandle.migrate();
 
-  const admin = await Connection.connect(temporalConnectionOptions(config));
-  const added = await ensureSearchAttributes(admin, config.TEMPORAL_NAMESPACE);
+  // The client connection registers search attributes and the sweep schedule, and the sweep's
+  // activity starts cases through it.
+  const clientConnection = await Connection.connect(temporalConnectionOptions(config));
+  const added = await ensureSearchAttributes(clientConnection, config.TEMPORAL_NAMESPACE);
   if (added.length) console.log(`registered search attributes: ${added.join(', ')}`);
-  await admin.close();
+  const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+  const schedule = await ensureSweepSchedule(client, config.TEMPORAL_TASK_QUEUE, config);
+  console.log(`overdue sweep schedule ${schedule}: every ${config.SWEEP_INTERVAL_MINUTES} minutes`);
 
   const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   const worker = await createWorker({
@@ -26,6 +31,7 @@ async function main(): Promise<void> {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     db: dbHandle.db,
+    client,
     workflowCode: 'prebuilt',
     channels: channelsFromConfig(config),
   });
@@ -34,6 +40,7 @@ async function main(): Promise<void> {
     await worker.run(); // resolves after SIGINT/SIGTERM once in-flight work has drained
   } finally {
     await connection.close();
+    await clientConnection.close();
     await dbHandle.close();
   }
 }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { caseCommands, sendCaseCommand, type CaseCommandName } from '../case-command-service';
+import { idempotencyKey } from '../idempotency';
 import { problemResponses } from '../problem';
 import { externalIdParamsSchema } from '../schemas';
 
@@ -32,13 +33,12 @@ export const caseRoutes =
           },
         },
         async (request, reply) => {
-          const key = request.headers['idempotency-key'];
           const { messageId } = await sendCaseCommand(services, {
             externalId: (request.params as { externalId: string }).externalId,
             name,
             body: request.body as Record<string, unknown>,
             caller: request.caller!,
-            idempotencyKey: typeof key === 'string' && key.length > 0 ? key : undefined,
+            idempotencyKey: idempotencyKey(request),
           });
           return reply.code(202).send({ accepted: true as const, messageId });
         },

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigint, integer, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
 import { collectionOutcomes, collectionStages } from '../../domain/collection';
 import { collectionPolicies } from './collection-policies';
@@ -23,9 +24,20 @@ export const collectionCases = pgTable(
     policyId: uuid('policy_id').references(() => collectionPolicies.id),
     /** Why the case cannot go on by itself (e.g. the e-mail address was refused), until someone acts. */
     blockedReason: text('blocked_reason'),
-    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    /**
+     * When the workflow is due to start: a day before the policy's first step (see
+     * collectionStartsAt). Registration starts it at once when that has come; otherwise the
+     * overdue sweep does.
+     */
+    startsAt: timestamp('starts_at', { withTimezone: true }).notNull(),
+    /** When the workflow started; null while the case waits for its start (stage NotStarted). */
+    startedAt: timestamp('started_at', { withTimezone: true }),
     closedAt: timestamp('closed_at', { withTimezone: true }),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('collection_cases_stage_idx').on(t.stage)],
+  (t) => [
+    index('collection_cases_stage_idx').on(t.stage),
+    // The overdue sweep's work list: cases not started yet, oldest start time first.
+    index('collection_cases_not_started_idx').on(t.startsAt, t.id).where(sql`stage = 'NotStarted'`),
+  ],
 );

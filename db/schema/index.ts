@@ -1,5 +1,6 @@
 export * from './customers';
 export * from './invoices';
+export * from './invoice-adjustments';
 export * from './payments';
 export * from './collection-cases';
 export * from './approvals';

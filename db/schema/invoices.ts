@@ -17,6 +17,8 @@ export const invoices = pgTable(
     /** Integer minor units (cents); bigint in the database, exact up to 2^53 in JavaScript. */
     amountTotalMinor: bigint('amount_total_minor', { mode: 'number' }).notNull(),
     amountOutstandingMinor: bigint('amount_outstanding_minor', { mode: 'number' }).notNull(),
+    /** The sum of the invoice's credit notes (invoice_adjustments); the case lowers its balance by each. */
+    amountCreditedMinor: bigint('amount_credited_minor', { mode: 'number' }).notNull().default(0),
     issueDate: date('issue_date', { mode: 'string' }).notNull(),
     dueDate: date('due_date', { mode: 'string' }).notNull(),
     status: text('status', { enum: invoiceStatuses }).notNull().default('open'),

@@ -27,12 +27,15 @@ export async function startDevServerHarness(options: HarnessOptions = {}) {
   };
 }
 
-/** The harness on its own time-skipping test server (months of a case in seconds); stop() tears both down. */
+/**
+ * The harness on its own time-skipping test server (months of a case in seconds); stop() tears
+ * both down. The API's clock is the test server's, which runs ahead as tests skip time.
+ */
 export async function startTimeSkippingHarness() {
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: resolveServerExecutable('test-server') },
   });
-  const harness = await startHarness(env);
+  const harness = await startHarness(env, { clock: async () => new Date(await env.currentTimeMs()) });
   return {
     ...harness,
     env,

@@ -1,6 +1,6 @@
 // The app's real pieces wired as in production (no vitest here: benchmarks use it too).
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Client, Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { apiSettingsFromConfig, buildApp, type ApiSettings } from '../../api/app';
@@ -19,6 +19,8 @@ export type HarnessOptions = {
   db?: DbHandle & { dispose(): Promise<void> };
   /** API settings over the harness's own (e.g. a higher rate limit for a benchmark). */
   settings?: Partial<ApiSettings>;
+  /** The API's notion of now (the wall clock unless given). */
+  clock?: () => Promise<Date>;
 };
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
@@ -42,6 +44,7 @@ export async function startHarness(
 ) {
   await ensureSearchAttributes(temporal.connection, temporal.namespace ?? 'default');
   const db = options.db ?? (await createTestDb());
+  const clock = options.clock ?? (async () => new Date());
   // E-mail goes through the real @sendgrid/mail client to a local SendGrid-compatible server.
   const sendgrid = await startFakeSendGrid();
   const config = loadConfig({
@@ -61,6 +64,7 @@ export async function startHarness(
     namespace: temporal.namespace ?? 'default',
     taskQueue,
     db: db.db,
+    client: temporal.client,
     workflowCode: 'source',
     channels: channelsFromConfig(config),
   });
@@ -71,6 +75,7 @@ export async function startHarness(
     taskQueue,
     temporalUiUrl: 'http://localhost:8233',
     settings: { ...apiSettingsFromConfig(config), ...options.settings },
+    clock,
   });
   const keys = {} as Record<Role, string>;
   for (const role of ['admin', 'collector', 'approver', 'viewer'] as const) {
@@ -81,6 +86,13 @@ export async function startHarness(
   return {
     db,
     app,
+    /** The API over the same database, with a Temporal connection that is closed: every start or signal fails. */
+    async appWithoutTemporal(): Promise<FastifyInstance> {
+      const lost = await Connection.connect({ address: temporal.connection.options.address });
+      await lost.close();
+      return buildApp({ db, temporal: new Client({ connection: lost }), taskQueue, temporalUiUrl: 'http://localhost:8233', clock });
+    },
+    clock,
     sendgrid,
     taskQueue,
     keys,

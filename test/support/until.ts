@@ -1,4 +1,4 @@
-/** Polls `probe` until it returns something truthy (real time: for the dev server, not the time-skipping one). */
+/** Polls `probe` until it returns something truthy, for what happens on the real (not skipped) clock. */
 export async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -1,0 +1,67 @@
+import { log } from '@temporalio/activity';
+import { and, asc, eq, lte, sql } from 'drizzle-orm';
+import { startCollection, type CaseStartDeps } from '../cases/collection-start';
+import { collectionCases, customers, invoices } from '../db/schema';
+
+/** Where a page of the sweep ended: the last case it looked at, in (startsAt, id) order. */
+export type SweepCursor = { startsAt: string; caseId: string };
+
+export type StartDueCasesInput = {
+  /** The sweep's "now" (workflow time): a case whose start time is at or before it is due. */
+  asOf: string;
+  /** Where the previous page ended; null for the first page. */
+  after: SweepCursor | null;
+  limit: number;
+};
+
+export type SweepCounts = { started: number; alreadyRunning: number; failed: number };
+
+export type StartDueCasesResult = SweepCounts & {
+  /** Invoices whose start failed; the next run tries them again. */
+  failedInvoices: string[];
+  /** Where the next page begins; null when this page was the last. */
+  next: SweepCursor | null;
+};
+
+/**
+ * One page of the overdue sweep: starts the workflows of open invoices whose case has not
+ * started and whose start time has come, including cases whose start failed before. Starting
+ * is idempotent (a second start of a workflow id is refused and counted as already running),
+ * so a retried page changes nothing. A case that fails to start is counted and left for the
+ * next run; it never fails the page for the others.
+ */
+export async function startDueCases(deps: CaseStartDeps, input: StartDueCasesInput): Promise<StartDueCasesResult> {
+  const asOf = new Date(input.asOf);
+  const { after } = input;
+  const rows = await deps.db
+    .select({ caseRow: collectionCases, invoice: invoices, customer: { externalId: customers.externalId, timeZone: customers.timeZone } })
+    .from(collectionCases)
+    .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+    .innerJoin(customers, eq(customers.id, invoices.customerId))
+    .where(
+      and(
+        eq(collectionCases.stage, 'NotStarted'),
+        lte(collectionCases.startsAt, asOf),
+        eq(invoices.status, 'open'),
+        // Keyset paging: a case started on an earlier page may still read NotStarted for a moment.
+        after ? sql`(${collectionCases.startsAt}, ${collectionCases.id}) > (${after.startsAt}::timestamptz, ${after.caseId}::uuid)` : undefined,
+      ),
+    )
+    .orderBy(asc(collectionCases.startsAt), asc(collectionCases.id))
+    .limit(input.limit);
+
+  const result: StartDueCasesResult = { started: 0, alreadyRunning: 0, failed: 0, failedInvoices: [], next: null };
+  for (const row of rows) {
+    try {
+      if ((await startCollection(deps, row, asOf)) === 'started') result.started += 1;
+      else result.alreadyRunning += 1;
+    } catch (err) {
+      result.failed += 1;
+      result.failedInvoices.push(row.invoice.externalId);
+      log.warn('starting a collection case failed', { invoiceExternalId: row.invoice.externalId, error: String(err) });
+    }
+  }
+  const last = rows.at(-1);
+  if (last && rows.length === input.limit) result.next = { startsAt: last.caseRow.startsAt.toISOString(), caseId: last.caseRow.id };
+  return result;
+}

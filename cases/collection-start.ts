@@ -1,0 +1,110 @@
+/**
+ * How a collection case's workflow is started and messaged: one piece of code for the API
+ * (registration, payments, credit notes, cancellations) and the overdue sweep's activity.
+ */
+import { and, eq } from 'drizzle-orm';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { WorkflowIdReusePolicy, type SignalDefinition } from '@temporalio/common';
+import type { Database } from '../db/client';
+import { collectionCases, type customers, type invoices } from '../db/schema';
+import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
+import type { Currency } from '../domain/money';
+import { searchAttributes } from '../workflows/messages';
+import { pinnedPolicy } from './policies';
+
+/** What starting or messaging a case needs: the database, a Temporal client, the workers' task queue. */
+export type CaseStartDeps = { db: Database; temporal: Client; taskQueue: string };
+
+/** A stored case with the invoice and customer its workflow input is made of. */
+export type StoredCase = {
+  invoice: typeof invoices.$inferSelect;
+  customer: Pick<typeof customers.$inferSelect, 'externalId' | 'timeZone'>;
+  caseRow: typeof collectionCases.$inferSelect;
+};
+
+/** The workflow's input: the stored invoice, the balance its case starts with, and its pinned policy. */
+async function collectionInput(db: Database, { invoice, customer, caseRow }: StoredCase): Promise<CollectionInput> {
+  const policy = await pinnedPolicy(db, caseRow.policyId);
+  return {
+    invoiceId: invoice.id,
+    invoiceExternalId: invoice.externalId,
+    invoiceNumber: invoice.number,
+    customerExternalId: customer.externalId,
+    customerTimeZone: customer.timeZone,
+    currency: invoice.currency as Currency,
+    amountOutstandingMinor: caseRow.amountOutstandingMinor,
+    dueDate: invoice.dueDate,
+    policyId: policy.id,
+    policy: policy.definition,
+  };
+}
+
+/** The id derived from the invoice, and a closed case never started again. */
+async function startOptions(deps: CaseStartDeps, stored: StoredCase) {
+  const input = await collectionInput(deps.db, stored);
+  return {
+    workflowId: collectionWorkflowId(input.invoiceExternalId),
+    taskQueue: deps.taskQueue,
+    args: [input] as [CollectionInput],
+    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+    typedSearchAttributes: [
+      { key: searchAttributes.invoiceId, value: input.invoiceExternalId },
+      { key: searchAttributes.customerId, value: input.customerExternalId },
+      { key: searchAttributes.currency, value: input.currency },
+      { key: searchAttributes.stage, value: 'Scheduled' },
+      { key: searchAttributes.amountOutstanding, value: input.amountOutstandingMinor },
+    ],
+  };
+}
+
+/**
+ * Records that the case's workflow runs, so the sweep looks no further at it. Only while the
+ * workflow has reported nothing: from its first report on, the row is the workflow's to write.
+ */
+async function markStarted(db: Database, caseId: string, at: Date): Promise<void> {
+  await db
+    .update(collectionCases)
+    .set({ stage: 'Scheduled', startedAt: at, updatedAt: at })
+    .where(and(eq(collectionCases.id, caseId), eq(collectionCases.stage, 'NotStarted'), eq(collectionCases.stateSeq, 0)));
+}
+
+/**
+ * Starts a case's workflow: at registration when its start time has come, else from the
+ * overdue sweep. Idempotent: a second start of the same workflow id is refused, and that
+ * answer means the case runs (or ran) already.
+ */
+export async function startCollection(deps: CaseStartDeps, stored: StoredCase, at: Date): Promise<'started' | 'already_started'> {
+  let result: 'started' | 'already_started' = 'started';
+  try {
+    await deps.temporal.workflow.start('invoiceCollection', await startOptions(deps, stored));
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    result = 'already_started';
+  }
+  await markStarted(deps.db, stored.caseRow.id, at);
+  return result;
+}
+
+/**
+ * Delivers a message (payment, credit note, cancellation) with signal-with-start: a case whose
+ * workflow is not running yet (its start time has not come, or its start failed) starts now
+ * with the message in hand, so the workflow stays the one writer of the balance.
+ * 'case_closed' when the workflow has ended: a closed case is never started again.
+ */
+export async function signalCollection<Message>(
+  deps: CaseStartDeps,
+  stored: StoredCase,
+  signal: SignalDefinition<[Message]>,
+  message: Message,
+  at: Date,
+): Promise<'delivered' | 'case_closed'> {
+  try {
+    const signalArgs: [Message] = [message];
+    await deps.temporal.workflow.signalWithStart('invoiceCollection', { ...(await startOptions(deps, stored)), signal, signalArgs });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    return 'case_closed';
+  }
+  await markStarted(deps.db, stored.caseRow.id, at);
+  return 'delivered';
+}

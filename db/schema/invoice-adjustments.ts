@@ -1,0 +1,33 @@
+import { sql } from 'drizzle-orm';
+import { bigint, char, pgTable, text, timestamp, unique, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { invoices } from './invoices';
+
+export const adjustmentKinds = ['credit_note', 'cancellation'] as const;
+
+/**
+ * Credit notes and cancellations of an invoice, as the accounting system issued them. Stored
+ * once per adjustment id before the case hears of it; the workflow counts each id once.
+ */
+export const invoiceAdjustments = pgTable(
+  'invoice_adjustments',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    invoiceId: uuid('invoice_id')
+      .notNull()
+      .references(() => invoices.id),
+    /** The caller's id for it (the credit note's number, or the Idempotency-Key): sending it again changes nothing. */
+    adjustmentId: text('adjustment_id').notNull(),
+    kind: text('kind', { enum: adjustmentKinds }).notNull(),
+    /** Credit notes only: integer minor units, in the invoice's currency. */
+    amountMinor: bigint('amount_minor', { mode: 'number' }),
+    currency: char('currency', { length: 3 }),
+    reason: text('reason').notNull(),
+    recordedBy: text('recorded_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    unique('invoice_adjustments_invoice_adjustment_uq').on(t.invoiceId, t.adjustmentId),
+    // An invoice is cancelled once, whatever id a repeat carries.
+    uniqueIndex('invoice_adjustments_one_cancellation_uq').on(t.invoiceId).where(sql`kind = 'cancellation'`),
+  ],
+);

@@ -1,0 +1,58 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { StartDueCasesResult, SweepCounts, SweepCursor } from '../activities/sweep';
+
+// A page is retried a few times (its starts are idempotent); a run that still fails leaves
+// its cases to the next run, which looks at every due case again.
+const { startDueCases } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumAttempts: 5 },
+});
+
+export type OverdueSweepInput = {
+  /** Cases per activity call (default 100). */
+  pageSize?: number;
+  /** At most this many cases per run (default 1,000); the rest wait for the next run. */
+  maxCases?: number;
+};
+
+export type OverdueSweepResult = SweepCounts & {
+  /** The run's "now": cases due to start by then were looked at. */
+  asOf: string;
+  pages: number;
+  /** The run stopped at maxCases, so due cases may be left for the next run. */
+  more: boolean;
+  /** Up to 20 invoices whose start failed (the activity log has the errors). */
+  failedInvoices: string[];
+};
+
+const positiveInt = (value: number | undefined, fallback: number) => (Number.isSafeInteger(value) && value! > 0 ? value! : fallback);
+
+/**
+ * The overdue sweep, run by a Temporal Schedule (worker/sweep-schedule.ts): starts the
+ * collection case of every open invoice whose start time has come and whose workflow is not
+ * running, page by page, a bounded batch per run. It is level-triggered: each run looks at
+ * everything due by its own time, so a missed run or a failed start is made good by the next.
+ * The counts are its result, shown in the Temporal UI.
+ */
+export async function overdueSweep(input: OverdueSweepInput = {}): Promise<OverdueSweepResult> {
+  const pageSize = positiveInt(input.pageSize, 100);
+  const maxCases = positiveInt(input.maxCases, 1_000);
+  // Workflow time: the schedule's action time (and the test server's clock in tests).
+  const asOf = new Date().toISOString();
+  const result: OverdueSweepResult = { asOf, started: 0, alreadyRunning: 0, failed: 0, pages: 0, more: false, failedInvoices: [] };
+  let after: SweepCursor | null = null;
+  let seen = 0;
+  for (;;) {
+    const page: StartDueCasesResult = await startDueCases({ asOf, after, limit: Math.min(pageSize, maxCases - seen) });
+    result.pages += 1;
+    result.started += page.started;
+    result.alreadyRunning += page.alreadyRunning;
+    result.failed += page.failed;
+    result.failedInvoices = [...result.failedInvoices, ...page.failedInvoices].slice(0, 20);
+    seen += page.started + page.alreadyRunning + page.failed;
+    after = page.next;
+    if (!after) return result;
+    if (seen >= maxCases) return { ...result, more: true };
+  }
+}
