@@ -5,7 +5,6 @@ import { latestPolicy } from '../cases/policies';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, communications, customers, invoices } from '../db/schema';
 import { collectionStartsAt, collectionWorkflowId } from '../domain/collection';
-import type { Currency } from '../domain/money';
 import { caseStatusQuery, type CaseStatus } from '../workflows/messages';
 import type { Caller } from './auth';
 import { HttpProblem } from './problem';
