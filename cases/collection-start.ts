@@ -3,7 +3,7 @@
  * (registration, payments, credit notes, cancellations) and the overdue sweep's activity.
  */
 import { and, eq } from 'drizzle-orm';
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy, type SignalDefinition } from '@temporalio/common';
 import type { Database } from '../db/client';
 import { collectionCases, type customers, type invoices } from '../db/schema';
@@ -98,6 +98,16 @@ export async function signalCollection<Message>(
   message: Message,
   at: Date,
 ): Promise<'delivered' | 'case_closed'> {
+  // Most cases run already: a plain signal needs neither the policy nor the workflow input.
+  if (stored.caseRow.stage !== 'NotStarted') {
+    try {
+      await deps.temporal.workflow.getHandle(stored.caseRow.workflowId).signal(signal, message);
+      return 'delivered';
+    } catch (err) {
+      // Not running (its start failed, or it has ended): signal-with-start sorts out which.
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+  }
   try {
     const signalArgs: [Message] = [message];
     await deps.temporal.workflow.signalWithStart('invoiceCollection', { ...(await startOptions(deps, stored)), signal, signalArgs });

@@ -34,7 +34,14 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
     const { invoice, live } = detail;
     const caseView = detail.case;
     const currency = invoice.currency as Currency;
-    const next = live?.nextAction ? `${kindLabel(live.nextAction.kind)} at ${formatInstant(live.nextAction.at)}` : caseView?.nextActionAt ? formatInstant(caseView.nextActionAt) : 'Nothing scheduled';
+    const notStarted = caseView?.stage === 'NotStarted';
+    const next = live?.nextAction
+      ? `${kindLabel(live.nextAction.kind)} at ${formatInstant(live.nextAction.at)}`
+      : notStarted
+        ? `The case starts at ${formatInstant(caseView.startsAt)}, ahead of its first step`
+        : caseView?.nextActionAt
+          ? formatInstant(caseView.nextActionAt)
+          : 'Nothing scheduled';
     const canAct = user.role === 'admin' || user.role === 'collector';
     const body = html`<h1>Invoice ${invoice.number} <span class="muted">(${invoice.externalId})</span></h1>
 <section class="card" aria-label="Case">
@@ -51,7 +58,7 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
   </dl>
   ${caseView ? html`<p><a href="${caseView.temporalUiUrl}">Open the workflow in the Temporal UI</a></p>` : ''}
   ${caseView && canAct && (caseView.stage === 'Blocked' || caseView.stage === 'Paused') ? resumeForm(invoice.externalId, user, caseView.stage === 'Blocked' ? 'Retry the step' : 'Resume') : ''}
-  ${live ? '' : html`<p class="muted">Temporal did not answer, so this shows the database copy.</p>`}
+  ${live || notStarted || !caseView ? '' : html`<p class="muted">Temporal did not answer, so this shows the database copy.</p>`}
 </section>
 <h2>Communications</h2>
 ${
