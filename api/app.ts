@@ -10,6 +10,7 @@ import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
 import { caseListRoutes } from './routes/cases-list';
+import { invoiceImportRoutes } from './routes/invoice-import';
 import { invoiceRoutes } from './routes/invoices';
 
 export type AppDeps = {
@@ -68,6 +69,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes(context));
   await app.register(invoiceRoutes(context));
+  await app.register(invoiceImportRoutes(context));
   await app.register(caseRoutes(context));
   await app.register(approvalRoutes(context));
   await app.register(caseListRoutes(context));
