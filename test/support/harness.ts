@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { inject } from 'vitest';
 import { resolveServerExecutable } from '../../scripts/temporal-servers';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app';
@@ -79,6 +78,8 @@ export async function startHarness(temporal: {
 
 /** The harness on the run's shared Temporal dev server (started by the vitest globalSetup). */
 export async function startDevServerHarness() {
+  // Imported here, not at the top, so scripts outside vitest (bench/) can use startHarness.
+  const { inject } = await import('vitest');
   const address = inject('temporalAddress');
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });
