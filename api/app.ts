@@ -13,6 +13,7 @@ import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
 import { caseListRoutes } from './routes/cases-list';
 import { invoiceAdjustmentRoutes } from './routes/invoice-adjustments';
+import { invoiceImportRoutes } from './routes/invoice-import';
 import { invoiceRoutes } from './routes/invoices';
 import { operationsRoutes } from './routes/operations';
 import { pageRoutes } from './pages';
@@ -118,6 +119,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes(context));
   await app.register(invoiceRoutes(context));
   await app.register(invoiceAdjustmentRoutes(context));
+  await app.register(invoiceImportRoutes(context));
   await app.register(caseRoutes(context));
   await app.register(approvalRoutes(context));
   await app.register(caseListRoutes(context));

@@ -3,6 +3,10 @@ import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } fro
 import { z } from 'zod';
 import { isDatabaseUnavailable } from '../db/client';
 
+/** One thing wrong with a field; `path` names it (dotted for JSON, the column for CSV). */
+export const fieldErrorSchema = z.object({ path: z.string(), message: z.string() });
+export type FieldError = z.infer<typeof fieldErrorSchema>;
+
 /**
  * Every error leaves the API as RFC 9457 problem+json with a stable `type`. Clients branch on
  * `type`; people read `detail`. 5xx details stay in the log, never in the response.
@@ -14,7 +18,7 @@ export const problemSchema = z.object({
   detail: z.string(),
   instance: z.string().optional(),
   requestId: z.string().optional(),
-  errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  errors: z.array(fieldErrorSchema).optional(),
 });
 export type Problem = z.infer<typeof problemSchema>;
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { collectionOutcomes, externalIdSchema } from '../domain/collection';
 import { currencySchema, positiveMinorUnitsSchema } from '../domain/money';
 import { collectionCases, customers, invoices } from '../db/schema';
+import { fieldErrorSchema } from './problem';
 
 const timeZoneSchema = z.string().refine(
   (zone) => {
@@ -122,3 +123,45 @@ export const externalIdParamsSchema = z.object({ externalId: externalIdSchema })
 
 /** Why a person did something, for the audit trail and the case history. */
 export const reasonSchema = z.string().trim().min(3).max(2000);
+
+export const importQuerySchema = z.object({
+  dryRun: z.stringbool().default(false).describe('true: validate every row and store nothing'),
+});
+
+/** How many invoices one JSON batch may hold; bigger sets go through the CSV import. */
+export const maxBatchInvoices = 1000;
+
+export const invoiceBatchSchema = z.object({
+  // Elements are checked one by one against registerInvoiceSchema by the import, so one bad
+  // element is a row error instead of a 400 for the whole batch.
+  invoices: z
+    .array(z.unknown().meta(z.toJSONSchema(registerInvoiceSchema, { io: 'input', unrepresentable: 'any' })))
+    .min(1)
+    .max(maxBatchInvoices)
+    .describe('Invoices shaped as for POST /invoices'),
+});
+
+/** Failed rows listed in an import report; all of them are counted. */
+export const maxListedErrors = 1000;
+
+export const importReportSchema = z.object({
+  dryRun: z.boolean().describe('true: rows were only validated; created and unchanged are 0'),
+  rows: z.number().int().describe('Rows read (CSV data lines or batch elements), failed ones included'),
+  created: z.number().int(),
+  unchanged: z.number().int().describe('Already registered with the same details: nothing changed'),
+  failed: z.number().int(),
+  errors: z
+    .array(
+      z.object({
+        row: z.number().int().describe('CSV: line number in the file (the header is line 1); batch: position from 1'),
+        externalId: z.string().optional(),
+        errors: z.array(fieldErrorSchema).describe('path is the CSV column or the JSON field; empty for the row as a whole'),
+      }),
+    )
+    .describe(`The failed rows in order, at most the first ${maxListedErrors}; \`failed\` counts them all`),
+  stopped: z
+    .object({ row: z.number().int(), message: z.string() })
+    .nullable()
+    .describe('null when the whole file was read; else the line where reading stopped and why: rows from it on were not imported'),
+});
+export type ImportReport = z.infer<typeof importReportSchema>;

@@ -30,3 +30,57 @@ export function invoicePayload(overrides: Partial<RegisterInvoice> = {}): Regist
     ...overrides,
   };
 }
+
+/** The CSV import's columns, as its documentation lists them. */
+export const csvColumns = [
+  'externalId',
+  'number',
+  'currency',
+  'amountTotalMinor',
+  'amountOutstandingMinor',
+  'issueDate',
+  'dueDate',
+  'customerExternalId',
+  'customerName',
+  'customerEmail',
+  'customerPhone',
+  'customerTimeZone',
+  'customerLocale',
+  'customerCountry',
+  'customerKind',
+  'policy',
+];
+
+export type CsvRow = Record<string, string>;
+
+/**
+ * A valid CSV row `<prefix>-<n>`, due in a year (its workflow starts and sleeps), for one of
+ * 50 customers; override what the test is about.
+ */
+export function csvInvoiceRow(prefix: string, n: number, overrides: CsvRow = {}): CsvRow {
+  return {
+    externalId: `${prefix}-${n}`,
+    number: `2026-${n}`,
+    currency: 'EUR',
+    amountTotalMinor: String(10_000 + n),
+    amountOutstandingMinor: '',
+    issueDate: isoDate(0),
+    dueDate: isoDate(365),
+    customerExternalId: `${prefix}-C${n % 50}`,
+    customerName: `Kunde ${n % 50} GmbH`,
+    customerEmail: `ap${n % 50}@kunde.example`,
+    customerPhone: '',
+    customerTimeZone: 'Europe/Berlin',
+    customerLocale: 'de-DE',
+    customerCountry: 'DE',
+    customerKind: 'business',
+    policy: '',
+    ...overrides,
+  };
+}
+
+/** A CSV file: a header line naming `columns`, then the rows; values with commas, quotes or line breaks quoted. */
+export function toCsv(rows: CsvRow[], columns = csvColumns): string {
+  const quote = (value: string) => (/[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value);
+  return [columns.join(','), ...rows.map((r) => columns.map((c) => quote(r[c] ?? '')).join(','))].join('\n') + '\n';
+}
