@@ -1,6 +1,7 @@
 import { auditEvents } from '../db/schema';
 import type { Caller } from './auth';
-import { registerInvoice, type ServiceDeps } from './invoice-service';
+import type { ServiceDeps } from './invoice-service';
+import { registerInvoiceWithWaitingPayments } from './payment-service';
 import { HttpProblem, type FieldError } from './problem';
 import { maxListedErrors, registerInvoiceSchema, type ImportReport, type RegisterInvoice } from './schemas';
 
@@ -71,7 +72,7 @@ export async function importInvoices(
 
   const register = async (row: number, input: RegisterInvoice) => {
     try {
-      const { created } = await registerInvoice(deps, input, options.caller);
+      const { created } = await registerInvoiceWithWaitingPayments(deps, input, options.caller);
       if (created) report.created++;
       else report.unchanged++;
     } catch (err) {

@@ -3,9 +3,9 @@ import { auditEvents, payments, webhookEvents } from '../db/schema';
 import { currencySchema, type Currency } from '../domain/money';
 import { paymentReceivedSignal } from '../workflows/messages';
 import type { Caller } from './auth';
-import { deliverToCase, findInvoice, lookupInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
+import { deliverToCase, findInvoice, lookupInvoice, registerInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
-import type { RecordPayment } from './schemas';
+import type { RecordPayment, RegisterInvoice } from './schemas';
 
 type PaymentRow = typeof payments.$inferSelect;
 type WebhookEventRow = typeof webhookEvents.$inferSelect;
@@ -321,4 +321,15 @@ export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceEx
     data: { webhookEventId: id, source: stored.source, eventId: stored.eventId },
   });
   return webhookEventView(await settleEvent(deps, reopened));
+}
+
+/**
+ * Registers an invoice (see registerInvoice) and applies any money that arrived for it before:
+ * every way of registering goes through here. On every registration, not only the first: one
+ * whose workflow start failed is retried by registering again.
+ */
+export async function registerInvoiceWithWaitingPayments(deps: ServiceDeps, input: RegisterInvoice, caller: Caller) {
+  const result = await registerInvoice(deps, input, caller);
+  await applyWaitingPayments(deps, result.invoice.externalId);
+  return result;
 }

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
-import { getInvoiceDetail, registerInvoice } from '../invoice-service';
-import { applyWaitingPayments, recordPayment } from '../payment-service';
+import { getInvoiceDetail } from '../invoice-service';
+import { recordPayment, registerInvoiceWithWaitingPayments } from '../payment-service';
 import { problemResponses } from '../problem';
 import {
   caseViewSchema,
@@ -87,9 +87,7 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
       },
     },
     async (request, reply) => {
-      const result = await registerInvoice(services, request.body, request.caller!);
-      // On every registration, not only the first: one whose workflow start failed is retried by registering again.
-      await applyWaitingPayments(services, result.invoice.externalId);
+      const result = await registerInvoiceWithWaitingPayments(services, request.body, request.caller!);
       return reply.code(result.created ? 201 : 200).send({ invoice: result.invoice, case: result.case });
     },
   );
