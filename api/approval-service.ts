@@ -1,6 +1,6 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { and, asc, desc, eq, gte, inArray, isNotNull, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, isNotNull, lt, lte, type SQL } from 'drizzle-orm';
 import type { approvalKinds, approvalStatuses} from '../db/schema';
 import { approvals, collectionCases, communications, customers, invoices } from '../db/schema';
 import { decideApprovalUpdate } from '../workflows/messages';
@@ -55,6 +55,8 @@ export type ApprovalFilter = {
   minAmountMinor?: number;
   /** Only requests whose deadline passed before this instant. */
   deadlineBefore?: Date;
+  /** Only requests made at least this many days ago. */
+  minAgeDays?: number;
   limit: number;
 };
 
@@ -64,6 +66,7 @@ export async function listApprovals(deps: ServiceDeps, filter: ApprovalFilter): 
   if (filter.kind) where.push(eq(approvals.kind, filter.kind));
   if (filter.minAmountMinor !== undefined) where.push(gte(approvals.amountMinor, filter.minAmountMinor));
   if (filter.deadlineBefore) where.push(lt(approvals.deadlineAt, filter.deadlineBefore));
+  if (filter.minAgeDays !== undefined) where.push(lte(approvals.createdAt, new Date(Date.now() - filter.minAgeDays * 86_400_000)));
   const rows = await selectApprovals(deps)
     .where(and(...where))
     .orderBy(desc(approvals.amountMinor), asc(approvals.createdAt))

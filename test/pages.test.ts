@@ -207,6 +207,13 @@ describe('approver inbox', () => {
 describe('operations view', () => {
   it('lists an approval past its deadline and a case paused too long, through the API and the page', async () => {
     const late = await caseAwaitingApproval('Slow Approver GmbH');
+    // The API filters pending requests by kind, amount and age.
+    const pendingIds = async (query: string) =>
+      (await h.app.inject({ url: `/approvals?${query}`, headers: h.auth('approver') })).json().approvals.map((a: { id: string }) => a.id);
+    expect(await pendingIds('kind=agency_referral&minAmountMinor=250000&minAgeDays=0')).toContain(late.approvalId);
+    expect(await pendingIds('minAgeDays=1')).not.toContain(late.approvalId);
+    expect(await pendingIds('kind=legal_action')).not.toContain(late.approvalId);
+    expect(await pendingIds('minAmountMinor=250001')).not.toContain(late.approvalId);
     // Five days pass without a decision.
     await h.db.db.update(approvals).set({ deadlineAt: new Date(Date.now() - 3_600_000) }).where(eq(approvals.id, late.approvalId));
 
