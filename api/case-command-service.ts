@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { eq } from 'drizzle-orm';
 import { z } from 'zod';
-import { auditEvents, collectionCases, invoices } from '../db/schema';
+import type { SignalDefinition } from '@temporalio/common';
+import type { StoredCase } from '../cases/collection-start';
+import { auditEvents } from '../db/schema';
 import { positiveMinorUnitsSchema } from '../domain/money';
 import {
   ceaseCommunicationSignal,
@@ -14,7 +15,7 @@ import {
   resumeSignal,
 } from '../workflows/messages';
 import type { Caller } from './auth';
-import type { ServiceDeps } from './invoice-service';
+import { deliverToCase, findInvoice, type ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
 import { reasonSchema as reason } from './schemas';
 
@@ -60,48 +61,49 @@ export const caseCommands = {
 export type CaseCommandName = keyof typeof caseCommands;
 type CommandName = CaseCommandName;
 
-async function openCase(services: ServiceDeps, externalId: string) {
-  const [row] = await services.db
-    .select({ caseRow: collectionCases, invoice: invoices })
-    .from(invoices)
-    .leftJoin(collectionCases, eq(collectionCases.invoiceId, invoices.id))
-    .where(eq(invoices.externalId, externalId));
-  if (!row) throw new HttpProblem(404, 'invoice-not-found', 'Unknown invoice', `No invoice with external id ${externalId}.`);
-  if (!row.caseRow || row.caseRow.stage === 'Closed') {
+/** The invoice's case, which must be open: commands on a closed case are refused. */
+async function openCase(services: ServiceDeps, externalId: string): Promise<StoredCase> {
+  const { invoice, customer, caseRow } = await findInvoice(services, externalId);
+  if (!caseRow || caseRow.stage === 'Closed') {
     throw new HttpProblem(409, 'case-closed', 'No open case', `Invoice ${externalId} has no open collection case.`);
   }
-  return { caseRow: row.caseRow, invoice: row.invoice };
+  return { invoice, customer, caseRow };
 }
 
-async function deliver(services: ServiceDeps, name: CommandName, workflowId: string, by: string, messageId: string, body: Record<string, unknown>) {
-  const handle = services.temporal.workflow.getHandle(workflowId);
+/**
+ * Sends the command's signal through the shared delivery (a case that has not started yet
+ * starts with it in hand). 'case_closed' if the case ended meanwhile.
+ */
+async function deliver(services: ServiceDeps, stored: StoredCase, name: CommandName, by: string, messageId: string, body: Record<string, unknown>) {
   const base = { messageId, by };
+  const failure = { title: 'Command recorded but not delivered', detail: 'Send it again with the same Idempotency-Key; it is applied once.' };
+  const send = <Message>(signal: SignalDefinition<[Message]>, message: Message) => deliverToCase(services, stored, signal, message, failure);
   switch (name) {
     case 'dispute':
-      return handle.signal(openDisputeSignal, { ...base, reason: body.reason as string });
+      return send(openDisputeSignal, { ...base, reason: body.reason as string });
     case 'dispute-resolution': {
       const resolution = body as { resolution: 'customer_favour' | 'business_favour'; note: string; creditMinor?: number; cancelInvoice?: boolean };
-      return handle.signal(resolveDisputeSignal, { ...base, ...resolution });
+      return send(resolveDisputeSignal, { ...base, ...resolution });
     }
     case 'promise':
-      return handle.signal(promiseToPaySignal, { ...base, promisedDate: body.promisedDate as string, amountMinor: body.amountMinor as number });
+      return send(promiseToPaySignal, { ...base, promisedDate: body.promisedDate as string, amountMinor: body.amountMinor as number });
     case 'payment-plan':
-      return handle.signal(paymentPlanSignal, { ...base, instalments: body.instalments as { dueDate: string; amountMinor: number }[] });
+      return send(paymentPlanSignal, { ...base, instalments: body.instalments as { dueDate: string; amountMinor: number }[] });
     case 'settlement':
-      return handle.signal(proposeSettlementSignal, {
+      return send(proposeSettlementSignal, {
         ...base,
         amountMinor: body.amountMinor as number,
         payBy: body.payBy as string,
         waiveFees: Boolean(body.waiveFees),
       });
     case 'cease-communication':
-      return handle.signal(ceaseCommunicationSignal, { ...base, reason: body.reason as string });
+      return send(ceaseCommunicationSignal, { ...base, reason: body.reason as string });
     case 'pause':
-      return handle.signal(pauseSignal, { ...base, reason: body.reason as string });
+      return send(pauseSignal, { ...base, reason: body.reason as string });
     case 'resume':
-      return handle.signal(resumeSignal, { ...base, reason: body.reason as string });
+      return send(resumeSignal, { ...base, reason: body.reason as string });
     case 'notes':
-      return; // a note only goes to the timeline
+      return 'applied'; // a note only goes to the timeline
   }
 }
 
@@ -115,7 +117,8 @@ export async function sendCaseCommand(
   input: { externalId: string; name: CommandName; body: Record<string, unknown>; caller: Caller; idempotencyKey?: string },
 ): Promise<{ messageId: string }> {
   const { externalId, name, body, caller } = input;
-  const { caseRow, invoice } = await openCase(services, externalId);
+  const stored = await openCase(services, externalId);
+  const { caseRow, invoice } = stored;
   if (name === 'payment-plan') {
     const total = (body.instalments as { amountMinor: number }[]).reduce((sum, i) => sum + i.amountMinor, 0);
     if (total !== caseRow.amountOutstandingMinor) {
@@ -135,11 +138,9 @@ export async function sendCaseCommand(
     .insert(auditEvents)
     .values({ caseId: caseRow.id, invoiceId: invoice.id, actor: caller.name, type: `command.${name}`, data: { ...body, messageId }, dedupeKey: `${caseRow.workflowId}:${messageId}` })
     .onConflictDoNothing({ target: auditEvents.dedupeKey });
-  try {
-    await deliver(services, name, caseRow.workflowId, caller.name, messageId, body);
-  } catch (err) {
-    services.log?.error({ err }, 'delivering a case command failed');
-    throw new HttpProblem(503, 'temporal-unavailable', 'Command recorded but not delivered', 'Send it again with the same Idempotency-Key; it is applied once.');
+  const delivery = await deliver(services, stored, name, caller.name, messageId, body);
+  if (delivery === 'case_closed') {
+    throw new HttpProblem(409, 'case-closed', 'No open case', `The case of invoice ${externalId} closed before the command arrived; it is recorded but changes nothing.`);
   }
   return { messageId };
 }
