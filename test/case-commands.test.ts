@@ -48,6 +48,19 @@ describe('case commands', () => {
     expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(100_000);
   });
 
+  it('starts a case that has not started yet with the command in hand (a dispute before the first reminder)', async () => {
+    const now = new Date(await env.currentTimeMs());
+    const payload = invoicePayload({ issueDate: isoDate(-5, now), dueDate: isoDate(30, now) });
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const [waiting] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, collectionWorkflowId(payload.externalId)));
+    expect(waiting!.stage).toBe('NotStarted');
+
+    expect((await command(payload.externalId, 'dispute', { reason: 'never ordered this' })).statusCode).toBe(202);
+    await env.sleep('1 hour');
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
+    expect(await handle.query(caseStatusQuery)).toMatchObject({ stage: 'Disputed', dispute: { reason: 'never ordered this' } });
+  });
+
   it('refuses a payment plan that does not cover the balance, a settlement that is not reduced, and viewers', async () => {
     const { payload } = await register();
     const plan = await command(payload.externalId, 'payment-plan', { instalments: [{ dueDate: isoDate(30), amountMinor: 1_000 }] });
