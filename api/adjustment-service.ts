@@ -8,6 +8,7 @@ import { auditEvents, collectionCases, invoiceAdjustments, invoices } from '../d
 import { collectionStartsAt } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import { invoiceAdjustedSignal } from '../workflows/messages';
+import { adjustmentMessage } from '../cases/collection-start';
 import type { Caller } from './auth';
 import { caseView, deliverToCase, findInvoice, invoiceView, startIfDue, type ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
@@ -96,13 +97,7 @@ async function recordAdjustment(
 
   let delivery: 'applied' | 'case_closed' = 'case_closed';
   if (caseRow) {
-    const message = {
-      adjustmentId: row.adjustmentId,
-      by: row.recordedBy,
-      kind: row.kind === 'cancellation' ? ('cancelled' as const) : ('credited' as const),
-      ...(row.amountMinor !== null ? { creditMinor: row.amountMinor } : {}),
-      reason: row.reason,
-    };
+    const message = adjustmentMessage(row);
     delivery = await deliverToCase(deps, { invoice, customer, caseRow }, invoiceAdjustedSignal, message, {
       title: 'Adjustment stored but not yet applied',
       detail: `Adjustment ${row.adjustmentId} of invoice ${externalId} is stored; forwarding it to the collection case failed. Send it again with the same adjustmentId; it is applied once.`,

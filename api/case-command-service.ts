@@ -108,8 +108,8 @@ async function deliver(services: ServiceDeps, stored: StoredCase, name: CommandN
 }
 
 /**
- * Validates a command against the case, records it in the audit trail with who sent it, and
- * delivers it to the workflow with a message id: `${name}:${idempotencyKey}` when the caller
+ * Validates a command against the case, delivers it to the workflow, and records it in the
+ * audit trail with who sent it with a message id: `${name}:${idempotencyKey}` when the caller
  * gives a key, so a retried request changes nothing.
  */
 export async function sendCaseCommand(
@@ -134,13 +134,15 @@ export async function sendCaseCommand(
     throw new HttpProblem(422, 'settlement-not-reduced', 'A settlement must be below the amount outstanding', `${caseRow.amountOutstandingMinor} is outstanding.`);
   }
   const messageId = `${name}:${input.idempotencyKey ?? randomUUID()}`;
+  const delivery = await deliver(services, stored, name, caller.name, messageId, body);
+  if (delivery === 'case_closed') {
+    throw new HttpProblem(409, 'case-closed', 'No open case', `The case of invoice ${externalId} closed before the command arrived; nothing was changed.`);
+  }
+  // Recorded once delivered (a refused or failed command leaves no trace); a retry with the
+  // same Idempotency-Key finds the row by its dedupe key.
   await services.db
     .insert(auditEvents)
     .values({ caseId: caseRow.id, invoiceId: invoice.id, actor: caller.name, type: `command.${name}`, data: { ...body, messageId }, dedupeKey: `${caseRow.workflowId}:${messageId}` })
     .onConflictDoNothing({ target: auditEvents.dedupeKey });
-  const delivery = await deliver(services, stored, name, caller.name, messageId, body);
-  if (delivery === 'case_closed') {
-    throw new HttpProblem(409, 'case-closed', 'No open case', `The case of invoice ${externalId} closed before the command arrived; it is recorded but changes nothing.`);
-  }
   return { messageId };
 }

@@ -4,7 +4,7 @@ import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
 import { temporalUiLink, type ServiceDeps } from './invoice-service';
 
-export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long', 'payment_unfinished'] as const;
+export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long', 'payment_unfinished', 'start_failing'] as const;
 export type StuckKind = (typeof stuckKinds)[number];
 
 export type StuckCase = {
@@ -71,7 +71,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     webhookEventId: null,
   });
 
-  const [blocked, paused, due, overdueApprovals, unfinished] = await Promise.all([
+  const [blocked, paused, due, overdueApprovals, unfinished, unstarted] = await Promise.all([
     selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
     selectCases()
       .where(and(eq(collectionCases.stage, 'Paused'), lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000))))
@@ -88,6 +88,11 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .from(webhookEvents)
       .where(and(eq(webhookEvents.status, 'received'), lte(webhookEvents.receivedAt, new Date(now.getTime() - 5 * 60_000))))
       .orderBy(asc(webhookEvents.receivedAt))
+      .limit(200),
+    // The sweep starts a case within minutes of its start time; an hour late means its start keeps failing.
+    selectCases()
+      .where(and(eq(collectionCases.stage, 'NotStarted'), lte(collectionCases.startsAt, new Date(now.getTime() - 3_600_000))))
+      .orderBy(asc(collectionCases.startsAt))
       .limit(200),
   ]);
 
@@ -148,6 +153,13 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       reason: `Paused for more than ${options.pausedForDays} days`,
       since: row.caseRow.updatedAt.toISOString(),
       action: 'resume' as const,
+    })),
+    ...unstarted.map((row) => ({
+      ...base(row),
+      kind: 'start_failing' as const,
+      reason: 'Its start time passed over an hour ago and the sweep has not started it: see the overdue sweep under Schedules in the Temporal UI',
+      since: row.caseRow.startsAt.toISOString(),
+      action: null,
     })),
     ...unfinished.map((event) => ({
       kind: 'payment_unfinished' as const,

@@ -1,4 +1,5 @@
 import { and, count, desc, eq, inArray, isNotNull, or } from 'drizzle-orm';
+import { paymentMessage } from '../cases/collection-start';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
 import { currencySchema, type Currency } from '../domain/money';
 import { paymentReceivedSignal } from '../workflows/messages';
@@ -65,13 +66,7 @@ async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewP
   // this payment in hand.
   let delivery: PaymentDelivery = 'no_case';
   if (caseRow) {
-    const message = {
-      paymentId: payment.id,
-      amountMinor: payment.amountMinor,
-      currency: payment.currency as Currency,
-      receivedAt: payment.receivedAt.toISOString(),
-    };
-    delivery = await deliverToCase(deps, { invoice, customer, caseRow }, paymentReceivedSignal, message, {
+    delivery = await deliverToCase(deps, { invoice, customer, caseRow }, paymentReceivedSignal, paymentMessage(payment), {
       title: 'Payment stored but not yet applied',
       detail: `Payment ${input.providerEventId} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
     });
@@ -160,33 +155,41 @@ export function webhookEventView(row: WebhookEventRow) {
  */
 export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent) {
   const money = 'moneyId' in event.money ? event.money : null;
+  const values = {
+    type: event.type,
+    invoiceExternalId: money?.invoiceExternalId ?? null,
+    moneyId: money?.moneyId ?? null,
+    amountMinor: money?.amountMinor ?? null,
+    currency: money?.currency ?? null,
+    paidAt: money?.receivedAt ?? null,
+    // Nothing to apply: the outcome is known at once.
+    ...('ignored' in event.money ? { status: 'ignored' as const, detail: event.money.ignored, processedAt: new Date() } : {}),
+    ...('invalid' in event.money ? { status: 'invalid' as const, detail: event.money.invalid, processedAt: new Date() } : {}),
+    payload: event.payload as object,
+  };
   const [inserted] = await deps.db
     .insert(webhookEvents)
-    .values({
-      source: event.source,
-      eventId: event.eventId,
-      type: event.type,
-      invoiceExternalId: money?.invoiceExternalId ?? null,
-      moneyId: money?.moneyId ?? null,
-      amountMinor: money?.amountMinor ?? null,
-      currency: money?.currency ?? null,
-      paidAt: money?.receivedAt ?? null,
-      // Nothing to apply: the outcome is known at once.
-      ...('ignored' in event.money ? { status: 'ignored' as const, detail: event.money.ignored, processedAt: new Date() } : {}),
-      ...('invalid' in event.money ? { status: 'invalid' as const, detail: event.money.invalid, processedAt: new Date() } : {}),
-      payload: event.payload as object,
-    })
+    .values({ source: event.source, eventId: event.eventId, ...values })
     .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
     .returning();
-  const stored =
+  let stored =
     inserted ??
     (await deps.db
       .select()
       .from(webhookEvents)
       .where(and(eq(webhookEvents.source, event.source), eq(webhookEvents.eventId, event.eventId))))[0]!;
-  if (stored.status !== 'received') return { duplicate: !inserted, event: webhookEventView(stored) };
-  const settled = await settleEvent(deps, stored);
-  return { duplicate: !inserted, event: webhookEventView(settled) };
+  let fresh = Boolean(inserted);
+  // The sender fixed an event we refused as invalid and sent it again under its id: read it anew.
+  if (!inserted && stored.status === 'invalid' && !('invalid' in event.money)) {
+    const [reread] = await deps.db
+      .update(webhookEvents)
+      .set({ status: 'received', detail: null, processedAt: null, ...values })
+      .where(and(eq(webhookEvents.id, stored.id), eq(webhookEvents.status, 'invalid')))
+      .returning();
+    if (reread) [stored, fresh] = [reread, true];
+  }
+  if (stored.status !== 'received') return { duplicate: !fresh, event: webhookEventView(stored) };
+  return { duplicate: !fresh, event: webhookEventView(await settleEvent(deps, stored)) };
 }
 
 /** Matches a stored event to its invoice and applies the money, or records why it cannot. */
@@ -313,14 +316,16 @@ export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceEx
   }
   const reopened = await reopenEvent(deps, stored.id, invoiceExternalId);
   if (!reopened) throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} was matched by someone else just now.`);
+  const settled = await settleEvent(deps, reopened);
+  // Audited with its outcome, once it is known (a 503 above leaves the event to be matched again).
   await deps.db.insert(auditEvents).values({
     invoiceId: target.invoice.id,
     caseId: target.caseRow?.id ?? null,
     actor: caller.name,
     type: 'webhook_event.matched',
-    data: { webhookEventId: id, source: stored.source, eventId: stored.eventId },
+    data: { webhookEventId: id, source: stored.source, eventId: stored.eventId, status: settled.status },
   });
-  return webhookEventView(await settleEvent(deps, reopened));
+  return webhookEventView(settled);
 }
 
 /**
@@ -329,7 +334,15 @@ export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceEx
  * whose workflow start failed is retried by registering again.
  */
 export async function registerInvoiceWithWaitingPayments(deps: ServiceDeps, input: RegisterInvoice, caller: Caller) {
-  const result = await registerInvoice(deps, input, caller);
+  let result;
+  try {
+    result = await registerInvoice(deps, input, caller);
+  } catch (err) {
+    // 503: the invoice is stored but its workflow did not start. Its waiting money is recorded
+    // against it all the same (the case starts with it, whenever it starts).
+    if (err instanceof HttpProblem && err.status === 503) await applyWaitingPayments(deps, input.externalId).catch(() => undefined);
+    throw err;
+  }
   await applyWaitingPayments(deps, result.invoice.externalId);
   return result;
 }

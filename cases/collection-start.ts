@@ -2,14 +2,14 @@
  * How a collection case's workflow is started and messaged: one piece of code for the API
  * (registration, payments, credit notes, cancellations) and the overdue sweep's activity.
  */
-import { and, eq } from 'drizzle-orm';
+import { and, asc, eq } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy, type SignalDefinition } from '@temporalio/common';
 import type { Database } from '../db/client';
-import { collectionCases, type customers, type invoices } from '../db/schema';
+import { collectionCases, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
 import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
 import type { Currency } from '../domain/money';
-import { searchAttributes } from '../workflows/messages';
+import { searchAttributes, type InvoiceAdjusted, type PaymentReceived } from '../workflows/messages';
 import { pinnedPolicy } from './policies';
 
 /** What starting or messaging a case needs: the database, a Temporal client, the workers' task queue. */
@@ -36,6 +36,36 @@ async function collectionInput(db: Database, { invoice, customer, caseRow }: Sto
     dueDate: invoice.dueDate,
     policyId: policy.id,
     policy: policy.definition,
+    ...(await storedMoney(db, invoice.id)),
+  };
+}
+
+/**
+ * Payments and corrections already stored for the invoice. The workflow applies them first,
+ * once each by id, so a case that starts late (from the sweep, or with a later message) does
+ * not chase money that was paid or credited while it was not running.
+ */
+async function storedMoney(db: Database, invoiceId: string): Promise<Pick<CollectionInput, 'priorPayments' | 'priorAdjustments'>> {
+  const [paid, adjusted] = await Promise.all([
+    db.select().from(payments).where(eq(payments.invoiceId, invoiceId)).orderBy(asc(payments.receivedAt)),
+    db.select().from(invoiceAdjustments).where(eq(invoiceAdjustments.invoiceId, invoiceId)).orderBy(asc(invoiceAdjustments.createdAt)),
+  ]);
+  return { priorPayments: paid.map(paymentMessage), priorAdjustments: adjusted.map(adjustmentMessage) };
+}
+
+/** A stored payment as the case hears of it (signal or prior payment). */
+export function paymentMessage(row: typeof payments.$inferSelect): PaymentReceived {
+  return { paymentId: row.id, amountMinor: row.amountMinor, currency: row.currency as Currency, receivedAt: row.receivedAt.toISOString() };
+}
+
+/** A stored credit note or cancellation as the case hears of it (signal or prior adjustment). */
+export function adjustmentMessage(row: typeof invoiceAdjustments.$inferSelect): InvoiceAdjusted {
+  return {
+    adjustmentId: row.adjustmentId,
+    by: row.recordedBy,
+    kind: row.kind === 'cancellation' ? 'cancelled' : 'credited',
+    ...(row.amountMinor !== null ? { creditMinor: row.amountMinor } : {}),
+    reason: row.reason,
   };
 }
 

@@ -54,6 +54,13 @@ export type CollectionInput = {
   policy: CollectionPolicy;
   /** Set when the workflow continued as new: where the previous run left off. */
   carried?: CarriedState;
+  /**
+   * Payments and corrections stored before this workflow started (a start that failed, a
+   * delivery that did not arrive): applied first, each once by its id, so a case never starts
+   * from an amount it should not chase. Their signals, if they come later, change nothing.
+   */
+  priorPayments?: { paymentId: string; amountMinor: number; currency: Currency; receivedAt: string }[];
+  priorAdjustments?: { adjustmentId: string; by: string; kind: 'cancelled' | 'credited'; creditMinor?: number; reason: string }[];
 };
 
 /** A case's state handed from one run to the next by continue-as-new. */

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectionCases, collectionPolicies } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { policySchema } from '../domain/policy';
+import { caseStatusQuery } from '../workflows/messages';
 import { overdueSweep, type OverdueSweepInput } from '../workflows/overdue-sweep';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startTimeSkippingHarness } from './support/harness';
@@ -47,6 +48,36 @@ async function caseOf(workflowId: string) {
 const notFound = (err: unknown) => err instanceof WorkflowNotFoundError;
 
 describe('when a case starts', () => {
+  it('starts a case with the money and credit notes stored while it was not running', async () => {
+    // A payment and a credit note reach the database while Temporal is unreachable.
+    const { payload, handle } = await registerWithFailedStart(-2);
+    const broken = await h.appWithoutTemporal();
+    const paid = await broken.inject({
+      method: 'POST',
+      url: `/invoices/${payload.externalId}/payments`,
+      headers: h.auth('collector'),
+      payload: { reference: `bank-${payload.externalId}`, amountMinor: 25_000, currency: 'EUR' },
+    });
+    const credited = await broken.inject({
+      method: 'POST',
+      url: `/invoices/${payload.externalId}/credit-notes`,
+      headers: h.auth('collector'),
+      payload: { adjustmentId: `CN-${payload.externalId}`, amountMinor: 10_000, currency: 'EUR', reason: 'one pallet short' },
+    });
+    await broken.close();
+    expect([paid.statusCode, credited.statusCode]).toEqual([503, 503]);
+    // Its start time is days past: the stuck list shows it.
+    const stuck = await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') });
+    expect(stuck.json().cases).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'start_failing', invoiceExternalId: payload.externalId })]));
+
+    // Nobody sends them again; the sweep starts the case, which counts both.
+    await sweep();
+    await h.env.sleep('1 minute');
+    const status = await handle.query(caseStatusQuery);
+    expect(status.amountOutstandingMinor).toBe(125_000 - 25_000 - 10_000);
+    expect(status.history.map((e) => e.kind)).toEqual(expect.arrayContaining(['payment', 'invoice_adjusted']));
+  });
+
   it('starts the case at registration when the first step is within a day', async () => {
     const { res, handle } = await register(4); // heads-up 3 days before the due date: tomorrow
     expect(res.statusCode, res.body).toBe(201);

@@ -252,6 +252,12 @@ describe('generic signed payment webhook', () => {
     // A redelivery is refused the same way and stores nothing more.
     expect((await h.app.inject(signedDelivery(bad[0]!.body))).statusCode).toBe(400);
     expect((await h.app.inject({ method: 'GET', url: '/webhook-events?status=invalid&source=bank', headers: h.auth('viewer') })).json().total).toBe(4);
+    // The sender fixes the amount and sends the event again under the same id: it is applied.
+    const fixed = { ...(bad[0]!.body as { id: string; type: string; data: object }), data: { invoiceExternalId: externalId, amountMinor: 1250, currency: 'EUR' } };
+    const resent = await h.app.inject(signedDelivery(fixed));
+    expect(resent.statusCode, resent.body).toBe(200);
+    expect(resent.json()).toMatchObject({ duplicate: false, event: { status: 'applied', eventId: fixed.id, amountMinor: 1250 } });
+    expect(await paymentsOf(externalId)).toHaveLength(1);
     const notJson = await h.app.inject(signedDelivery('{"id": '));
     expect(notJson.statusCode).toBe(400);
     expect(notJson.json().type).toBe('urn:arrears:problem:malformed-json');
@@ -260,7 +266,7 @@ describe('generic signed payment webhook', () => {
     expect(huge.statusCode).toBe(413);
     expect(huge.headers['content-type']).toContain('application/problem+json');
     expect(huge.json().type).toBe('urn:arrears:problem:body-too-large');
-    expect(await paymentsOf(externalId)).toHaveLength(0);
+    expect(await paymentsOf(externalId)).toHaveLength(1);
   });
 });
 

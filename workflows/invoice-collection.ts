@@ -53,6 +53,7 @@ import {
   type CaseStatus,
   type CollectionResult,
   type DisputeResolved,
+  type InvoiceAdjusted,
   type PaymentReceived,
   type PendingApproval,
   type SettlementOffer,
@@ -144,7 +145,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     note('ignored', `${message}: ${why}`);
   };
 
-  setHandler(paymentReceivedSignal, (payment: PaymentReceived) => {
+  const receivePayment = (payment: PaymentReceived) => {
     // Each payment counts once, by its id; the API refuses other currencies before signalling.
     if (appliedPayments.has(payment.paymentId) || payment.currency !== input.currency || !isPositiveInt(payment.amountMinor)) return;
     appliedPayments.add(payment.paymentId);
@@ -154,7 +155,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     overpaid += payment.amountMinor - applied;
     unpublished.push('case.payment_applied');
     note('payment', `${payment.amountMinor} ${payment.currency} (${payment.paymentId})`);
-  });
+  };
+  setHandler(paymentReceivedSignal, receivePayment);
   setHandler(pauseSignal, ({ messageId, by, reason }) => {
     if (!firstTime(messageId)) return;
     if (pausedReason !== null) return;
@@ -210,7 +212,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     settlement = { offer, status: 'proposed', handling: false };
     note('settlement_proposed', `${offer.amountMinor} by ${offer.payBy} (${offer.by})`);
   });
-  setHandler(invoiceAdjustedSignal, ({ adjustmentId, by, kind, creditMinor, reason }) => {
+  const adjustInvoice = ({ adjustmentId, by, kind, creditMinor, reason }: InvoiceAdjusted) => {
     if (appliedAdjustments.has(adjustmentId)) return;
     if (kind === 'credited' && !isPositiveInt(creditMinor ?? 0)) return ignored('invoiceAdjusted', 'invalid credit');
     appliedAdjustments.add(adjustmentId);
@@ -218,7 +220,12 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     else applyCredit(creditMinor ?? 0);
     unpublished.push('case.invoice_adjusted');
     note('invoice_adjusted', `${kind}${creditMinor ? ` ${creditMinor}` : ''}: ${reason} (${by})`);
-  });
+  };
+  setHandler(invoiceAdjustedSignal, adjustInvoice);
+  if (!carried) {
+    for (const payment of input.priorPayments ?? []) receivePayment(payment);
+    for (const adjustment of input.priorAdjustments ?? []) adjustInvoice(adjustment);
+  }
   setHandler(ceaseCommunicationSignal, ({ messageId, by, reason }) => {
     if (!firstTime(messageId)) return;
     if (communicationCeased) return;

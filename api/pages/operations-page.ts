@@ -26,7 +26,7 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const notice = resumed.success ? resumed.data : undefined;
     const body = html`<h1>Stuck cases</h1>
 ${notice ? html`<p class="notice" role="status">Sent to invoice ${notice}: the case goes on.</p>` : ''}
-<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, and cases paused for more than ${options.pausedForDays} days.</p>
+<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days, cases whose start keeps failing, and payments stored but not yet applied.</p>
 ${
   stuck.length === 0
     ? html`<p>Nothing is stuck.</p>`
@@ -34,7 +34,11 @@ ${
 ${stuck.map(
   (c) => html`<tr data-workflow-id="${c.workflowId}">
   <td>${kindLabel(c.kind)}</td>
-  <td><a href="/ui/cases/${encodeURIComponent(c.invoiceExternalId)}">${c.invoiceExternalId}</a><br><span class="muted">${c.customerName}</span><br><a href="${c.temporalUiUrl}">Temporal UI</a></td>
+  <td>${
+    c.kind === 'payment_unfinished' && c.invoiceExternalId === '?'
+      ? html`<span class="muted">no invoice</span>`
+      : html`<a href="/ui/cases/${encodeURIComponent(c.invoiceExternalId)}">${c.invoiceExternalId}</a><br><span class="muted">${c.customerName}</span>`
+  }${c.kind === 'start_failing' || c.kind === 'payment_unfinished' ? '' : html`<br><a href="${c.temporalUiUrl}">Temporal UI</a>`}</td>
   <td>${c.reason}</td>
   <td>${formatInstant(c.since)}</td>
   <td>${
