@@ -5,7 +5,7 @@ import http from 'node:http';
 import { Readable } from 'node:stream';
 import { Client, Connection } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
-import { and, count, eq, like } from 'drizzle-orm';
+import { and, asc, count, eq, like } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../api/app';
 import type { ImportReport } from '../api/schemas';
@@ -69,7 +69,7 @@ async function stored(prefix: string) {
 }
 
 async function importEvents() {
-  return h.db.db.select().from(auditEvents).where(eq(auditEvents.type, 'invoices.imported'));
+  return h.db.db.select().from(auditEvents).where(eq(auditEvents.type, 'invoices.imported')).orderBy(asc(auditEvents.id));
 }
 
 const newPrefix = () => `IMP${randomUUID().slice(0, 8)}`;
