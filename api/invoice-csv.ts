@@ -12,7 +12,7 @@ const maxRecordBytes = 64 * 1024;
 
 type InvoiceField = Exclude<keyof typeof registerInvoiceSchema.shape, 'customer'>;
 type CustomerField = Exclude<keyof typeof customerInputSchema.shape, 'postalAddress'>;
-type Column = { name: string; field: string; customer: boolean; required: boolean };
+type Column = { name: string; field: string; target: 'invoice' | 'customer' | 'address'; required: boolean };
 
 /** Amounts are whole minor units; anything else reaches the schema as text and is refused there. */
 const integerColumns: readonly string[] = ['amountTotalMinor', 'amountOutstandingMinor'];
@@ -24,24 +24,41 @@ const customerColumnName = (field: string) => `customer${field[0]!.toUpperCase()
 const invoiceColumn = (field: InvoiceField): Column => ({
   name: field,
   field,
-  customer: false,
+  target: 'invoice',
   required: !registerInvoiceSchema.shape[field].isOptional(),
 });
 const customerColumn = (field: CustomerField): Column => ({
   name: customerColumnName(field),
   field,
-  customer: true,
+  target: 'customer',
   required: !customerInputSchema.shape[field].isOptional(),
 });
+
+/**
+ * The customer's postal address (`customer.postalAddress.x`), which letters need: all
+ * optional as columns; when any is given, the schema asks for line 1, city, postal code and
+ * country.
+ */
+const addressColumns: Record<string, string> = {
+  line1: 'customerAddressLine1',
+  line2: 'customerAddressLine2',
+  city: 'customerCity',
+  postalCode: 'customerPostalCode',
+  region: 'customerRegion',
+  country: 'customerAddressCountry',
+};
+const addressColumn = (field: string): Column => ({ name: addressColumns[field]!, field, target: 'address', required: false });
 
 export const csvColumns: Column[] = [
   ...(['externalId', 'number', 'currency', 'amountTotalMinor', 'amountOutstandingMinor', 'issueDate', 'dueDate'] as const).map(invoiceColumn),
   ...(['externalId', 'name', 'email', 'phone', 'timeZone', 'locale', 'country', 'kind'] as const).map(customerColumn),
+  ...Object.keys(addressColumns).map(addressColumn),
   invoiceColumn('policy'),
 ];
 
 /** The column a schema issue is about, e.g. ['customer', 'name'] → customerName. */
 export function csvFieldName(path: PropertyKey[]): string {
+  if (path[0] === 'customer' && path[1] === 'postalAddress') return addressColumns[String(path[2])] ?? 'customerPostalAddress';
   if (path[0] === 'customer' && path.length > 1) return customerColumnName(String(path[1]));
   return path.map(String).join('.');
 }
@@ -74,13 +91,15 @@ function toImportRow(row: number, fields: string[], header: Column[]): ImportRow
   }
   const invoice: Record<string, unknown> = {};
   const customer: Record<string, unknown> = {};
+  const address: Record<string, unknown> = {};
   header.forEach((column, i) => {
     const value = fields[i]!;
     if (value === '') return; // an empty optional field is a missing one: the schema's default applies
     // Only digits become a number: "12.50" or "1,250" stays text, and the schema refuses it.
     const typed = integerColumns.includes(column.name) && /^-?\d+$/.test(value) ? Number(value) : value;
-    (column.customer ? customer : invoice)[column.field] = typed;
+    ({ invoice, customer, address })[column.target][column.field] = typed;
   });
+  if (Object.keys(address).length > 0) customer.postalAddress = address;
   return { row, input: { ...invoice, customer } };
 }
 

@@ -9,7 +9,7 @@ import { and, asc, count, eq, like } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../api/app';
 import type { ImportReport } from '../api/schemas';
-import { auditEvents, collectionCases, invoices } from '../db/schema';
+import { auditEvents, collectionCases, customers, invoices } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { csvColumns, csvInvoiceRow, invoicePayload, isoDate, toCsv } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -200,6 +200,16 @@ describe('CSV import', () => {
     expect(result.errors[0]!.errors[0]!.message).toContain('these fields differ: amountTotalMinor');
     const [stored1] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, `${prefix}-1`));
     expect(stored1?.amountTotalMinor).toBe(10_001);
+  });
+
+  it("stores the customer's postal address from its columns, and names the missing part of a partial one", async () => {
+    const prefix = newPrefix();
+    const rows = [csvInvoiceRow(prefix, 1), csvInvoiceRow(prefix, 2, { customerExternalId: `${prefix}-C-partial`, customerCity: '' })];
+    const result = report(await importCsv(toCsv(rows)));
+    expect(result).toMatchObject({ rows: 2, created: 1, failed: 1 });
+    expect(result.errors).toMatchObject([{ row: 3, errors: [{ path: 'customerCity' }] }]);
+    const [customer] = await h.db.db.select().from(customers).where(eq(customers.externalId, `${prefix}-C1`));
+    expect(customer!.postalAddress).toEqual({ line1: 'Kundenweg 1', city: 'Berlin', postalCode: '10115', country: 'DE' });
   });
 
   it('validates every row and stores nothing on a dry run', async () => {

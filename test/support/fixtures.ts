@@ -48,14 +48,18 @@ export const csvColumns = [
   'customerLocale',
   'customerCountry',
   'customerKind',
+  'customerAddressLine1',
+  'customerCity',
+  'customerPostalCode',
+  'customerAddressCountry',
   'policy',
 ];
 
 export type CsvRow = Record<string, string>;
 
 /**
- * A valid CSV row `<prefix>-<n>`, due in a year (its workflow starts and sleeps), for one of
- * 50 customers; override what the test is about.
+ * A valid CSV row `<prefix>-<n>`, due yesterday (its case starts at once), for one of 50
+ * customers with a postal address (letters need one); override what the test is about.
  */
 export function csvInvoiceRow(prefix: string, n: number, overrides: CsvRow = {}): CsvRow {
   return {
@@ -74,6 +78,10 @@ export function csvInvoiceRow(prefix: string, n: number, overrides: CsvRow = {})
     customerLocale: 'de-DE',
     customerCountry: 'DE',
     customerKind: 'business',
+    customerAddressLine1: `Kundenweg ${n % 50}`,
+    customerCity: 'Berlin',
+    customerPostalCode: '10115',
+    customerAddressCountry: 'DE',
     policy: '',
     ...overrides,
   };
