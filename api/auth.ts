@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { and, asc, eq, isNull } from 'drizzle-orm';
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { Database } from '../db/client';
@@ -13,6 +13,14 @@ declare module 'fastify' {
   interface FastifyRequest {
     caller?: Caller;
   }
+}
+
+/** Compares a submitted secret with the expected one in constant time (no timing hint of how much matched). */
+export function sameSecret(submitted: unknown, expected: string | undefined): boolean {
+  if (typeof submitted !== 'string' || !expected) return false;
+  const left = Buffer.from(submitted);
+  const right = Buffer.from(expected);
+  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 export function hashApiKey(key: string): string {

@@ -1,5 +1,6 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import Stripe from 'stripe';
+import { sameSecret } from './auth';
 import { HttpProblem } from './problem';
 
 /**
@@ -14,14 +15,13 @@ export function signGenericPayload(secret: string, timestamp: number, rawBody: B
   return `v1=${createHmac('sha256', secret).update(`${timestamp}.`).update(rawBody).digest('hex')}`;
 }
 
-function unauthenticated(slug: string, detail: string): HttpProblem {
-  return new HttpProblem(401, slug, 'Webhook signature not accepted', detail);
+/** The headers of a delivery signed with `secret` now (or at `timestamp`): what a sender does, and what tests and benchmarks send. */
+export function signedHeaders(secret: string, rawBody: Buffer | string, timestamp = Math.floor(Date.now() / 1000)): Record<string, string> {
+  return { 'content-type': 'application/json', [timestampHeader]: String(timestamp), [signatureHeader]: signGenericPayload(secret, timestamp, rawBody) };
 }
 
-function equalInConstantTime(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
+function unauthenticated(slug: string, detail: string): HttpProblem {
+  return new HttpProblem(401, slug, 'Webhook signature not accepted', detail);
 }
 
 export function verifyGenericSignature(input: {
@@ -49,7 +49,7 @@ export function verifyGenericSignature(input: {
   const offered = input.signature.split(/[,\s]+/).filter((s) => s.startsWith('v1='));
   const accepted = input.secrets.some((secret) => {
     const expected = signGenericPayload(secret, Number(input.timestamp), input.rawBody);
-    return offered.some((candidate) => equalInConstantTime(candidate, expected));
+    return offered.some((candidate) => sameSecret(candidate, expected));
   });
   if (!accepted) throw unauthenticated('webhook-signature-invalid', 'The signature does not match the body and timestamp.');
 }

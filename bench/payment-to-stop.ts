@@ -2,7 +2,7 @@
 // closed (the workflow's status query says Closed), while partial-payment webhooks keep the
 // system busy in the background.
 //   npm run bench:stop          (BENCH_CLOSES=50, BENCH_LOAD_PER_SECOND=20 by default)
-import { signGenericPayload } from '../api/webhook-signatures';
+import { signedHeaders } from '../api/webhook-signatures';
 import { invoicePayload } from '../test/support/fixtures';
 import { webhookSecrets } from '../test/support/stack';
 import { caseStatusQuery } from '../workflows/messages';
@@ -14,8 +14,7 @@ const loadPerSecond = Number(process.env.BENCH_LOAD_PER_SECOND ?? 20);
 
 function signed(id: string, invoiceExternalId: string, amountMinor: number): Request {
   const body = JSON.stringify({ id, type: 'payment.succeeded', data: { invoiceExternalId, amountMinor, currency: 'EUR' } });
-  const ts = Math.floor(Date.now() / 1000);
-  return { path: '/webhooks/bank', headers: { 'content-type': 'application/json', 'arrears-timestamp': String(ts), 'arrears-signature': signGenericPayload(webhookSecrets.bank, ts, body) }, body };
+  return { path: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, body), body };
 }
 
 async function main() {

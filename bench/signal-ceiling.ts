@@ -4,7 +4,7 @@
 // first figure while it signals the case before it answers.
 //   npx tsx bench/signal-ceiling.ts
 import { sql } from 'drizzle-orm';
-import { signGenericPayload } from '../api/webhook-signatures';
+import { signedHeaders } from '../api/webhook-signatures';
 import { invoicePayload } from '../test/support/fixtures';
 import { webhookSecrets } from '../test/support/stack';
 import { paymentReceivedSignal } from '../workflows/messages';
@@ -41,11 +41,10 @@ async function main() {
     const oneSignal = await each(100, (i) => signal(100_000 + i));
     const webhook = await each(100, async (i) => {
       const body = JSON.stringify({ id: `ceiling-${i}`, type: 'payment.succeeded', data: { invoiceExternalId: invoices[i % invoices.length], amountMinor: 1, currency: 'EUR' } });
-      const ts = Math.floor(Date.now() / 1000);
       const res = await stack.app.inject({
         method: 'POST',
         url: '/webhooks/bank',
-        headers: { 'content-type': 'application/json', 'arrears-timestamp': String(ts), 'arrears-signature': signGenericPayload(webhookSecrets.bank, ts, body) },
+        headers: signedHeaders(webhookSecrets.bank, body),
         payload: body,
       });
       if (res.statusCode !== 200) throw new Error(res.body);

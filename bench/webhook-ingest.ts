@@ -2,7 +2,7 @@
 // Fastify POST with the same body, on the same machine in the same run.
 //   npm run bench:webhooks            (BENCH_SECONDS=10 by default per phase)
 import Fastify from 'fastify';
-import { signGenericPayload } from '../api/webhook-signatures';
+import { signedHeaders } from '../api/webhook-signatures';
 import { invoicePayload } from '../test/support/fixtures';
 import { webhookSecrets } from '../test/support/stack';
 import { startBenchStack, machine } from './support/env';
@@ -36,8 +36,7 @@ async function main() {
     };
     const signed = (): Request => {
       const body = event();
-      const ts = Math.floor(Date.now() / 1000);
-      return { path: '/webhooks/bank', headers: { 'content-type': 'application/json', 'arrears-timestamp': String(ts), 'arrears-signature': signGenericPayload(webhookSecrets.bank, ts, body) }, body };
+      return { path: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, body), body };
     };
     const plain = (): Request => ({ path: '/bare', headers: { 'content-type': 'application/json' }, body: event() });
     const ok = (status: number) => status === 200;

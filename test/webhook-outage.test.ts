@@ -4,7 +4,7 @@
 // test unplugs; Temporal is the real dev server.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { signGenericPayload } from '../api/webhook-signatures';
+import { signedHeaders } from '../api/webhook-signatures';
 import { createDb } from '../db/client';
 import { collectionCases, invoices, payments, webhookEvents } from '../db/schema';
 import { createTestDbServer } from './support/db';
@@ -33,17 +33,7 @@ afterAll(async () => {
 
 function signedDelivery(event: object) {
   const raw = JSON.stringify(event);
-  const timestamp = Math.floor(Date.now() / 1000);
-  return {
-    method: 'POST' as const,
-    url: '/webhooks/bank',
-    headers: {
-      'content-type': 'application/json',
-      'arrears-timestamp': String(timestamp),
-      'arrears-signature': signGenericPayload(webhookSecrets.bank, timestamp, raw),
-    },
-    payload: raw,
-  };
+  return { method: 'POST' as const, url: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, raw), payload: raw };
 }
 
 it('answers 503 while the database is down, and applies the redelivered event once after it recovers', async () => {

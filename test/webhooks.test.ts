@@ -4,7 +4,7 @@ import { and, eq } from 'drizzle-orm';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiSettingsFromConfig, buildApp } from '../api/app';
-import { signGenericPayload } from '../api/webhook-signatures';
+import { signedHeaders } from '../api/webhook-signatures';
 import { loadConfig } from '../config';
 import { collectionCases, invoices, payments, webhookEvents } from '../db/schema';
 import { caseStatusQuery } from '../workflows/messages';
@@ -36,11 +36,7 @@ function signedDelivery(body: unknown, options: { secret?: string; timestamp?: n
   return {
     method: 'POST' as const,
     url: `/webhooks/${options.source ?? 'bank'}`,
-    headers: {
-      'content-type': 'application/json',
-      'arrears-timestamp': String(timestamp),
-      'arrears-signature': signGenericPayload(options.secret ?? webhookSecrets.bank, timestamp, raw),
-    },
+    headers: signedHeaders(options.secret ?? webhookSecrets.bank, raw, timestamp),
     payload: raw,
   };
 }

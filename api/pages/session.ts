@@ -1,9 +1,9 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { and, eq, gt, isNull } from 'drizzle-orm';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { Database } from '../../db/client';
 import { apiKeys, sessions } from '../../db/schema';
-import { hashApiKey, type Caller, type Role } from '../auth';
+import { hashApiKey, sameSecret, type Caller, type Role } from '../auth';
 import { html, layout, type PageUser } from './html';
 
 const cookieName = 'arrears_session';
@@ -29,13 +29,6 @@ function cookieValue(request: FastifyRequest, wanted = cookieName): string | und
 function setCookie(reply: FastifyReply, request: FastifyRequest, value: string, maxAgeSeconds: number, name = cookieName): void {
   const secure = request.protocol === 'https' ? '; Secure' : '';
   void reply.header('set-cookie', `${name}=${value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
-}
-
-function sameSecret(a: unknown, b: string | undefined): boolean {
-  if (typeof a !== 'string' || !b) return false;
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 /**
