@@ -7,6 +7,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTyp
 import { configSchema, type Config } from '../config';
 import type { DbHandle } from '../db/client';
 import type { ServiceDeps } from './invoice-service';
+import { startPaymentDispatcher, type PaymentDispatcher, type PaymentDispatcherOptions } from './payment-dispatcher';
 import { HttpProblem, registerProblemHandlers } from './problem';
 import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
@@ -50,10 +51,12 @@ export type AppDeps = {
   logLevel?: string;
   /** Webhook secrets and limits; each one left out takes its configuration default (no webhook secrets). */
   settings?: Partial<ApiSettings>;
+  /** How stored payment events are applied after their webhook answered. */
+  paymentDispatch?: PaymentDispatcherOptions;
 };
 
 /** What route plugins are given: the database handle, the services' dependencies and the settings. */
-export type AppContext = { db: DbHandle; services: ServiceDeps; settings: ApiSettings };
+export type AppContext = { db: DbHandle; services: ServiceDeps; settings: ApiSettings; paymentDispatcher: PaymentDispatcher };
 
 /**
  * Builds the HTTP API over its dependencies without listening, so tests drive it with
@@ -71,18 +74,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Which proxies' X-Forwarded-* to believe: the client address for rate limits, https for cookies.
     trustProxy: settings.trustProxy,
   }).withTypeProvider<ZodTypeProvider>();
-  const context: AppContext = {
-    db: deps.db,
-    services: {
-      db: deps.db.db,
-      log: app.log,
-      temporal: deps.temporal,
-      taskQueue: deps.taskQueue,
-      temporalUiUrl: deps.temporalUiUrl,
-      clock: deps.clock ?? (async () => new Date()),
-    },
-    settings,
+  const services: ServiceDeps = {
+    db: deps.db.db,
+    log: app.log,
+    temporal: deps.temporal,
+    taskQueue: deps.taskQueue,
+    temporalUiUrl: deps.temporalUiUrl,
+    clock: deps.clock ?? (async () => new Date()),
   };
+  const paymentDispatcher = startPaymentDispatcher(services, deps.paymentDispatch);
+  app.addHook('onClose', () => paymentDispatcher.close());
+  const context: AppContext = { db: deps.db, services, settings, paymentDispatcher };
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

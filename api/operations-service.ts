@@ -82,7 +82,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .orderBy(asc(collectionCases.nextActionAt))
       .limit(options.describeLimit),
     listApprovals(deps, { status: 'pending', deadlineBefore: now, limit: 200 }),
-    // A payment event whose handling broke off (Temporal down) and that no redelivery finished.
+    // A payment event the dispatcher has not managed to apply for 5 minutes (Temporal down?).
     deps.db
       .select()
       .from(webhookEvents)
@@ -167,7 +167,9 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       customerName: '',
       workflowId: collectionWorkflowId(event.invoiceExternalId ?? '?'),
       stage: '',
-      reason: `${event.source} payment ${event.eventId} is stored but not yet applied`,
+      reason:
+        `${event.source} payment ${event.eventId} is stored but not yet applied` +
+        (event.attempts > 0 ? ` after ${event.attempts} attempts (last: ${event.lastError ?? 'unknown'}); it is retried automatically` : ''),
       since: event.receivedAt.toISOString(),
       attempts: null,
       approvalId: null,

@@ -1,4 +1,4 @@
-import { and, count, desc, eq, inArray, isNotNull, or } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, isNotNull, ne, or } from 'drizzle-orm';
 import { paymentMessage } from '../cases/collection-start';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
 import { currencySchema, type Currency } from '../domain/money';
@@ -144,14 +144,30 @@ export function webhookEventView(row: WebhookEventRow) {
     detail: row.detail,
     receivedAt: row.receivedAt.toISOString(),
     processedAt: row.processedAt?.toISOString() ?? null,
+    attempts: row.attempts,
+    lastError: row.lastError,
   };
 }
 
+async function findWebhookEvent(deps: ServiceDeps, id: string): Promise<WebhookEventRow> {
+  const [stored] = await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
+  if (!stored) throw new HttpProblem(404, 'webhook-event-not-found', 'Unknown webhook event', `No webhook event with id ${id}.`);
+  return stored;
+}
+
+export async function getWebhookEvent(deps: ServiceDeps, id: string) {
+  return webhookEventView(await findWebhookEvent(deps, id));
+}
+
+/** How long the process that stored an event has to apply it before any dispatcher may. */
+export const dispatchLeaseMs = 30_000;
+
 /**
- * Takes in a verified webhook event: it is stored first (one row per source and event id),
- * and only then matched to an invoice and applied. A duplicate of a handled event changes
- * nothing. If applying fails part-way (Temporal down), the event stays `received` and the
- * error goes back to the sender, whose redelivery finishes the job.
+ * Takes in a verified webhook event and stores it, once (one row per source and event id).
+ * Nothing else happens before the processor gets its answer: a stored event with money is
+ * `received`, and the payment dispatcher (payment-dispatcher.ts) matches it to its invoice and
+ * applies it right after. The 200 means "stored, and will be applied"; a duplicate of any
+ * stored event changes nothing. `due` says the dispatcher has work to do for it.
  */
 export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent) {
   const money = 'moneyId' in event.money ? event.money : null;
@@ -166,6 +182,7 @@ export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent
     ...('ignored' in event.money ? { status: 'ignored' as const, detail: event.money.ignored, processedAt: new Date() } : {}),
     ...('invalid' in event.money ? { status: 'invalid' as const, detail: event.money.invalid, processedAt: new Date() } : {}),
     payload: event.payload as object,
+    nextAttemptAt: new Date(Date.now() + dispatchLeaseMs),
   };
   const [inserted] = await deps.db
     .insert(webhookEvents)
@@ -188,8 +205,17 @@ export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent
       .returning();
     if (reread) [stored, fresh] = [reread, true];
   }
-  if (stored.status !== 'received') return { duplicate: !fresh, event: webhookEventView(stored) };
-  return { duplicate: !fresh, event: webhookEventView(await settleEvent(deps, stored)) };
+  return { duplicate: !fresh, due: stored.status === 'received', event: webhookEventView(stored) };
+}
+
+/**
+ * The dispatcher's step: applies a stored event that is still `received`. Throws when it
+ * cannot be applied now (database or Temporal unavailable); the event stays `received`.
+ */
+export async function applyReceivedEvent(deps: ServiceDeps, id: string): Promise<WebhookEventRow | undefined> {
+  const [stored] = await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
+  if (!stored || stored.status !== 'received') return stored;
+  return settleEvent(deps, stored);
 }
 
 /** Matches a stored event to its invoice and applies the money, or records why it cannot. */
@@ -208,7 +234,7 @@ async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<
     return markEvent(deps, stored, { status: 'unmatched', detail: currencyMismatch(stored.invoiceExternalId, target.invoice.currency, stored.currency) });
   }
   try {
-    const { payment, delivery } = await applyPayment(deps, target, {
+    const { payment, created, delivery } = await applyPayment(deps, target, {
       provider: stored.source,
       providerEventId: stored.moneyId,
       amountMinor: stored.amountMinor,
@@ -216,6 +242,18 @@ async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<
       receivedAt: stored.paidAt ?? stored.receivedAt,
       recordedBy: actor,
     });
+    if (!created) {
+      // Another event reported this same money (a Stripe invoice and its charge): it was
+      // handled there, and this one shares its outcome rather than asking for a refund.
+      const [first] = await deps.db
+        .select()
+        .from(webhookEvents)
+        .where(and(eq(webhookEvents.paymentId, payment.id), ne(webhookEvents.id, stored.id)))
+        .limit(1);
+      if (first && (first.status === 'applied' || first.status === 'unapplied')) {
+        return markEvent(deps, stored, { status: first.status, detail: `The same money as event ${first.eventId} (${first.status}); counted once.`, paymentId: payment.id });
+      }
+    }
     if (delivery !== 'applied') {
       const why = delivery === 'case_closed' ? 'its collection case was already closed' : 'it has no collection case';
       return markEvent(deps, stored, { status: 'unapplied', detail: `Recorded against invoice ${stored.invoiceExternalId}, but ${why}: refund or allocate it.`, paymentId: payment.id });
@@ -304,8 +342,7 @@ export async function applyWaitingPayments(deps: ServiceDeps, invoiceExternalId:
  * it had named that invoice itself.
  */
 export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceExternalId: string, caller: Caller) {
-  const [stored] = await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
-  if (!stored) throw new HttpProblem(404, 'webhook-event-not-found', 'Unknown webhook event', `No webhook event with id ${id}.`);
+  const stored = await findWebhookEvent(deps, id);
   // `received`: a match (or delivery) that failed part-way; matching again finishes it.
   if ((stored.status !== 'unmatched' && stored.status !== 'received') || !stored.moneyId) {
     throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} is ${stored.status}; only unmatched payments can be matched.`);

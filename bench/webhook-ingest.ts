@@ -1,7 +1,9 @@
 // Webhook ingest: signed payment webhooks (verify, store once, signal the case) against a bare
 // Fastify POST with the same body, on the same machine in the same run.
 //   npm run bench:webhooks            (BENCH_SECONDS=10 by default per phase)
+import { count, eq } from 'drizzle-orm';
 import Fastify from 'fastify';
+import { webhookEvents } from '../db/schema';
 import { signedHeaders } from '../api/webhook-signatures';
 import { invoicePayload } from '../test/support/fixtures';
 import { webhookSecrets } from '../test/support/stack';
@@ -49,11 +51,21 @@ async function main() {
     const webhook = await closedLoop(apiUrl, signed, { concurrency, seconds, ok });
     const steady = await openLoop(apiUrl, signed, { perSecond: 200, seconds, ok });
 
+    // Answered is not applied: the dispatcher applies stored events after the answer. How far
+    // behind it is when the load stops, and how fast it catches up.
+    const unapplied = async () => (await stack.db.db.select({ n: count() }).from(webhookEvents).where(eq(webhookEvents.status, 'received')))[0]!.n;
+    const [applied] = await stack.db.db.select({ n: count() }).from(webhookEvents).where(eq(webhookEvents.status, 'applied'));
+    const backlog = await unapplied();
+    const drainStart = performance.now();
+    while ((await unapplied()) > 0) await new Promise((resolve) => setTimeout(resolve, 250));
+    const drainSeconds = (performance.now() - drainStart) / 1000;
+
     console.log(`Webhook ingest, ${machine()}, ${seconds} s per phase, ${concurrency} concurrent callers`);
     console.log(`  bare Fastify POST      ${fmt(baseline.perSecond, 0)} req/s   p50 ${fmt(baseline.p50)} ms   p99 ${fmt(baseline.p99)} ms`);
     console.log(`  signed webhook         ${fmt(webhook.perSecond, 0)} req/s   p50 ${fmt(webhook.p50)} ms   p99 ${fmt(webhook.p99)} ms   errors ${webhook.errors}`);
     console.log(`  ratio                  ${fmt(webhook.perSecond / baseline.perSecond, 3)} × the bare route (target ≥ 0.3)`);
     console.log(`  at 200 req/s (open)    p50 ${fmt(steady.p50)} ms   p99 ${fmt(steady.p99)} ms   max ${fmt(steady.max)} ms   errors ${steady.errors}   (target p99 < 50 ms)`);
+    console.log(`  applied when the load stopped: ${applied!.n}; still to apply: ${backlog}, applied in ${fmt(drainSeconds, 1)} s (${fmt(backlog / Math.max(drainSeconds, 0.001), 0)} /s)`);
   } finally {
     await bare.close();
     await stack.stop();

@@ -75,7 +75,8 @@ describe('authentication and roles', () => {
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
-  });
+    // Six CLI processes, each starting the embedded database: slow on a busy machine.
+  }, 180_000);
 
   it('lets viewers read but not register invoices or record payments', async () => {
     const payload = invoicePayload();
@@ -246,6 +247,7 @@ describe('health and contract', () => {
         '/webhooks/stripe',
         '/webhooks/{source}',
         '/webhook-events',
+        '/webhook-events/{id}',
         '/webhook-events/{id}/match',
       ]),
     );

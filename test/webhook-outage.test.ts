@@ -1,5 +1,7 @@
 // A payment webhook while the database is unreachable: the sender gets 503 (never a 200 for an
 // event that was not stored), and its redelivery after recovery is applied exactly once.
+// While Temporal is unreachable instead, the event is stored and answered 200, and the payment
+// dispatcher applies it once Temporal is back.
 // The database is real (PostgreSQL, or PGlite over the wire protocol) behind a TCP proxy the
 // test unplugs; Temporal is the real dev server.
 import { eq } from 'drizzle-orm';
@@ -36,6 +38,16 @@ function signedDelivery(event: object) {
   return { method: 'POST' as const, url: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, raw), payload: raw };
 }
 
+async function eventOf(eventId: string) {
+  const [row] = await h.db.db.select().from(webhookEvents).where(eq(webhookEvents.eventId, eventId));
+  return row;
+}
+
+async function paymentsOf(externalId: string) {
+  const [row] = await h.db.db.select({ id: invoices.id }).from(invoices).where(eq(invoices.externalId, externalId));
+  return h.db.db.select().from(payments).where(eq(payments.invoiceId, row!.id));
+}
+
 it('answers 503 while the database is down, and applies the redelivered event once after it recovers', async () => {
   const invoice = invoicePayload();
   expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
@@ -60,15 +72,43 @@ it('answers 503 while the database is down, and applies the redelivered event on
     const response = await h.app.inject(signedDelivery(event));
     return response.statusCode === 200 && response;
   });
-  expect(after.json()).toMatchObject({ duplicate: false, event: { status: 'applied' } });
+  expect(after.json()).toMatchObject({ duplicate: false, event: { status: 'received' } });
+  await until('the event to be applied', async () => (await eventOf(event.id))?.status === 'applied');
   const again = await h.app.inject(signedDelivery(event));
   expect(again.json()).toMatchObject({ duplicate: true, event: { status: 'applied' } });
 
-  const [row] = await h.db.db.select({ id: invoices.id }).from(invoices).where(eq(invoices.externalId, invoice.externalId));
-  expect(await h.db.db.select().from(payments).where(eq(payments.invoiceId, row!.id))).toHaveLength(1);
-  const closed = await until('the case to close', async () => {
+  expect(await paymentsOf(invoice.externalId)).toHaveLength(1);
+  expect(await closedCase(invoice.externalId)).toMatchObject({ outcome: 'paid' });
+});
+
+async function closedCase(externalId: string) {
+  const [row] = await h.db.db.select({ id: invoices.id }).from(invoices).where(eq(invoices.externalId, externalId));
+  return until('the case to close', async () => {
     const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.invoiceId, row!.id));
     return caseRow?.stage === 'Closed' && caseRow;
   });
-  expect(closed.outcome).toBe('paid');
+}
+
+it('answers 200 while Temporal is unreachable, and applies the payment once Temporal is back', async () => {
+  const invoice = invoicePayload();
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+  const event = { id: `evt_temporal_down_${Date.now()}`, type: 'payment.succeeded', data: { invoiceExternalId: invoice.externalId, amountMinor: 125_000, currency: 'EUR' } };
+
+  // An API process whose Temporal connection is gone takes the webhook.
+  const cutOff = await h.appWithoutTemporal();
+  const during = await cutOff.inject(signedDelivery(event));
+  expect(during.statusCode, during.body).toBe(200);
+  expect(during.json()).toMatchObject({ duplicate: false, event: { status: 'received' } });
+  // Its dispatcher tries, fails, and leaves the event for a retry, saying why.
+  const failed = await until('the first attempt to fail', async () => {
+    const row = await eventOf(event.id);
+    return row && row.attempts > 0 && row;
+  });
+  expect(failed).toMatchObject({ status: 'received', lastError: expect.any(String) });
+  await cutOff.close();
+
+  // A process that can reach Temporal (here the harness's API) picks it up: once.
+  await until('the event to be applied', async () => (await eventOf(event.id))?.status === 'applied');
+  expect(await closedCase(invoice.externalId)).toMatchObject({ outcome: 'paid' });
+  expect(await paymentsOf(invoice.externalId)).toHaveLength(1);
 });

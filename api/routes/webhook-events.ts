@@ -4,7 +4,7 @@ import { webhookEvents } from '../../db/schema';
 import { externalIdSchema } from '../../domain/collection';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
-import { listWebhookEvents, matchWebhookEvent } from '../payment-service';
+import { getWebhookEvent, listWebhookEvents, matchWebhookEvent } from '../payment-service';
 import { problemResponses } from '../problem';
 import { webhookEventViewSchema } from './webhooks';
 
@@ -33,6 +33,21 @@ export const webhookEventRoutes =
         },
       },
       async (request) => ({ ...(await listWebhookEvents(services, request.query)), limit: request.query.limit, offset: request.query.offset }),
+    );
+
+    app.get(
+      '/webhook-events/:id',
+      {
+        onRequest: requireRole(db.db, 'admin', 'collector', 'viewer'),
+        schema: {
+          tags: ['webhooks'],
+          summary: 'One webhook event: how it was handled (received events are being applied)',
+          security: [{ apiKey: [] }],
+          params: z.object({ id: z.uuid() }),
+          response: { 200: webhookEventViewSchema, ...problemResponses },
+        },
+      },
+      async (request) => getWebhookEvent(services, request.params.id),
     );
 
     app.post(

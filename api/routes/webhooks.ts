@@ -54,6 +54,8 @@ export const webhookEventViewSchema = z.object({
   detail: z.string().nullable().describe('Why the event is unmatched or ignored'),
   receivedAt: z.string(),
   processedAt: z.string().nullable(),
+  attempts: z.number().int().describe('Failed attempts to apply a received event; it is retried with backoff'),
+  lastError: z.string().nullable().describe('Why the last attempt to apply it failed'),
 });
 
 const acceptedSchema = z.object({
@@ -114,9 +116,17 @@ function header(request: FastifyRequest, name: string): string | undefined {
 
 /**
  * Payment processors' webhooks. No API key: each delivery is signed with its source's secret
- * and checked before anything is read. Stored once, then applied; see ingestPaymentEvent.
+ * and checked before anything is read. Stored once and answered, then applied by the payment
+ * dispatcher; see ingestPaymentEvent.
  */
-export const webhookRoutes = ({ services, settings }: AppContext): FastifyPluginAsyncZod => async (app) => {
+export const webhookRoutes = ({ services, settings, paymentDispatcher }: AppContext): FastifyPluginAsyncZod => async (app) => {
+  /** Stores the event and answers; the dispatcher applies it right after. */
+  const ingest = async (event: IncomingEvent) => {
+    const { due, ...result } = await ingestPaymentEvent(services, event);
+    if (due) paymentDispatcher.wake(result.event.id);
+    return result;
+  };
+
   // In this plugin only, JSON bodies are kept raw for the signature and parsed afterwards.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: webhookBodyLimit }, (request, body, done) => {
@@ -153,7 +163,7 @@ export const webhookRoutes = ({ services, settings }: AppContext): FastifyPlugin
         signature: header(request, 'stripe-signature'),
         toleranceSeconds: settings.webhookToleranceSeconds,
       });
-      return ingestPaymentEvent(services, fromStripeEvent(event));
+      return ingest(fromStripeEvent(event));
     },
   );
 
@@ -183,6 +193,8 @@ export const webhookRoutes = ({ services, settings }: AppContext): FastifyPlugin
           `Sign each delivery: ${timestampHeader}: <Unix seconds>, ${signatureHeader}: v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>"> ` +
           'with the source\'s secret from WEBHOOK_SECRETS. Deliveries older than WEBHOOK_TOLERANCE_SECONDS are refused. ' +
           'Each event id is stored once; a redelivery answers 200 with duplicate: true and changes nothing. ' +
+          'The 200 comes as soon as the event is stored (status received); it is applied to its invoice right after ' +
+          '(GET /webhook-events/{id} shows the outcome: applied, unapplied, unmatched). ' +
           'Money for an unknown invoice is kept as unmatched (GET /webhook-events?status=unmatched). 503 means nothing was stored: retry.',
         params: z.object({ source: z.string().describe('The source name configured in WEBHOOK_SECRETS') }),
         body: genericEventSchema,
@@ -193,7 +205,7 @@ export const webhookRoutes = ({ services, settings }: AppContext): FastifyPlugin
     },
     async (request) => {
       const { event, problem } = fromGenericEvent(request.params.source, request.rawBody ?? Buffer.alloc(0));
-      const result = await ingestPaymentEvent(services, event);
+      const result = await ingest(event);
       if (problem) throw problem;
       return result;
     },

@@ -1,8 +1,9 @@
-import { bigint, char, index, jsonb, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
+import { bigint, char, index, integer, jsonb, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
 import { payments } from './payments';
 
 /**
- * received: stored, not yet fully handled (a redelivery finishes it);
+ * received: stored and answered, not yet applied: the payment dispatcher applies it;
  * applied: recorded as a payment and delivered to its case;
  * unapplied: recorded as a payment of its invoice, but the case was already closed (or never
  *   opened): flagged for reconciliation (refund or allocate);
@@ -40,10 +41,20 @@ export const webhookEvents = pgTable(
     payload: jsonb('payload').notNull(),
     receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
     processedAt: timestamp('processed_at', { withTimezone: true }),
+    /** Failed attempts to apply a received event (the dispatcher backs off between them). */
+    attempts: integer('attempts').notNull().default(0),
+    /**
+     * When the dispatcher may next pick up a received event. Set ahead at storing: the process
+     * that stored it applies it at once, and another picks it up only if that one failed.
+     */
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }),
+    /** Why the last attempt to apply it failed. */
+    lastError: text('last_error'),
   },
   (t) => [
     unique('webhook_events_source_event_uq').on(t.source, t.eventId),
     index('webhook_events_status_idx').on(t.status, t.receivedAt),
     index('webhook_events_invoice_idx').on(t.invoiceExternalId),
+    index('webhook_events_due_idx').on(t.nextAttemptAt).where(sql`status = 'received'`),
   ],
 );

@@ -69,14 +69,8 @@ export async function startHarness(
     channels: channelsFromConfig(config),
   });
   const workerRun = worker.run();
-  const app: FastifyInstance = await buildApp({
-    db,
-    temporal: temporal.client,
-    taskQueue,
-    temporalUiUrl: 'http://localhost:8233',
-    settings: { ...apiSettingsFromConfig(config), ...options.settings },
-    clock,
-  });
+  const settings = { ...apiSettingsFromConfig(config), ...options.settings };
+  const app: FastifyInstance = await buildApp({ db, temporal: temporal.client, taskQueue, temporalUiUrl: 'http://localhost:8233', settings, clock });
   const keys = {} as Record<Role, string>;
   for (const role of ['admin', 'collector', 'approver', 'viewer'] as const) {
     keys[role] = (await createApiKey(db.db, { name: `test-${role}`, role })).key;
@@ -90,7 +84,7 @@ export async function startHarness(
     async appWithoutTemporal(): Promise<FastifyInstance> {
       const lost = await Connection.connect({ address: temporal.connection.options.address });
       await lost.close();
-      return buildApp({ db, temporal: new Client({ connection: lost }), taskQueue, temporalUiUrl: 'http://localhost:8233', clock });
+      return buildApp({ db, temporal: new Client({ connection: lost }), taskQueue, temporalUiUrl: 'http://localhost:8233', settings, clock });
     },
     clock,
     sendgrid,
