@@ -107,6 +107,20 @@ it('answers 200 while Temporal is unreachable, and applies the payment once Temp
   expect(failed).toMatchObject({ status: 'received', lastError: expect.any(String) });
   await cutOff.close();
 
+  // Had it kept failing for over 5 minutes (its next attempt backed off), operations would see it.
+  await h.db.db
+    .update(webhookEvents)
+    .set({ receivedAt: new Date(Date.now() - 6 * 60_000), nextAttemptAt: new Date(Date.now() + 60 * 60_000) })
+    .where(eq(webhookEvents.id, failed.id));
+  const stuck = (await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') })).json();
+  expect(stuck.cases).toEqual(
+    expect.arrayContaining([
+      expect.objectContaining({ kind: 'payment_unfinished', webhookEventId: failed.id, reason: expect.stringContaining('retried automatically') }),
+    ]),
+  );
+  // Its next attempt comes round.
+  await h.db.db.update(webhookEvents).set({ nextAttemptAt: new Date() }).where(eq(webhookEvents.id, failed.id));
+
   // A process that can reach Temporal (here the harness's API) picks it up: once.
   await until('the event to be applied', async () => (await eventOf(event.id))?.status === 'applied');
   expect(await closedCase(invoice.externalId)).toMatchObject({ outcome: 'paid' });
