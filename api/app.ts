@@ -83,6 +83,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clock: deps.clock ?? (async () => new Date()),
   };
   const paymentDispatcher = startPaymentDispatcher(services, deps.paymentDispatch);
+  app.addHook('onReady', async () => paymentDispatcher.start());
   app.addHook('onClose', () => paymentDispatcher.close());
   const context: AppContext = { db: deps.db, services, settings, paymentDispatcher };
 

@@ -1,4 +1,5 @@
-import { and, count, desc, eq, inArray, isNotNull, ne, or } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
+import { and, asc, count, desc, eq, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
 import { paymentMessage } from '../cases/collection-start';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
 import { currencySchema, type Currency } from '../domain/money';
@@ -29,7 +30,7 @@ export type PaymentDelivery = 'applied' | 'case_closed' | 'no_case';
  * A repeated delivery finds the stored payment and signals again, which the workflow ignores if
  * it has counted that payment already; so a crash between the two steps loses nothing.
  */
-async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment) {
+async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment, fromEvent?: string) {
   const { invoice, customer, caseRow } = target;
   const { payment, created } = await deps.db.transaction(async (tx) => {
     const [inserted] = await tx
@@ -38,6 +39,8 @@ async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewP
       .onConflictDoNothing({ target: [payments.provider, payments.providerEventId] })
       .returning();
     if (inserted) {
+      // Which event recorded it, in the same commit: another event for the same money can tell.
+      if (fromEvent) await tx.update(webhookEvents).set({ paymentId: inserted.id }).where(eq(webhookEvents.id, fromEvent));
       await tx.insert(auditEvents).values({
         invoiceId: invoice.id,
         caseId: caseRow?.id ?? null,
@@ -159,18 +162,20 @@ export async function getWebhookEvent(deps: ServiceDeps, id: string) {
   return webhookEventView(await findWebhookEvent(deps, id));
 }
 
-/** How long the process that stored an event has to apply it before any dispatcher may. */
-export const dispatchLeaseMs = 30_000;
+/** How long a claim on a received event holds before another dispatcher may take it over. */
+const leaseSeconds = 30;
+const leaseEnd = sql`now() + make_interval(secs => ${leaseSeconds})`;
 
 /**
  * Takes in a verified webhook event and stores it, once (one row per source and event id).
  * Nothing else happens before the processor gets its answer: a stored event with money is
- * `received`, and the payment dispatcher (payment-dispatcher.ts) matches it to its invoice and
+ * `received`, claimed by this process, and its payment dispatcher (payment-dispatcher.ts)
  * applies it right after. The 200 means "stored, and will be applied"; a duplicate of any
- * stored event changes nothing. `due` says the dispatcher has work to do for it.
+ * stored event changes nothing. `claim` is set when there is something to apply.
  */
 export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent) {
   const money = 'moneyId' in event.money ? event.money : null;
+  const claimToken = randomUUID();
   const values = {
     type: event.type,
     invoiceExternalId: money?.invoiceExternalId ?? null,
@@ -182,7 +187,8 @@ export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent
     ...('ignored' in event.money ? { status: 'ignored' as const, detail: event.money.ignored, processedAt: new Date() } : {}),
     ...('invalid' in event.money ? { status: 'invalid' as const, detail: event.money.invalid, processedAt: new Date() } : {}),
     payload: event.payload as object,
-    nextAttemptAt: new Date(Date.now() + dispatchLeaseMs),
+    claimToken,
+    nextAttemptAt: leaseEnd,
   };
   const [inserted] = await deps.db
     .insert(webhookEvents)
@@ -205,17 +211,62 @@ export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent
       .returning();
     if (reread) [stored, fresh] = [reread, true];
   }
-  return { duplicate: !fresh, due: stored.status === 'received', event: webhookEventView(stored) };
+  const claim = fresh && stored.status === 'received' ? { id: stored.id, token: claimToken } : undefined;
+  return { duplicate: !fresh, claim, event: webhookEventView(stored) };
+}
+
+/** A claim on a received event: its holder applies it and records the outcome; no one else does. */
+export type EventClaim = { id: string; token: string };
+
+/**
+ * Claims received events for a dispatcher: those whose retry time (or an abandoned claim's
+ * lease) has come, oldest first. Each gets a claim of its own.
+ */
+export async function claimDueEvents(deps: ServiceDeps, limit: number): Promise<EventClaim[]> {
+  if (limit <= 0) return [];
+  const due = deps.db
+    .select({ id: webhookEvents.id })
+    .from(webhookEvents)
+    .where(and(eq(webhookEvents.status, 'received'), lte(webhookEvents.nextAttemptAt, sql`now()`)))
+    .orderBy(asc(webhookEvents.nextAttemptAt))
+    .limit(limit)
+    .for('update', { skipLocked: true });
+  // The outer conditions are checked again on each row: two dispatchers never claim one event.
+  return deps.db
+    .update(webhookEvents)
+    .set({ claimToken: sql`gen_random_uuid()`, nextAttemptAt: leaseEnd })
+    .where(and(inArray(webhookEvents.id, due), eq(webhookEvents.status, 'received'), lte(webhookEvents.nextAttemptAt, sql`now()`)))
+    .returning({ id: webhookEvents.id, token: sql<string>`${webhookEvents.claimToken}::text` });
 }
 
 /**
- * The dispatcher's step: applies a stored event that is still `received`. Throws when it
- * cannot be applied now (database or Temporal unavailable); the event stays `received`.
+ * Applies a claimed event. The claim is renewed first (a claim that waited in a queue past its
+ * lease, and was taken over meanwhile, is dropped). A failure (Temporal or the database
+ * unavailable) is recorded on the event, which is retried after 1 s, 2 s, 4 s … 5 min, and
+ * then thrown.
  */
-export async function applyReceivedEvent(deps: ServiceDeps, id: string): Promise<WebhookEventRow | undefined> {
-  const [stored] = await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, id));
-  if (!stored || stored.status !== 'received') return stored;
-  return settleEvent(deps, stored);
+export async function applyClaimedEvent(deps: ServiceDeps, claim: EventClaim): Promise<WebhookEventRow | undefined> {
+  const [held] = await deps.db
+    .update(webhookEvents)
+    .set({ nextAttemptAt: leaseEnd })
+    .where(and(eq(webhookEvents.id, claim.id), eq(webhookEvents.status, 'received'), eq(webhookEvents.claimToken, claim.token)))
+    .returning();
+  if (!held) return undefined;
+  try {
+    return await settleEvent(deps, held);
+  } catch (err) {
+    await deps.db
+      .update(webhookEvents)
+      .set({
+        attempts: sql`${webhookEvents.attempts} + 1`,
+        nextAttemptAt: sql`now() + make_interval(secs => least(power(2, least(${webhookEvents.attempts}, 9)), 300))`,
+        lastError: (err instanceof Error ? err.message : String(err)).slice(0, 1000),
+        claimToken: null,
+      })
+      .where(and(eq(webhookEvents.id, claim.id), eq(webhookEvents.claimToken, claim.token)))
+      .catch((recordErr) => deps.log?.error({ err: recordErr, webhookEventId: claim.id }, 'recording a failed attempt failed; the lease brings the event back'));
+    throw err;
+  }
 }
 
 /** Matches a stored event to its invoice and applies the money, or records why it cannot. */
@@ -234,24 +285,29 @@ async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<
     return markEvent(deps, stored, { status: 'unmatched', detail: currencyMismatch(stored.invoiceExternalId, target.invoice.currency, stored.currency) });
   }
   try {
-    const { payment, created, delivery } = await applyPayment(deps, target, {
-      provider: stored.source,
-      providerEventId: stored.moneyId,
-      amountMinor: stored.amountMinor,
-      currency: currency.data,
-      receivedAt: stored.paidAt ?? stored.receivedAt,
-      recordedBy: actor,
-    });
+    const { payment, created, delivery } = await applyPayment(
+      deps,
+      target,
+      {
+        provider: stored.source,
+        providerEventId: stored.moneyId,
+        amountMinor: stored.amountMinor,
+        currency: currency.data,
+        receivedAt: stored.paidAt ?? stored.receivedAt,
+        recordedBy: actor,
+      },
+      stored.id,
+    );
     if (!created) {
-      // Another event reported this same money (a Stripe invoice and its charge): it was
-      // handled there, and this one shares its outcome rather than asking for a refund.
-      const [first] = await deps.db
-        .select()
+      // Another event recorded this same money (a Stripe invoice and its charge): that one
+      // carries the outcome; this one must not also ask for a refund.
+      const [recorder] = await deps.db
+        .select({ eventId: webhookEvents.eventId })
         .from(webhookEvents)
         .where(and(eq(webhookEvents.paymentId, payment.id), ne(webhookEvents.id, stored.id)))
         .limit(1);
-      if (first && (first.status === 'applied' || first.status === 'unapplied')) {
-        return markEvent(deps, stored, { status: first.status, detail: `The same money as event ${first.eventId} (${first.status}); counted once.`, paymentId: payment.id });
+      if (recorder) {
+        return markEvent(deps, stored, { status: 'duplicate', detail: `The same money as event ${recorder.eventId}; counted once, there.` });
       }
     }
     if (delivery !== 'applied') {
@@ -267,7 +323,7 @@ async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<
   }
 }
 
-/** Records how an event was handled, once: concurrent deliveries of it agree on one outcome. */
+/** Records how an event was handled, by the holder of its claim only: a stale outcome never overwrites a newer one. */
 async function markEvent(
   deps: ServiceDeps,
   stored: WebhookEventRow,
@@ -276,7 +332,7 @@ async function markEvent(
   const [updated] = await deps.db
     .update(webhookEvents)
     .set({ ...outcome, processedAt: new Date() })
-    .where(and(eq(webhookEvents.id, stored.id), eq(webhookEvents.status, 'received')))
+    .where(and(eq(webhookEvents.id, stored.id), eq(webhookEvents.status, 'received'), stored.claimToken ? eq(webhookEvents.claimToken, stored.claimToken) : isNull(webhookEvents.claimToken)))
     .returning();
   return updated ?? (await deps.db.select().from(webhookEvents).where(eq(webhookEvents.id, stored.id)))[0]!;
 }
@@ -297,13 +353,15 @@ export async function listWebhookEvents(
 }
 
 /**
- * Makes an unmatched event ready to be applied to `invoiceExternalId`; or picks up one that
- * was left half-handled for that same invoice (an event on its way elsewhere is left alone).
+ * Makes an unmatched event ready to be applied to `invoiceExternalId`, claimed by the caller;
+ * or takes over one still being applied for that same invoice (its holder may have looked for
+ * the invoice before it existed; its outcome is then dropped). An event on its way elsewhere
+ * is left alone.
  */
-async function reopenEvent(deps: ServiceDeps, id: string, invoiceExternalId: string): Promise<WebhookEventRow | undefined> {
-  const [reopened] = await deps.db
+function reopenEvent(db: ServiceDeps['db'], id: string, invoiceExternalId: string) {
+  return db
     .update(webhookEvents)
-    .set({ status: 'received', invoiceExternalId, detail: null })
+    .set({ status: 'received', invoiceExternalId, detail: null, claimToken: randomUUID(), nextAttemptAt: leaseEnd })
     .where(
       and(
         eq(webhookEvents.id, id),
@@ -311,7 +369,16 @@ async function reopenEvent(deps: ServiceDeps, id: string, invoiceExternalId: str
       ),
     )
     .returning();
-  return reopened;
+}
+
+/** Applies a reopened event now; if that fails, it stays received and the dispatcher retries it. */
+async function applyReopened(deps: ServiceDeps, reopened: WebhookEventRow): Promise<WebhookEventRow> {
+  try {
+    return (await applyClaimedEvent(deps, { id: reopened.id, token: reopened.claimToken! })) ?? (await findWebhookEvent(deps, reopened.id));
+  } catch (err) {
+    deps.log?.error({ err, webhookEventId: reopened.id }, 'applying a matched payment failed; it will be retried');
+    return findWebhookEvent(deps, reopened.id);
+  }
 }
 
 /**
@@ -331,19 +398,20 @@ export async function applyWaitingPayments(deps: ServiceDeps, invoiceExternalId:
     );
   let applied = 0;
   for (const { id } of waiting) {
-    const reopened = await reopenEvent(deps, id, invoiceExternalId);
-    if (reopened && (await settleEvent(deps, reopened)).status === 'applied') applied++;
+    const [reopened] = await reopenEvent(deps.db, id, invoiceExternalId);
+    if (reopened && (await applyReopened(deps, reopened)).status === 'applied') applied++;
   }
   return applied;
 }
 
 /**
  * Reconciliation: a person names the invoice an unmatched event pays, and it is applied as if
- * it had named that invoice itself.
+ * it had named that invoice itself. The match is audited when it is made; if applying fails
+ * then, the event stays received and the dispatcher finishes it.
  */
 export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceExternalId: string, caller: Caller) {
   const stored = await findWebhookEvent(deps, id);
-  // `received`: a match (or delivery) that failed part-way; matching again finishes it.
+  // `received`: a match (or delivery) still being applied; matching again takes it over.
   if ((stored.status !== 'unmatched' && stored.status !== 'received') || !stored.moneyId) {
     throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} is ${stored.status}; only unmatched payments can be matched.`);
   }
@@ -351,18 +419,20 @@ export async function matchWebhookEvent(deps: ServiceDeps, id: string, invoiceEx
   if (target.invoice.currency !== stored.currency) {
     throw new HttpProblem(422, 'currency-mismatch', 'Payment currency differs from the invoice', currencyMismatch(invoiceExternalId, target.invoice.currency, stored.currency ?? '?'));
   }
-  const reopened = await reopenEvent(deps, stored.id, invoiceExternalId);
-  if (!reopened) throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} was matched by someone else just now.`);
-  const settled = await settleEvent(deps, reopened);
-  // Audited with its outcome, once it is known (a 503 above leaves the event to be matched again).
-  await deps.db.insert(auditEvents).values({
-    invoiceId: target.invoice.id,
-    caseId: target.caseRow?.id ?? null,
-    actor: caller.name,
-    type: 'webhook_event.matched',
-    data: { webhookEventId: id, source: stored.source, eventId: stored.eventId, status: settled.status },
+  const reopened = await deps.db.transaction(async (tx) => {
+    const [row] = await reopenEvent(tx, stored.id, invoiceExternalId);
+    if (!row) return undefined;
+    await tx.insert(auditEvents).values({
+      invoiceId: target.invoice.id,
+      caseId: target.caseRow?.id ?? null,
+      actor: caller.name,
+      type: 'webhook_event.matched',
+      data: { webhookEventId: id, source: stored.source, eventId: stored.eventId, previousStatus: stored.status },
+    });
+    return row;
   });
-  return webhookEventView(settled);
+  if (!reopened) throw new HttpProblem(409, 'webhook-event-not-unmatched', 'Event is not waiting for a match', `Event ${id} was matched by someone else just now.`);
+  return webhookEventView(await applyReopened(deps, reopened));
 }
 
 /**

@@ -326,12 +326,39 @@ describe('Stripe webhook', () => {
         data: { object: { id: `ch_${sequence++}`, object: 'charge', amount: 125_000, amount_captured: 125_000, amount_refunded: 0, captured: true, currency: 'eur', created: 1795800000, payment_intent: paymentIntent, metadata: { arrears_invoice_id: externalId } } },
       }),
     );
-    expect(await outcome(charge)).toMatchObject({ status: 'applied', detail: expect.stringContaining('counted once') });
+    // Listed as a duplicate, not as money to refund.
+    expect(await outcome(charge)).toMatchObject({ status: 'duplicate', detail: expect.stringContaining('counted once') });
 
     const recorded = await paymentsOf(externalId);
     expect(recorded).toHaveLength(1);
     expect(recorded[0]!.payment).toMatchObject({ provider: 'stripe', providerEventId: paymentIntent, receivedAt: new Date(1795800000 * 1000) });
     await until('the case to close', async () => (await caseOf(externalId)).outcome === 'paid');
+  });
+
+  it('applies a Stripe invoice and its charge arriving together once: one applied, one duplicate', async () => {
+    const externalId = await registerOverdue(60_000);
+    const paymentIntent = `pi_pair_${Date.now()}`;
+    const paid = stripeInvoiceEvent('invoice.paid', { id: `in_pair_${Date.now()}`, amount_paid: 60_000, metadata: { arrears_invoice_id: externalId }, payment_intent: paymentIntent });
+    const charge = {
+      id: eventId('stripe'),
+      object: 'event',
+      type: 'charge.succeeded',
+      created: Math.floor(Date.now() / 1000),
+      data: { object: { id: `ch_${sequence++}`, object: 'charge', amount: 60_000, amount_captured: 60_000, amount_refunded: 0, captured: true, currency: 'eur', created: 1795800000, payment_intent: paymentIntent, metadata: { arrears_invoice_id: externalId } } },
+    };
+    const responses = await Promise.all([h.app.inject(stripeDelivery(paid)), h.app.inject(stripeDelivery(charge))]);
+    const outcomes = await Promise.all(responses.map(outcome));
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['applied', 'duplicate']);
+    // The duplicate names the event that recorded the money.
+    const [applied, duplicate] = outcomes[0]!.status === 'applied' ? outcomes : [outcomes[1]!, outcomes[0]!];
+    expect(duplicate.detail).toContain(applied.eventId);
+    const status = await until('the case to close', async () => {
+      const live = await liveStatus(externalId);
+      return live.stage === 'Closed' && live;
+    });
+    expect(status).toMatchObject({ outcome: 'paid', overpaidMinor: 0 });
+    const unapplied = (await h.app.inject({ method: 'GET', url: '/webhook-events?status=unapplied&source=stripe', headers: h.auth('viewer') })).json();
+    expect(unapplied.events.filter((e: { invoiceExternalId: string }) => e.invoiceExternalId === externalId)).toHaveLength(0);
   });
 
   it("reads Stripe's two-decimal ISK amounts as whole krónur", async () => {

@@ -122,8 +122,8 @@ function header(request: FastifyRequest, name: string): string | undefined {
 export const webhookRoutes = ({ services, settings, paymentDispatcher }: AppContext): FastifyPluginAsyncZod => async (app) => {
   /** Stores the event and answers; the dispatcher applies it right after. */
   const ingest = async (event: IncomingEvent) => {
-    const { due, ...result } = await ingestPaymentEvent(services, event);
-    if (due) paymentDispatcher.wake(result.event.id);
+    const { claim, ...result } = await ingestPaymentEvent(services, event);
+    if (claim) paymentDispatcher.wake(claim);
     return result;
   };
 

@@ -9,9 +9,10 @@ import { payments } from './payments';
  *   opened): flagged for reconciliation (refund or allocate);
  * unmatched: money for no known invoice (or in another currency), kept for reconciliation;
  * invalid: signed by the source but not a valid event (kept, answered 400);
- * ignored: an event type that carries no payment for us.
+ * ignored: an event type that carries no payment for us;
+ * duplicate: the same money as another event (a Stripe invoice and its charge), counted there.
  */
-export const webhookEventStatuses = ['received', 'applied', 'unapplied', 'unmatched', 'invalid', 'ignored'] as const;
+export const webhookEventStatuses = ['received', 'applied', 'unapplied', 'unmatched', 'invalid', 'ignored', 'duplicate'] as const;
 
 /**
  * Every signed event a payment processor sends, stored once (source + event id unique) before
@@ -44,10 +45,12 @@ export const webhookEvents = pgTable(
     /** Failed attempts to apply a received event (the dispatcher backs off between them). */
     attempts: integer('attempts').notNull().default(0),
     /**
-     * When the dispatcher may next pick up a received event. Set ahead at storing: the process
-     * that stored it applies it at once, and another picks it up only if that one failed.
+     * While received: when the dispatcher may (next) pick it up. Whoever applies it claims it
+     * first, moving this ahead by a lease; an attempt that fails moves it to its retry time.
      */
-    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }).notNull().defaultNow(),
+    /** The current claim on a received event: only its holder records the outcome. */
+    claimToken: uuid('claim_token'),
     /** Why the last attempt to apply it failed. */
     lastError: text('last_error'),
   },

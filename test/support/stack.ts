@@ -4,6 +4,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { apiSettingsFromConfig, buildApp, type ApiSettings } from '../../api/app';
+import type { PaymentDispatcherOptions } from '../../api/payment-dispatcher';
 import { createApiKey, type Role } from '../../api/auth';
 import { loadConfig } from '../../config';
 import { channelsFromConfig, createWorker } from '../../worker/create-worker';
@@ -21,6 +22,8 @@ export type HarnessOptions = {
   settings?: Partial<ApiSettings>;
   /** The API's notion of now (the wall clock unless given). */
   clock?: () => Promise<Date>;
+  /** How the API's payment dispatcher runs (e.g. no polling, for a test that polls by hand). */
+  paymentDispatch?: PaymentDispatcherOptions;
 };
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
@@ -70,7 +73,15 @@ export async function startHarness(
   });
   const workerRun = worker.run();
   const settings = { ...apiSettingsFromConfig(config), ...options.settings };
-  const app: FastifyInstance = await buildApp({ db, temporal: temporal.client, taskQueue, temporalUiUrl: 'http://localhost:8233', settings, clock });
+  const app: FastifyInstance = await buildApp({
+    db,
+    temporal: temporal.client,
+    taskQueue,
+    temporalUiUrl: 'http://localhost:8233',
+    settings,
+    clock,
+    paymentDispatch: options.paymentDispatch,
+  });
   const keys = {} as Record<Role, string>;
   for (const role of ['admin', 'collector', 'approver', 'viewer'] as const) {
     keys[role] = (await createApiKey(db.db, { name: `test-${role}`, role })).key;
@@ -85,6 +96,10 @@ export async function startHarness(
       const lost = await Connection.connect({ address: temporal.connection.options.address });
       await lost.close();
       return buildApp({ db, temporal: new Client({ connection: lost }), taskQueue, temporalUiUrl: 'http://localhost:8233', settings, clock });
+    },
+    /** Another API process over the same database and Temporal, with default settings otherwise. */
+    anotherApp(): Promise<FastifyInstance> {
+      return buildApp({ db, temporal: temporal.client, taskQueue, temporalUiUrl: 'http://localhost:8233', settings, clock });
     },
     clock,
     sendgrid,
