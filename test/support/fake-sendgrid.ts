@@ -39,6 +39,13 @@ export type FakeSendGrid = {
   failNext(count: number, status: number, headers?: Record<string, string>, body?: unknown, to?: string): void;
   /** Answers 429 with X-RateLimit-* once more than `perSecond` requests arrive in a second; null lifts it. */
   rateLimit(limit: { perSecond: number } | null): void;
+  /** Answers every request with `status` (an outage) until called with null. */
+  outage(status: number | null): void;
+  /**
+   * Holds each accepted message's 202 for `ms` before answering. The message counts as
+   * accepted when it arrives, as at SendGrid: a sender that dies meanwhile never learns it.
+   */
+  latency(ms: number): void;
   /** Forgets messages, requests, faults and the rate limit. */
   reset(): void;
   close(): Promise<void>;
@@ -82,6 +89,8 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
   const requests: RecordedRequest[] = [];
   let faults: Fault[] = [];
   let limit: { perSecond: number } | null = null;
+  let outageStatus: number | null = null;
+  let latencyMs = 0;
   let window = { second: 0, count: 0 };
 
   const server = createServer((req, res) => {
@@ -100,6 +109,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
           return undefined;
         }
       })();
+      if (outageStatus !== null) return answer(outageStatus, sendGridError('internal server error'));
       const faultIndex = faults.findIndex((f) => f.to === undefined || f.to === recipient);
       if (faultIndex >= 0) {
         const [fault] = faults.splice(faultIndex, 1);
@@ -138,6 +148,10 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
 
       const messageId = randomBytes(11).toString('base64url');
       messages.push({ messageId, body: body as SendGridMailBody, headers: req.headers });
+      if (latencyMs > 0) {
+        setTimeout(() => answer(202, undefined, { 'X-Message-Id': messageId }), latencyMs);
+        return;
+      }
       return answer(202, undefined, { 'X-Message-Id': messageId });
     });
   });
@@ -164,11 +178,19 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
       limit = next;
       window = { second: 0, count: 0 };
     },
+    outage(status) {
+      outageStatus = status;
+    },
+    latency(ms) {
+      latencyMs = ms;
+    },
     reset() {
       messages.length = 0;
       requests.length = 0;
       faults = [];
       limit = null;
+      outageStatus = null;
+      latencyMs = 0;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {

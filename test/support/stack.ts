@@ -21,6 +21,11 @@ export type HarnessOptions = {
   settings?: Partial<ApiSettings>;
   /** The API's notion of now (the wall clock unless given). */
   clock?: () => Promise<Date>;
+  /**
+   * false: no worker in this process; the caller runs one elsewhere (a child process the
+   * fault tests kill) on the harness's task queue, configured by `workerEnv`.
+   */
+  inProcessWorker?: boolean;
 };
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
@@ -47,7 +52,12 @@ export async function startHarness(
   const clock = options.clock ?? (async () => new Date());
   // E-mail goes through the real @sendgrid/mail client to a local SendGrid-compatible server.
   const sendgrid = await startFakeSendGrid();
-  const config = loadConfig({
+  const taskQueue = `test-${randomUUID()}`;
+  // The settings as environment variables, so a worker in another process gets the same ones.
+  const workerEnv: Record<string, string> = {
+    TEMPORAL_ADDRESS: temporal.connection.options.address,
+    TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
+    TEMPORAL_TASK_QUEUE: taskQueue,
     SENDGRID_API_KEY: sendgrid.apiKey,
     SENDGRID_BASE_URL: sendgrid.url,
     BUSINESS_NAME: 'Beispiel AG',
@@ -57,18 +67,21 @@ export async function startHarness(
     AGENCY_EMAIL: 'placements@agency.example',
     WEBHOOK_SECRETS: `bank=${webhookSecrets.bank}`,
     STRIPE_WEBHOOK_SECRET: webhookSecrets.stripe,
-  });
-  const taskQueue = `test-${randomUUID()}`;
-  const worker: Worker = await createWorker({
-    connection: temporal.nativeConnection,
-    namespace: temporal.namespace ?? 'default',
-    taskQueue,
-    db: db.db,
-    client: temporal.client,
-    workflowCode: 'source',
-    channels: channelsFromConfig(config),
-  });
-  const workerRun = worker.run();
+  };
+  const config = loadConfig(workerEnv);
+  const worker: Worker | undefined =
+    options.inProcessWorker === false
+      ? undefined
+      : await createWorker({
+          connection: temporal.nativeConnection,
+          namespace: temporal.namespace ?? 'default',
+          taskQueue,
+          db: db.db,
+          client: temporal.client,
+          workflowCode: 'source',
+          channels: channelsFromConfig(config),
+        });
+  const workerRun = worker?.run();
   const app: FastifyInstance = await buildApp({
     db,
     temporal: temporal.client,
@@ -95,11 +108,12 @@ export async function startHarness(
     clock,
     sendgrid,
     taskQueue,
+    workerEnv,
     keys,
     auth,
     async stop() {
       await app.close();
-      worker.shutdown();
+      worker?.shutdown();
       await workerRun;
       await db.dispose();
       await sendgrid.close();
