@@ -267,7 +267,7 @@ describe('operations view', () => {
     );
     const failingText = await failingRow.innerText();
     expect(failingText).toContain('Activity failing');
-    expect(failingText).toMatch(/sendEmail failed \d+ times; last: .*500/);
+    expect(failingText).toMatch(/deliverEmail failed \d+ times; last: .*500/);
     expect(await failingRow.getByRole('link', { name: 'Temporal UI' }).getAttribute('href')).toContain(`collection-${failing.externalId}`);
 
     const blockedRow = page.locator(`tr[data-workflow-id="collection-${blocked.externalId}"]`);

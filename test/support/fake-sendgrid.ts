@@ -19,7 +19,8 @@ export type SendGridMailBody = {
 };
 
 export type RecordedMessage = { messageId: string; body: SendGridMailBody; headers: IncomingHttpHeaders };
-export type RecordedRequest = { method: string; url: string; status: number };
+/** `to`: the first recipient, when the body named one. */
+export type RecordedRequest = { method: string; url: string; status: number; to?: string };
 
 type Fault = { status: number; headers: Record<string, string>; body: unknown; to?: string };
 
@@ -97,11 +98,6 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
-        requests.push({ method: req.method ?? '', url: req.url ?? '', status });
-        reply(res, status, body, headers);
-      };
-
       const recipient = (() => {
         try {
           return (JSON.parse(Buffer.concat(chunks).toString('utf8')) as SendGridMailBody).personalizations?.[0]?.to?.[0]?.email;
@@ -109,6 +105,11 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
           return undefined;
         }
       })();
+      const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
+        requests.push({ method: req.method ?? '', url: req.url ?? '', status, ...(recipient ? { to: recipient } : {}) });
+        reply(res, status, body, headers);
+      };
+
       if (outageStatus !== null) return answer(outageStatus, sendGridError('internal server error'));
       const faultIndex = faults.findIndex((f) => f.to === undefined || f.to === recipient);
       if (faultIndex >= 0) {

@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
+import { createActivities, type Activities } from '../../activities';
 import { apiSettingsFromConfig, buildApp, type ApiSettings } from '../../api/app';
 import { createApiKey, type Role } from '../../api/auth';
 import { loadConfig } from '../../config';
@@ -26,6 +27,8 @@ export type HarnessOptions = {
    * fault tests kill) on the harness's task queue, configured by `workerEnv`.
    */
   inProcessWorker?: boolean;
+  /** Activities to use instead of the real ones (e.g. one that fails at a chosen moment). */
+  activities?: Partial<Activities>;
 };
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
@@ -80,6 +83,16 @@ export async function startHarness(
           client: temporal.client,
           workflowCode: 'source',
           channels: channelsFromConfig(config),
+          ...(options.activities
+            ? {
+                overrides: {
+                  activities: {
+                    ...createActivities({ db: db.db, temporal: temporal.client, taskQueue, ...channelsFromConfig(config) }),
+                    ...options.activities,
+                  },
+                },
+              }
+            : {}),
         });
   const workerRun = worker?.run();
   const app: FastifyInstance = await buildApp({

@@ -42,6 +42,8 @@ export async function startWorkerProcess(env: Record<string, string>, startTimeo
     pid: child.pid!,
     /** How long it took from spawn to polling (bundling the workflow code is most of it). */
     startMs: Date.now() - startedAt,
+    /** False once the process has exited (asked or not). */
+    isRunning: () => child.exitCode === null && child.signalCode === null,
     /** Sends `signal` (SIGKILL: no cleanup at all) and resolves when the process is gone. */
     async kill(signal: NodeJS.Signals): Promise<void> {
       expectedExit = true;
