@@ -3,7 +3,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig, temporalConnectionOptions } from '../config';
-import { createDb } from '../db/client';
+import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { channelsFromConfig, createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
 import { ensureSweepSchedule } from './sweep-schedule';
@@ -13,6 +13,7 @@ async function main(): Promise<void> {
   if (!config.DATABASE_URL) {
     throw new Error('DATABASE_URL is required for a standalone worker (the embedded database serves one process: use `npm run dev`).');
   }
+  surviveClosedSocketWrites();
   const dbHandle = await createDb(config);
   await dbHandle.migrate();
 

@@ -13,7 +13,7 @@ import { policySchema } from '../../domain/policy';
 import { caseStatusQuery } from '../../workflows/messages';
 import { createTestDbServer } from '../support/db';
 import { afternoonZone, anyDay, invoicePayload, isoDate } from '../support/fixtures';
-import { startDevServerHarness } from '../support/harness';
+import { startDevServerHarness, type Harness } from '../support/harness';
 import { startTcpProxy } from '../support/tcp-proxy';
 import { until } from '../support/until';
 import { startWorkerProcess } from '../support/worker-process';
@@ -53,7 +53,7 @@ export async function startFaultStack() {
 }
 
 /** Registers `n` overdue invoices on the storm policy in one batch; their e-mails are all due now. */
-export async function registerStorm(h: FaultStack['h'], n: number, prefix: string): Promise<string[]> {
+export async function registerStorm(h: Harness, n: number, prefix: string): Promise<string[]> {
   const invoices = Array.from({ length: n }, (_, i) => {
     const payload = invoicePayload({ externalId: `${prefix}-${i}`, dueDate: isoDate(-3), policy: stormPolicy.name });
     payload.customer = { ...payload.customer, externalId: `${prefix}-C${i}`, email: `${prefix}-${i}@debtor.example`, timeZone: afternoonZone() };
@@ -69,7 +69,7 @@ export async function registerStorm(h: FaultStack['h'], n: number, prefix: strin
 export const emailKey = (workflowId: string) => `${workflowId}:day-1:email`;
 
 /** How many times SendGrid accepted each idempotency key. */
-export function acceptedByKey(h: FaultStack['h']): Map<string, number> {
+export function acceptedByKey(h: Harness): Map<string, number> {
   const counts = new Map<string, number>();
   for (const m of h.sendgrid.messages) {
     const key = m.body.custom_args?.idempotencyKey ?? '';
@@ -79,13 +79,13 @@ export function acceptedByKey(h: FaultStack['h']): Map<string, number> {
 }
 
 /** The e-mails the database has marked sent, by idempotency key. */
-export async function markedSent(h: FaultStack['h']): Promise<Set<string>> {
+export async function markedSent(h: Harness): Promise<Set<string>> {
   const rows = await h.db.db.select({ key: communications.idempotencyKey, status: communications.status }).from(communications);
   return new Set(rows.filter((r) => r.status === 'sent').map((r) => r.key));
 }
 
 /** Waits until every case's database row is in `stage`; returns when that happened. */
-export async function untilAllInStage(h: FaultStack['h'], workflowIds: string[], stage: string, timeoutMs: number): Promise<number> {
+export async function untilAllInStage(h: Harness, workflowIds: string[], stage: string, timeoutMs: number): Promise<number> {
   await until(
     `all ${workflowIds.length} cases in ${stage}`,
     async () => {
@@ -104,7 +104,7 @@ export async function untilAllInStage(h: FaultStack['h'], workflowIds: string[],
  * What a user checks after the fault: every case's workflow is running and says `stage`, and
  * every debtor got the storm e-mail, marked sent. Returns the keys SendGrid accepted twice.
  */
-export async function expectStormDelivered(h: FaultStack['h'], workflowIds: string[], stage: string): Promise<string[]> {
+export async function expectStormDelivered(h: Harness, workflowIds: string[], stage: string): Promise<string[]> {
   for (const id of workflowIds) {
     const status = await h.client.workflow.getHandle(id).query(caseStatusQuery);
     expect(status.stage, id).toBe(stage);

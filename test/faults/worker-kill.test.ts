@@ -49,7 +49,7 @@ it('loses no case and re-sends only the e-mails in flight when the worker is kil
     cases,
     emailsAccepted: h.sendgrid.messages.length,
     acceptedBeforeKill: acceptedAtKill.size,
-    inFlightAtKill: inFlightAtKill.length,
+    acceptedNotMarkedAtKill: inFlightAtKill.length,
     duplicates: duplicates.length,
     workerStartMs: { first: firstStartMs, restart: worker.startMs },
     recoverySeconds: Math.round((recoveredAt - killedAt) / 1000),

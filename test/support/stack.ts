@@ -112,6 +112,7 @@ export async function startHarness(
   return {
     db,
     app,
+    client: temporal.client,
     /** The API over the same database, with a Temporal connection that is closed: every start or signal fails. */
     async appWithoutTemporal(): Promise<FastifyInstance> {
       const lost = await Connection.connect({ address: temporal.connection.options.address });

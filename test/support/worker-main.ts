@@ -5,13 +5,14 @@
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { loadConfig, temporalConnectionOptions } from '../../config';
-import { createDb } from '../../db/client';
+import { createDb, surviveClosedSocketWrites } from '../../db/client';
 import { channelsFromConfig, createWorker } from '../../worker/create-worker';
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const config = loadConfig();
   if (!config.DATABASE_URL) throw new Error('DATABASE_URL is required: a worker in its own process cannot share an embedded database');
+  surviveClosedSocketWrites();
   const dbHandle = await createDb(config);
   const clientConnection = await Connection.connect(temporalConnectionOptions(config));
   const connection = await NativeConnection.connect(temporalConnectionOptions(config));
