@@ -5,9 +5,8 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { markEmailSent } from '../activities/channels';
 import { collectionCases, collectionPolicies, communications } from '../db/schema';
-import { policySchema } from '../domain/policy';
 import { createTestDb } from './support/db';
-import { afternoonZone, anyDay, invoicePayload, isoDate } from './support/fixtures';
+import { afternoonZone, emailFirstPolicy, invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
 import { until } from './support/until';
 
@@ -27,17 +26,7 @@ beforeAll(async () => {
       },
     },
   });
-  await h.db.db.insert(collectionPolicies).values({
-    name: 'email-now',
-    version: 1,
-    createdBy: 'test',
-    definition: policySchema.parse({
-      name: 'email-now',
-      version: 1,
-      contactWindow: anyDay,
-      steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
-    }),
-  });
+  await h.db.db.insert(collectionPolicies).values(emailFirstPolicy('email-now'));
 });
 
 afterAll(async () => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approvals, collectionCases, collectionPolicies, invoices } from '../db/schema';
 import { policySchema } from '../domain/policy';
 import { launchBrowser, screenshot } from './support/browser';
-import { afternoonZone, anyDay, invoicePayload, isoDate } from './support/fixtures';
+import { afternoonZone, anyDay, emailFirstPolicy, invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
 import { until } from './support/until';
 
@@ -31,17 +31,7 @@ beforeAll(async () => {
         steps: [{ id: 'agency', offsetDays: 1, action: 'agency_referral', template: 'agency_referral', tone: 'final', approval: { deadlineDays: 5 } }],
       }),
     },
-    {
-      name: 'email-first',
-      version: 1,
-      createdBy: 'test',
-      definition: policySchema.parse({
-        name: 'email-first',
-        version: 1,
-        contactWindow: anyDay,
-        steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
-      }),
-    },
+    emailFirstPolicy('email-first'),
   ]);
 });
 

@@ -4,20 +4,17 @@
 // once, and every case is where it should be.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { until } from '../support/until';
-import type { WorkerProcess } from '../support/worker-process';
 import { afterTheEmail, expectStormDelivered, markedSent, registerStorm, report, startFaultStack, untilAllInStage, type FaultStack } from './support';
 
 const cases = 100;
 const outageMs = 30_000;
 let stack: FaultStack;
-let worker: WorkerProcess | undefined;
 
 beforeAll(async () => {
   stack = await startFaultStack();
 });
 
 afterAll(async () => {
-  await worker?.kill('SIGTERM');
   await stack?.stop();
 });
 
@@ -25,7 +22,7 @@ it('completes every step once after the worker loses its database for 30 s mid-s
   const { h, proxy } = stack;
   const workflowIds = await registerStorm(h, cases, `dbout-${Date.now()}`);
   h.sendgrid.latency(200);
-  worker = await stack.startWorker();
+  const worker = await stack.startWorker();
   await until('a fifth of the storm sent', async () => h.sendgrid.messages.length >= cases / 5, 120_000);
 
   await proxy.cut();

@@ -4,19 +4,16 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { collectionCases } from '../../db/schema';
 import { until } from '../support/until';
-import type { WorkerProcess } from '../support/worker-process';
 import { afterTheEmail, expectStormDelivered, registerStorm, report, startFaultStack, untilAllInStage, type FaultStack } from './support';
 
 const cases = 100;
 let stack: FaultStack;
-let worker: WorkerProcess | undefined;
 
 beforeAll(async () => {
   stack = await startFaultStack();
 });
 
 afterAll(async () => {
-  await worker?.kill('SIGTERM');
   await stack?.stop();
 });
 
@@ -29,7 +26,7 @@ it('delivers every e-mail exactly once after SendGrid answers 500 for a while', 
 
   h.sendgrid.outage(500);
   const outageFrom = Date.now();
-  worker = await stack.startWorker();
+  await stack.startWorker();
   // Down until every debtor's e-mail has been refused twice: the retry policy, not luck, brings them through.
   await until('every e-mail refused twice', async () => recipients.every((to) => refusals(to) >= 2), 180_000);
 

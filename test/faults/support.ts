@@ -9,24 +9,18 @@ import { inArray } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { createDb } from '../../db/client';
 import { collectionCases, collectionPolicies, communications } from '../../db/schema';
-import { policySchema } from '../../domain/policy';
 import { caseStatusQuery } from '../../workflows/messages';
 import { createTestDbServer } from '../support/db';
-import { afternoonZone, anyDay, invoicePayload, isoDate } from '../support/fixtures';
+import { afternoonZone, emailFirstPolicy, invoicePayload, isoDate } from '../support/fixtures';
 import { startDevServerHarness, type Harness } from '../support/harness';
 import { startTcpProxy } from '../support/tcp-proxy';
 import { until } from '../support/until';
-import { startWorkerProcess } from '../support/worker-process';
+import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 
 export type FaultStack = Awaited<ReturnType<typeof startFaultStack>>;
 
-/** The one-step ladder of the storms: an e-mail on day 1, any day of the week. */
-export const stormPolicy = policySchema.parse({
-  name: 'storm',
-  version: 1,
-  contactWindow: anyDay,
-  steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
-});
+/** The storms' ladder: one e-mail, due at once for an invoice three days overdue. */
+export const stormPolicy = emailFirstPolicy('storm');
 
 /** Where a storm case rests once its one e-mail is out. */
 export const afterTheEmail = 'AwaitingPayment';
@@ -38,13 +32,20 @@ export async function startFaultStack() {
   await db.migrate();
   // The API (and the test's own reads) reach the database directly; only the worker goes through the proxy.
   const h = await startDevServerHarness({ db: { ...db, dispose: () => db.close() }, inProcessWorker: false });
-  await h.db.db.insert(collectionPolicies).values({ name: stormPolicy.name, version: 1, createdBy: 'test', definition: stormPolicy });
+  await h.db.db.insert(collectionPolicies).values(stormPolicy);
   const workerEnv = { ...h.workerEnv, DATABASE_URL: server.url(proxy.port) };
+  const workers: WorkerProcess[] = [];
   return {
     h,
     proxy,
-    startWorker: () => startWorkerProcess(workerEnv),
+    async startWorker(): Promise<WorkerProcess> {
+      const worker = await startWorkerProcess(workerEnv);
+      workers.push(worker);
+      return worker;
+    },
+    /** Stops the workers still running, then the rest. */
     async stop() {
+      for (const worker of workers) await worker.kill('SIGTERM');
       await h.stop();
       await proxy.close();
       await server.dispose();

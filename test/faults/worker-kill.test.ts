@@ -3,19 +3,16 @@
 // accepted but the dead worker had not yet marked sent (the documented at-least-once window).
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { until } from '../support/until';
-import type { WorkerProcess } from '../support/worker-process';
 import { acceptedByKey, afterTheEmail, expectStormDelivered, markedSent, registerStorm, report, startFaultStack, untilAllInStage, type FaultStack } from './support';
 
 const cases = 150;
 let stack: FaultStack;
-let worker: WorkerProcess | undefined;
 
 beforeAll(async () => {
   stack = await startFaultStack();
 });
 
 afterAll(async () => {
-  await worker?.kill('SIGTERM');
   await stack?.stop();
 });
 
@@ -26,7 +23,7 @@ it('loses no case and re-sends only the e-mails in flight when the worker is kil
   // SendGrid takes a moment to answer, as the real one does: sends are in flight at the kill.
   h.sendgrid.latency(200);
 
-  worker = await stack.startWorker();
+  let worker = await stack.startWorker();
   const firstStartMs = worker.startMs;
   await until('a third of the storm sent', async () => h.sendgrid.messages.length >= cases / 3, 120_000);
   await worker.kill('SIGKILL');

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { RegisterInvoice } from '../../api/schemas';
+import { policySchema } from '../../domain/policy';
 
 /** A date `days` from `from` as YYYY-MM-DD (UTC). */
 export function isoDate(days: number, from = new Date()): string {
@@ -17,6 +18,21 @@ export function zoneAtHour(hour: number, now = new Date()): string {
 
 /** A zone where it is about 14:00 now, so e-mails go out at once whenever the test runs. */
 export const afternoonZone = () => zoneAtHour(14);
+
+/** A one-step ladder: an e-mail on day 1, any day of the week (`name` tells the tests apart). */
+export function emailFirstPolicy(name: string) {
+  return {
+    name,
+    version: 1,
+    createdBy: 'test',
+    definition: policySchema.parse({
+      name,
+      version: 1,
+      contactWindow: anyDay,
+      steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
+    }),
+  };
+}
 
 /** A valid invoice registration with unique ids; override what the test is about. */
 export function invoicePayload(overrides: Partial<RegisterInvoice> = {}): RegisterInvoice {

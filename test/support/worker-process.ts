@@ -27,7 +27,7 @@ export async function startWorkerProcess(env: Record<string, string>, startTimeo
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`worker process not ready after ${startTimeoutMs} ms:\n${output}`)), startTimeoutMs);
     const onData = () => {
-      if (!output.includes('worker ready')) return;
+      if (!output.includes('worker polling task queue')) return;
       clearTimeout(timer);
       child.stdout.off('data', onData);
       resolve();
