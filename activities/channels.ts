@@ -66,19 +66,26 @@ function render(deps: ChannelDeps, input: StepInput, c: Awaited<ReturnType<typeo
   });
 }
 
-const key = (input: StepInput, channel: string) => `${input.workflowId}:${input.stepId}:${channel}`;
+const key = (input: Pick<StepInput, 'workflowId' | 'stepId'>, channel: string) => `${input.workflowId}:${input.stepId}:${channel}`;
+
+/** What deliverEmail reports, and what markEmailSent records. */
+export type EmailDelivery = { communicationId: string; sent: boolean; messageId: string | null };
 
 /**
- * Sends a step's e-mail through SendGrid. The communication row (keyed by workflow id + step)
- * is written before the send and marked sent after it: a retry after a recorded send does
- * nothing; a crash between SendGrid's 202 and the mark is the one at-least-once window.
+ * Sends a step's e-mail through SendGrid, without marking it sent: the workflow records
+ * that with markEmailSent, a bookkeeping activity that retries until the database answers.
+ * SendGrid's 202 thus ends this activity, and its result is in the workflow's history even
+ * when the database is away at that moment, so a database outage never sends it twice.
+ * The communication row (keyed by workflow id + step) is written before the send; a retry
+ * after a recorded send does nothing. A worker that dies between SendGrid's 202 and reporting
+ * this activity complete is the one at-least-once window: the retry sends again.
  * A permanent refusal marks the row failed and fails the step for the workflow to block on.
  */
-export async function sendEmail(deps: ChannelDeps, input: StepInput): Promise<{ communicationId: string; sent: boolean }> {
+export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise<EmailDelivery> {
   const idempotencyKey = key(input, 'email');
   const c = await loadCase(deps.db, input.workflowId);
   const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
-  if (existing?.status === 'sent') return { communicationId: existing.id, sent: false };
+  if (existing?.status === 'sent') return { communicationId: existing.id, sent: false, messageId: existing.providerMessageId };
   if (!c.customer.email) {
     throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no e-mail address`, 'EmailRejected');
   }
@@ -103,15 +110,15 @@ export async function sendEmail(deps: ChannelDeps, input: StepInput): Promise<{ 
         .onConflictDoUpdate({ target: communications.idempotencyKey, set: { status: sql`${communications.status}` } })
         .returning();
 
-  let messageId: string | null;
   try {
-    ({ messageId } = await deps.mailer.send({
+    const { messageId } = await deps.mailer.send({
       to: c.customer.email,
       subject: message.subject,
       text: message.text,
       html: message.html,
       idempotencyKey,
-    }));
+    });
+    return { communicationId: row!.id, sent: true, messageId };
   } catch (err) {
     if (err instanceof ApplicationFailure && err.nonRetryable) {
       await deps.db
@@ -121,11 +128,19 @@ export async function sendEmail(deps: ChannelDeps, input: StepInput): Promise<{ 
     }
     throw err;
   }
+}
+
+/** Marks a delivered e-mail sent, with its audit event; a repeat changes nothing. */
+export async function markEmailSent(
+  deps: { db: Database },
+  input: Pick<StepInput, 'workflowId' | 'stepId' | 'template' | 'at'> & { communicationId: string; messageId: string | null },
+): Promise<void> {
+  const c = await loadCase(deps.db, input.workflowId);
   await deps.db.transaction(async (tx) => {
     await tx
       .update(communications)
-      .set({ status: 'sent', providerMessageId: messageId, failureReason: null })
-      .where(eq(communications.id, row!.id));
+      .set({ status: 'sent', providerMessageId: input.messageId, failureReason: null })
+      .where(eq(communications.id, input.communicationId));
     await tx
       .insert(auditEvents)
       .values({
@@ -133,13 +148,22 @@ export async function sendEmail(deps: ChannelDeps, input: StepInput): Promise<{ 
         invoiceId: c.invoice.id,
         actor: 'workflow',
         type: 'communication.sent',
-        data: { communicationId: row!.id, channel: 'email', stepId: input.stepId, template: input.template, messageId },
-        dedupeKey: idempotencyKey,
+        data: { communicationId: input.communicationId, channel: 'email', stepId: input.stepId, template: input.template, messageId: input.messageId },
+        dedupeKey: key(input, 'email'),
         occurredAt: new Date(input.at),
       })
       .onConflictDoNothing({ target: auditEvents.dedupeKey });
   });
-  return { communicationId: row!.id, sent: true };
+}
+
+/**
+ * Both steps in one activity: what workflows started before deliverEmail existed still call.
+ * Here a database outage right after SendGrid's 202 fails the activity, and its retry sends again.
+ */
+export async function sendEmail(deps: ChannelDeps, input: StepInput): Promise<{ communicationId: string; sent: boolean }> {
+  const delivery = await deliverEmail(deps, input);
+  if (delivery.sent) await markEmailSent(deps, { ...input, ...delivery });
+  return { communicationId: delivery.communicationId, sent: delivery.sent };
 }
 
 /** Renders a step's letter to PDF and queues it for print and mail, once per workflow + step. */

@@ -11,6 +11,8 @@ import { recordCaseState, type RecordCaseStateInput } from './case-state';
 import { openDispute, resolveDispute, type OpenDisputeInput, type ResolveDisputeInput } from './disputes';
 import {
   createCallTask,
+  deliverEmail,
+  markEmailSent,
   placeCreditHold,
   recordCaseEvent,
   sendEmail,
@@ -25,6 +27,9 @@ export type ActivityDeps = ApprovalDeps & CaseStartDeps;
 /** Every side effect the workflows have, bound to their dependencies. */
 export function createActivities(deps: ActivityDeps) {
   return {
+    deliverEmail: (input: StepInput) => deliverEmail(deps, input),
+    markEmailSent: (input: Parameters<typeof markEmailSent>[1]) => markEmailSent(deps, input),
+    /** Deliver and mark in one: kept for workflows that started before the two were apart. */
     sendEmail: (input: StepInput) => sendEmail(deps, input),
     sendLetter: (input: StepInput & { certified: boolean }) => sendLetter(deps, input),
     createCallTask: (input: StepInput) => createCallTask(deps, input),

@@ -1,7 +1,7 @@
 // The production API process: `npm run start:api` (after `npm run build`).
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig, temporalConnectionOptions } from '../config';
-import { createDb } from '../db/client';
+import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { apiSettingsFromConfig, buildApp } from './app';
 
 async function main(): Promise<void> {
@@ -9,6 +9,7 @@ async function main(): Promise<void> {
   if (!config.DATABASE_URL) {
     throw new Error('DATABASE_URL is required for a standalone API (the embedded database serves one process: use `npm run dev`).');
   }
+  surviveClosedSocketWrites();
   const db = await createDb(config);
   await db.migrate();
   const connection = await Connection.connect(temporalConnectionOptions(config));

@@ -138,3 +138,24 @@ function processIsAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * postgres.js 3.4.9 (the newest) can throw from a deferred write after its socket closed:
+ * `TypeError: Cannot read properties of null (reading 'write')` at `nextWrite`
+ * (porsager/postgres#1154, #1208; fixes proposed, not released). It is thrown from a
+ * setImmediate, so no caller can catch it, and it kills the process on any database blip:
+ * the fault test for a 30 s database outage lost its worker this way. The query it belonged
+ * to has failed or times out and is retried like any other database error, so the process
+ * notes it and carries on. Every other uncaught exception still ends the process, as Node's
+ * default does. For the entry points only (worker, API, dev stack): they own the process.
+ */
+export function surviveClosedSocketWrites(log: (message: string) => void = console.warn): void {
+  process.on('uncaughtException', (err) => {
+    if (err instanceof TypeError && /reading 'write'/.test(err.message) && /nextWrite[\s\S]*postgres/.test(err.stack ?? '')) {
+      log(`database connection closed under a pending write (postgres.js); carrying on: ${err.message}`);
+      return;
+    }
+    console.error(err);
+    process.exit(1);
+  });
+}

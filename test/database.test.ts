@@ -1,5 +1,5 @@
 // The schema's guarantees, on PGlite or the PostgreSQL server at DATABASE_URL.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -112,5 +112,32 @@ describe('embedded database', () => {
     const handle = await createDb({ DATA_DIR: dataDir });
     await handle.close();
     rmSync(dataDir, { recursive: true, force: true });
+  });
+});
+
+describe('database process guard', () => {
+  /** A process with the entry points' guard, where `thrown` escapes from a setImmediate. */
+  function runWithGuard(thrown: string) {
+    const code = `
+      const { surviveClosedSocketWrites } = require(${JSON.stringify(path.resolve(__dirname, '../db/client.ts'))});
+      surviveClosedSocketWrites((m) => console.log(m));
+      setImmediate(() => { ${thrown} });
+      setTimeout(() => console.log('still running'), 200);`;
+    return spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { encoding: 'utf8', timeout: 30_000 });
+  }
+
+  it('keeps the process running when postgres.js writes to a connection that closed, and ends it on any other uncaught error', () => {
+    // The driver's own error (porsager/postgres#1154), as thrown from its deferred write.
+    const survived = runWithGuard(`
+      const e = new TypeError("Cannot read properties of null (reading 'write')");
+      e.stack = e.message + '\\n    at Immediate.nextWrite (/srv/node_modules/postgres/cjs/src/connection.js:255:22)';
+      throw e;`);
+    expect(survived.stdout).toContain('carrying on');
+    expect(survived.stdout).toContain('still running');
+    expect(survived.status).toBe(0);
+
+    const other = runWithGuard(`throw new TypeError("Cannot read properties of null (reading 'write')");`);
+    expect(other.stdout).not.toContain('still running');
+    expect(other.status).toBe(1);
   });
 });

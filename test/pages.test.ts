@@ -7,21 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approvals, collectionCases, collectionPolicies, invoices } from '../db/schema';
 import { policySchema } from '../domain/policy';
 import { launchBrowser, screenshot } from './support/browser';
-import { invoicePayload, isoDate } from './support/fixtures';
+import { afternoonZone, anyDay, emailFirstPolicy, invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
 import { until } from './support/until';
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 let browser: Browser;
 let baseUrl: string;
-
-/** Every day, 08:00-21:00: with the debtor's zone chosen below, "now" is always inside it. */
-const anyDay = { weekdays: [1, 2, 3, 4, 5, 6, 7], start: '08:00', end: '21:00' };
-/** A fixed-offset zone where it is about 14:00 now, so e-mails go out at once whenever the test runs. */
-const afternoonZone = () => {
-  const offset = 14 - new Date().getUTCHours();
-  return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
-};
 
 beforeAll(async () => {
   h = await startDevServerHarness();
@@ -39,17 +31,7 @@ beforeAll(async () => {
         steps: [{ id: 'agency', offsetDays: 1, action: 'agency_referral', template: 'agency_referral', tone: 'final', approval: { deadlineDays: 5 } }],
       }),
     },
-    {
-      name: 'email-first',
-      version: 1,
-      createdBy: 'test',
-      definition: policySchema.parse({
-        name: 'email-first',
-        version: 1,
-        contactWindow: anyDay,
-        steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
-      }),
-    },
+    emailFirstPolicy('email-first'),
   ]);
 });
 
@@ -275,7 +257,7 @@ describe('operations view', () => {
     );
     const failingText = await failingRow.innerText();
     expect(failingText).toContain('Activity failing');
-    expect(failingText).toMatch(/sendEmail failed \d+ times; last: .*500/);
+    expect(failingText).toMatch(/deliverEmail failed \d+ times; last: .*500/);
     expect(await failingRow.getByRole('link', { name: 'Temporal UI' }).getAttribute('href')).toContain(`collection-${failing.externalId}`);
 
     const blockedRow = page.locator(`tr[data-workflow-id="collection-${blocked.externalId}"]`);

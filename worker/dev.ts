@@ -14,7 +14,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { apiSettingsFromConfig, buildApp } from '../api/app';
 import { createApiKey } from '../api/auth';
 import { loadConfig, temporalConnectionOptions } from '../config';
-import { createDb } from '../db/client';
+import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { apiKeys } from '../db/schema';
 import { allSearchAttributeKeys } from '../workflows/messages';
 import { ensureServers, TemporalServerUnavailableError } from '../scripts/temporal-servers';
@@ -43,6 +43,7 @@ async function startTemporalDevServer(dataDir: string, port: number, uiPort: num
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  if (config.DATABASE_URL) surviveClosedSocketWrites();
   // We stop the worker ourselves, in order, on Ctrl-C.
   Runtime.install({ shutdownSignals: [] });
   const dataDir = path.resolve(config.DATA_DIR);

@@ -1,18 +1,21 @@
 // The production worker process: `npm run start:worker` (after `npm run build`).
 // Stops gracefully on SIGINT/SIGTERM: running activities finish, then the database closes.
+// The fault tests run the same code in a child process, with the workflow code from source.
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig, temporalConnectionOptions } from '../config';
-import { createDb } from '../db/client';
+import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { channelsFromConfig, createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
 import { ensureSweepSchedule } from './sweep-schedule';
 
-async function main(): Promise<void> {
+/** Runs the worker until SIGINT/SIGTERM; `workflowCode` as in createWorker (production: prebuilt). */
+export async function runWorker(workflowCode: 'prebuilt' | 'source' = 'prebuilt'): Promise<void> {
   const config = loadConfig();
   if (!config.DATABASE_URL) {
     throw new Error('DATABASE_URL is required for a standalone worker (the embedded database serves one process: use `npm run dev`).');
   }
+  surviveClosedSocketWrites();
   const dbHandle = await createDb(config);
   await dbHandle.migrate();
 
@@ -32,7 +35,7 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     db: dbHandle.db,
     client,
-    workflowCode: 'prebuilt',
+    workflowCode,
     channels: channelsFromConfig(config),
   });
   console.log(`worker polling task queue ${config.TEMPORAL_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
@@ -45,7 +48,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-});
+if (require.main === module) {
+  runWorker().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

@@ -364,7 +364,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       else applyCredit(r.creditMinor ?? 0);
     } else if (!communicationCeased) {
       await waitForContactWindow();
-      await tryContact(acts.sendEmail, {
+      await tryContact(sendEmail, {
         workflowId,
         stepId: `dispute-${d.no}-verification`,
         template: 'dispute_verification',
@@ -447,6 +447,23 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   }
 
   /**
+   * Sends an e-mail, then marks it sent as bookkeeping, which retries until the database
+   * answers (even if the step is cancelled meanwhile: the e-mail is out). Once SendGrid has
+   * accepted it, the send is done in the history, so a database outage never sends it twice.
+   * Cases that passed a send before this patch replay the one activity that did both.
+   */
+  async function sendEmail(args: Parameters<Activities['deliverEmail']>[0]): Promise<void> {
+    if (!patched('email-marked-sent-apart')) {
+      await acts.sendEmail(args);
+      return;
+    }
+    const delivery = await acts.deliverEmail(args);
+    if (!delivery.sent) return;
+    const { workflowId: id, stepId, template, at } = args;
+    await CancellationScope.nonCancellable(() => books.markEmailSent({ workflowId: id, stepId, template, at, ...delivery }));
+  }
+
+  /**
    * A contact that is not a ladder step (a plan reminder, a dispute verification, a handover
    * notice): if it fails for good, the case notes it and goes on rather than failing.
    */
@@ -496,7 +513,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       await sleepUntilOr(remindAt.getTime(), interrupted);
       if (plan !== p || isPaid() || (dispute && !dispute.handled)) break;
       if (!met() && !communicationCeased) {
-        await tryContact(acts.sendEmail, {
+        await tryContact(sendEmail, {
           workflowId,
           stepId: `plan-${p.planNo}-instalment-${i + 1}`,
           template: 'payment_plan_reminder',
@@ -614,7 +631,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const base = { workflowId, stepId: step.id, template: step.template, tone: step.tone, amountOutstandingMinor: balance, at: now() };
     switch (step.action) {
       case 'email':
-        await acts.sendEmail(base);
+        await sendEmail(base);
         break;
       case 'letter':
         await acts.sendLetter({ ...base, certified: step.certified ?? false });
@@ -625,7 +642,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
           referralOffset === undefined
             ? undefined
             : new Date(stepDueAt(input.dueDate, referralOffset).getTime() + shiftMs).toISOString().slice(0, 10);
-        await acts.sendEmail({ ...base, referralDate });
+        await sendEmail({ ...base, referralDate });
         // Re-checked between the two sends: a payment, dispute or cease may have arrived.
         if (isPaid() || (dispute && !dispute.handled) || communicationCeased) break;
         await acts.sendLetter({ ...base, certified: step.certified ?? true, referralDate });
@@ -768,7 +785,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (!communicationCeased) {
       // Cases that passed this point before the patch sent the notice at once; replay keeps that.
       if (patched('handover-notice-in-contact-window')) await waitForContactWindow();
-      await tryContact(acts.sendEmail, {
+      await tryContact(sendEmail, {
         workflowId,
         stepId: `${step.id}-notice`,
         template: step.template,

@@ -19,7 +19,8 @@ export type SendGridMailBody = {
 };
 
 export type RecordedMessage = { messageId: string; body: SendGridMailBody; headers: IncomingHttpHeaders };
-export type RecordedRequest = { method: string; url: string; status: number };
+/** `to`: the first recipient, when the body named one. */
+export type RecordedRequest = { method: string; url: string; status: number; to?: string };
 
 type Fault = { status: number; headers: Record<string, string>; body: unknown; to?: string };
 
@@ -39,6 +40,13 @@ export type FakeSendGrid = {
   failNext(count: number, status: number, headers?: Record<string, string>, body?: unknown, to?: string): void;
   /** Answers 429 with X-RateLimit-* once more than `perSecond` requests arrive in a second; null lifts it. */
   rateLimit(limit: { perSecond: number } | null): void;
+  /** Answers every request with `status` (an outage) until called with null. */
+  outage(status: number | null): void;
+  /**
+   * Holds each accepted message's 202 for `ms` before answering. The message counts as
+   * accepted when it arrives, as at SendGrid: a sender that dies meanwhile never learns it.
+   */
+  latency(ms: number): void;
   /** Forgets messages, requests, faults and the rate limit. */
   reset(): void;
   close(): Promise<void>;
@@ -82,17 +90,14 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
   const requests: RecordedRequest[] = [];
   let faults: Fault[] = [];
   let limit: { perSecond: number } | null = null;
+  let outageStatus: number | null = null;
+  let latencyMs = 0;
   let window = { second: 0, count: 0 };
 
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
-        requests.push({ method: req.method ?? '', url: req.url ?? '', status });
-        reply(res, status, body, headers);
-      };
-
       const recipient = (() => {
         try {
           return (JSON.parse(Buffer.concat(chunks).toString('utf8')) as SendGridMailBody).personalizations?.[0]?.to?.[0]?.email;
@@ -100,6 +105,12 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
           return undefined;
         }
       })();
+      const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
+        requests.push({ method: req.method ?? '', url: req.url ?? '', status, ...(recipient ? { to: recipient } : {}) });
+        reply(res, status, body, headers);
+      };
+
+      if (outageStatus !== null) return answer(outageStatus, sendGridError('internal server error'));
       const faultIndex = faults.findIndex((f) => f.to === undefined || f.to === recipient);
       if (faultIndex >= 0) {
         const [fault] = faults.splice(faultIndex, 1);
@@ -138,6 +149,10 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
 
       const messageId = randomBytes(11).toString('base64url');
       messages.push({ messageId, body: body as SendGridMailBody, headers: req.headers });
+      if (latencyMs > 0) {
+        setTimeout(() => answer(202, undefined, { 'X-Message-Id': messageId }), latencyMs);
+        return;
+      }
       return answer(202, undefined, { 'X-Message-Id': messageId });
     });
   });
@@ -164,11 +179,19 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
       limit = next;
       window = { second: 0, count: 0 };
     },
+    outage(status) {
+      outageStatus = status;
+    },
+    latency(ms) {
+      latencyMs = ms;
+    },
     reset() {
       messages.length = 0;
       requests.length = 0;
       faults = [];
       limit = null;
+      outageStatus = null;
+      latencyMs = 0;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {

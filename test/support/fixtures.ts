@@ -1,9 +1,37 @@
 import { randomUUID } from 'node:crypto';
 import type { RegisterInvoice } from '../../api/schemas';
+import { policySchema } from '../../domain/policy';
 
 /** A date `days` from `from` as YYYY-MM-DD (UTC). */
 export function isoDate(days: number, from = new Date()): string {
   return new Date(from.getTime() + days * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** Every day, 08:00-21:00: with the debtor's zone from `zoneAtHour`, "now" is always inside it. */
+export const anyDay = { weekdays: [1, 2, 3, 4, 5, 6, 7], start: '08:00', end: '21:00' };
+
+/** A fixed-offset zone (whole hours) where the local hour is `hour` now. */
+export function zoneAtHour(hour: number, now = new Date()): string {
+  const offset = hour - now.getUTCHours();
+  return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
+}
+
+/** A zone where it is about 14:00 now, so e-mails go out at once whenever the test runs. */
+export const afternoonZone = () => zoneAtHour(14);
+
+/** A one-step ladder: an e-mail on day 1, any day of the week (`name` tells the tests apart). */
+export function emailFirstPolicy(name: string) {
+  return {
+    name,
+    version: 1,
+    createdBy: 'test',
+    definition: policySchema.parse({
+      name,
+      version: 1,
+      contactWindow: anyDay,
+      steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
+    }),
+  };
 }
 
 /** A valid invoice registration with unique ids; override what the test is about. */

@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
+import { createActivities, type Activities } from '../../activities';
 import { apiSettingsFromConfig, buildApp, type ApiSettings } from '../../api/app';
 import type { PaymentDispatcherOptions } from '../../api/payment-dispatcher';
 import { createApiKey, type Role } from '../../api/auth';
@@ -24,6 +25,13 @@ export type HarnessOptions = {
   clock?: () => Promise<Date>;
   /** How the API's payment dispatcher runs (e.g. no polling, for a test that polls by hand). */
   paymentDispatch?: PaymentDispatcherOptions;
+  /**
+   * false: no worker in this process; the caller runs one elsewhere (a child process the
+   * fault tests kill) on the harness's task queue, configured by `workerEnv`.
+   */
+  inProcessWorker?: boolean;
+  /** Activities to use instead of the real ones (e.g. one that fails at a chosen moment). */
+  activities?: Partial<Activities>;
 };
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
@@ -50,7 +58,12 @@ export async function startHarness(
   const clock = options.clock ?? (async () => new Date());
   // E-mail goes through the real @sendgrid/mail client to a local SendGrid-compatible server.
   const sendgrid = await startFakeSendGrid();
-  const config = loadConfig({
+  const taskQueue = `test-${randomUUID()}`;
+  // The settings as environment variables, so a worker in another process gets the same ones.
+  const workerEnv: Record<string, string> = {
+    TEMPORAL_ADDRESS: temporal.connection.options.address,
+    TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
+    TEMPORAL_TASK_QUEUE: taskQueue,
     SENDGRID_API_KEY: sendgrid.apiKey,
     SENDGRID_BASE_URL: sendgrid.url,
     BUSINESS_NAME: 'Beispiel AG',
@@ -60,18 +73,31 @@ export async function startHarness(
     AGENCY_EMAIL: 'placements@agency.example',
     WEBHOOK_SECRETS: `bank=${webhookSecrets.bank}`,
     STRIPE_WEBHOOK_SECRET: webhookSecrets.stripe,
-  });
-  const taskQueue = `test-${randomUUID()}`;
-  const worker: Worker = await createWorker({
-    connection: temporal.nativeConnection,
-    namespace: temporal.namespace ?? 'default',
-    taskQueue,
-    db: db.db,
-    client: temporal.client,
-    workflowCode: 'source',
-    channels: channelsFromConfig(config),
-  });
-  const workerRun = worker.run();
+  };
+  const config = loadConfig(workerEnv);
+  const worker: Worker | undefined =
+    options.inProcessWorker === false
+      ? undefined
+      : await createWorker({
+          connection: temporal.nativeConnection,
+          namespace: temporal.namespace ?? 'default',
+          taskQueue,
+          db: db.db,
+          client: temporal.client,
+          workflowCode: 'source',
+          channels: channelsFromConfig(config),
+          ...(options.activities
+            ? {
+                overrides: {
+                  activities: {
+                    ...createActivities({ db: db.db, temporal: temporal.client, taskQueue, ...channelsFromConfig(config) }),
+                    ...options.activities,
+                  },
+                },
+              }
+            : {}),
+        });
+  const workerRun = worker?.run();
   const settings = { ...apiSettingsFromConfig(config), ...options.settings };
   const app: FastifyInstance = await buildApp({
     db,
@@ -91,6 +117,7 @@ export async function startHarness(
   return {
     db,
     app,
+    client: temporal.client,
     /** The API over the same database, with a Temporal connection that is closed: every start or signal fails. */
     async appWithoutTemporal(): Promise<FastifyInstance> {
       const lost = await Connection.connect({ address: temporal.connection.options.address });
@@ -104,11 +131,12 @@ export async function startHarness(
     clock,
     sendgrid,
     taskQueue,
+    workerEnv,
     keys,
     auth,
     async stop() {
       await app.close();
-      worker.shutdown();
+      worker?.shutdown();
       await workerRun;
       await db.dispose();
       await sendgrid.close();

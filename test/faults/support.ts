@@ -1,0 +1,126 @@
+// What the fault tests share: a stack in the production shape (PostgreSQL, the API in this
+// process, the worker in a child process reaching the database through a TCP proxy the test
+// can unplug), a storm of cases whose first e-mail is due at once, and the checks a user
+// would make afterwards: every debtor got the e-mail, once, and every case is where it
+// should be.
+import { appendFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { inArray } from 'drizzle-orm';
+import { expect } from 'vitest';
+import { createDb } from '../../db/client';
+import { collectionCases, collectionPolicies, communications } from '../../db/schema';
+import { caseStatusQuery } from '../../workflows/messages';
+import { createTestDbServer } from '../support/db';
+import { afternoonZone, emailFirstPolicy, invoicePayload, isoDate } from '../support/fixtures';
+import { startDevServerHarness, type Harness } from '../support/harness';
+import { startTcpProxy } from '../support/tcp-proxy';
+import { until } from '../support/until';
+import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
+
+export type FaultStack = Awaited<ReturnType<typeof startFaultStack>>;
+
+/** The storms' ladder: one e-mail, due at once for an invoice three days overdue. */
+export const stormPolicy = emailFirstPolicy('storm');
+
+/** Where a storm case rests once its one e-mail is out. */
+export const afterTheEmail = 'AwaitingPayment';
+
+export async function startFaultStack() {
+  const server = await createTestDbServer();
+  const proxy = await startTcpProxy(server);
+  const db = await createDb({ DATABASE_URL: server.url(server.port), DATA_DIR: 'memory://', poolSize: 5 });
+  await db.migrate();
+  // The API (and the test's own reads) reach the database directly; only the worker goes through the proxy.
+  const h = await startDevServerHarness({ db: { ...db, dispose: () => db.close() }, inProcessWorker: false });
+  await h.db.db.insert(collectionPolicies).values(stormPolicy);
+  const workerEnv = { ...h.workerEnv, DATABASE_URL: server.url(proxy.port) };
+  const workers: WorkerProcess[] = [];
+  return {
+    h,
+    proxy,
+    async startWorker(): Promise<WorkerProcess> {
+      const worker = await startWorkerProcess(workerEnv);
+      workers.push(worker);
+      return worker;
+    },
+    /** Stops the workers still running, then the rest. */
+    async stop() {
+      for (const worker of workers) await worker.kill('SIGTERM');
+      await h.stop();
+      await proxy.close();
+      await server.dispose();
+    },
+  };
+}
+
+/** Registers `n` overdue invoices on the storm policy in one batch; their e-mails are all due now. */
+export async function registerStorm(h: Harness, n: number, prefix: string): Promise<string[]> {
+  const invoices = Array.from({ length: n }, (_, i) => {
+    const payload = invoicePayload({ externalId: `${prefix}-${i}`, dueDate: isoDate(-3), policy: stormPolicy.name });
+    payload.customer = { ...payload.customer, externalId: `${prefix}-C${i}`, email: `${prefix}-${i}@debtor.example`, timeZone: afternoonZone() };
+    return payload;
+  });
+  const response = await h.app.inject({ method: 'POST', url: '/invoices/batch', headers: h.auth('collector'), payload: { invoices } });
+  expect(response.statusCode, response.body).toBe(200);
+  expect(response.json()).toMatchObject({ created: n, failed: 0 });
+  return invoices.map((i) => `collection-${i.externalId}`);
+}
+
+/** The e-mail's idempotency key for a storm case (workflow id + step + channel, see activities/channels.ts). */
+export const emailKey = (workflowId: string) => `${workflowId}:day-1:email`;
+
+/** How many times SendGrid accepted each idempotency key. */
+export function acceptedByKey(h: Harness): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const m of h.sendgrid.messages) {
+    const key = m.body.custom_args?.idempotencyKey ?? '';
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** The e-mails the database has marked sent, by idempotency key. */
+export async function markedSent(h: Harness): Promise<Set<string>> {
+  const rows = await h.db.db.select({ key: communications.idempotencyKey, status: communications.status }).from(communications);
+  return new Set(rows.filter((r) => r.status === 'sent').map((r) => r.key));
+}
+
+/** Waits until every case's database row is in `stage`; returns when that happened. */
+export async function untilAllInStage(h: Harness, workflowIds: string[], stage: string, timeoutMs: number): Promise<number> {
+  await until(
+    `all ${workflowIds.length} cases in ${stage}`,
+    async () => {
+      const rows = await h.db.db
+        .select({ stage: collectionCases.stage })
+        .from(collectionCases)
+        .where(inArray(collectionCases.workflowId, workflowIds));
+      return rows.filter((r) => r.stage === stage).length === workflowIds.length;
+    },
+    timeoutMs,
+  );
+  return Date.now();
+}
+
+/**
+ * What a user checks after the fault: every case's workflow is running and says `stage`, and
+ * every debtor got the storm e-mail, marked sent. Returns the keys SendGrid accepted twice.
+ */
+export async function expectStormDelivered(h: Harness, workflowIds: string[], stage: string): Promise<string[]> {
+  for (const id of workflowIds) {
+    const status = await h.client.workflow.getHandle(id).query(caseStatusQuery);
+    expect(status.stage, id).toBe(stage);
+  }
+  const accepted = acceptedByKey(h);
+  const sent = await markedSent(h);
+  const missing = workflowIds.filter((id) => !accepted.has(emailKey(id)) || !sent.has(emailKey(id)));
+  expect(missing, 'cases whose debtor got no e-mail').toEqual([]);
+  return [...accepted].filter(([, count]) => count > 1).map(([key]) => key);
+}
+
+/** Prints what a fault test measured and appends it to test-results/faults.jsonl, for BENCHMARKS.md. */
+export async function report(test: string, figures: Record<string, unknown>): Promise<void> {
+  console.log(`[faults] ${test}: ${JSON.stringify(figures)}`);
+  const dir = path.resolve('test-results');
+  await mkdir(dir, { recursive: true });
+  await appendFile(path.join(dir, 'faults.jsonl'), JSON.stringify({ test, at: new Date().toISOString(), ...figures }) + '\n');
+}

@@ -1,0 +1,171 @@
+// The Temporal dev server (persisting to a SQLite file) stopped while cases sleep on timers and
+// payments arrive, first with SIGTERM, then with SIGKILL, and started again on the same file
+// and port each time: no case is lost, the payments that arrived meanwhile are stored and
+// answered 200, and applied once by the payment dispatcher when Temporal is back; and the timers
+// fire, including the ones that came due while it was dead.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { eq, inArray } from 'drizzle-orm';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { signedHeaders } from '../../api/webhook-signatures';
+import { collectionCases, collectionPolicies, communications, invoices, payments, webhookEvents } from '../../db/schema';
+import { localParts } from '../../domain/contact-window';
+import { policySchema } from '../../domain/policy';
+import { caseStatusQuery } from '../../workflows/messages';
+import { createTestDb } from '../support/db';
+import { freePort, startDevServerProcess } from '../support/dev-server-process';
+import { invoicePayload, isoDate, zoneAtHour } from '../support/fixtures';
+import { startHarness, webhookSecrets, type Harness } from '../support/harness';
+import { until } from '../support/until';
+import { acceptedByKey, afterTheEmail, emailKey, report, untilAllInStage } from './support';
+
+const perGroup = 10;
+/** How long after registration the debtors' contact window opens: the cases' timers. */
+const windowLeadMs = 90_000;
+
+let dir: string;
+let port: number;
+let server: Awaited<ReturnType<typeof startDevServerProcess>>;
+let connection: Connection;
+let nativeConnection: NativeConnection;
+let h: Harness;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'arrears-temporal-'));
+  port = await freePort();
+  server = await startDevServerProcess({ dbFile: path.join(dir, 'temporal.sqlite'), port });
+  connection = await Connection.connect({ address: server.address });
+  nativeConnection = await NativeConnection.connect({ address: server.address });
+  h = await startHarness({ client: new Client({ connection }), connection, nativeConnection }, { db: await createTestDb() });
+});
+
+afterAll(async () => {
+  await h?.stop();
+  await nativeConnection?.close();
+  await connection?.close();
+  await server?.stop('SIGTERM');
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** One payment of the whole amount, as the bank's webhook. */
+function deliverPayment(externalId: string) {
+  const raw = JSON.stringify({ id: `evt-${externalId}`, type: 'payment.succeeded', data: { invoiceExternalId: externalId, amountMinor: 125_000, currency: 'EUR' } });
+  return h.app.inject({ method: 'POST', url: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, raw), payload: raw });
+}
+
+/** Waits for the dispatcher to apply the stored payments (it retries with backoff while Temporal is away). */
+async function untilApplied(externalIds: string[]): Promise<void> {
+  await until(
+    'the stored payments applied',
+    async () => {
+      const events = await h.db.db.select({ status: webhookEvents.status }).from(webhookEvents).where(inArray(webhookEvents.eventId, externalIds.map((id) => `evt-${id}`)));
+      return events.length === externalIds.length && events.every((e) => e.status === 'applied');
+    },
+    90_000,
+  );
+}
+
+async function restart(signal: NodeJS.Signals, whileDown: () => Promise<void>): Promise<number> {
+  const stoppedAt = Date.now();
+  await server.stop(signal);
+  await whileDown();
+  server = await startDevServerProcess({ dbFile: path.join(dir, 'temporal.sqlite'), port });
+  return Date.now() - stoppedAt;
+}
+
+it('continues every case, fires the timers and applies each payment once across SIGTERM and SIGKILL restarts', async () => {
+  // The debtors' window opens at a minute boundary 90 s from now in their zone (where it is about noon).
+  const zone = zoneAtHour(12);
+  const opensAt = new Date(Math.ceil((Date.now() + windowLeadMs) / 60_000) * 60_000);
+  const local = localParts(opensAt, zone);
+  const start = `${String(local.hour).padStart(2, '0')}:${String(local.minute).padStart(2, '0')}`;
+  await h.db.db.insert(collectionPolicies).values({
+    name: 'opens-soon',
+    version: 1,
+    createdBy: 'test',
+    definition: policySchema.parse({
+      name: 'opens-soon',
+      version: 1,
+      contactWindow: { weekdays: [1, 2, 3, 4, 5, 6, 7], start, end: '21:00' },
+      steps: [{ id: 'day-1', offsetDays: 1, action: 'email', template: 'courtesy_reminder', tone: 'friendly' }],
+    }),
+  });
+  const prefix = `restart-${Date.now()}`;
+  const invoicesIn = Array.from({ length: 3 * perGroup }, (_, i) => {
+    const payload = invoicePayload({ externalId: `${prefix}-${i}`, dueDate: isoDate(-3), policy: 'opens-soon' });
+    payload.customer = { ...payload.customer, externalId: `${prefix}-C${i}`, email: `${prefix}-${i}@debtor.example`, timeZone: zone };
+    return payload;
+  });
+  const registered = await h.app.inject({ method: 'POST', url: '/invoices/batch', headers: h.auth('collector'), payload: { invoices: invoicesIn } });
+  expect(registered.json()).toMatchObject({ created: 3 * perGroup, failed: 0 });
+  const ids = invoicesIn.map((i) => i.externalId);
+  const [paidDuringTerm, paidDuringKill, unpaid] = [ids.slice(0, perGroup), ids.slice(perGroup, 2 * perGroup), ids.slice(2 * perGroup)];
+  const workflowId = (externalId: string) => `collection-${externalId}`;
+  // Every case is asleep on its timer, waiting for the window.
+  await untilAllInStage(h, ids.map(workflowId), 'Scheduled', 60_000);
+
+  // 1. SIGTERM: payments arriving meanwhile are stored and answered 200, and applied after.
+  let storedWhileDown = 0;
+  const termDownMs = await restart('SIGTERM', async () => {
+    const answers = await Promise.all(paidDuringTerm.map(deliverPayment));
+    storedWhileDown += answers.filter((a) => a.statusCode === 200).length;
+  });
+  await untilApplied(paidDuringTerm);
+  expect(Date.now(), 'the first restart must be over before the window opens').toBeLessThan(opensAt.getTime());
+
+  // 2. SIGKILL, down until past the window's opening: the timers come due while it is dead.
+  const killDownMs = await restart('SIGKILL', async () => {
+    const answers = await Promise.all(paidDuringKill.map(deliverPayment));
+    storedWhileDown += answers.filter((a) => a.statusCode === 200).length;
+    await until('the window to open', async () => Date.now() > opensAt.getTime() + 5_000, windowLeadMs + 30_000);
+  });
+  const restartedAt = Date.now();
+  await untilApplied(paidDuringKill);
+
+  const paid = [...paidDuringTerm, ...paidDuringKill];
+  // Temporal being away never turned a processor away: every payment was stored and answered.
+  expect(storedWhileDown).toBe(paid.length);
+  await untilAllInStage(h, paid.map(workflowId), 'Closed', 120_000);
+  const timersFiredAt = await untilAllInStage(h, unpaid.map(workflowId), afterTheEmail, 120_000);
+
+  // Payments: one row each, applied once by the workflow, which closed as paid.
+  const rows = await h.db.db
+    .select({ externalId: invoices.externalId, paymentId: payments.id })
+    .from(payments)
+    .innerJoin(invoices, eq(invoices.id, payments.invoiceId))
+    .where(inArray(invoices.externalId, paid));
+  expect(rows).toHaveLength(paid.length);
+  for (const externalId of paid) {
+    const handle = h.client.workflow.getHandle(workflowId(externalId));
+    expect(await handle.result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, paymentsApplied: 1 });
+  }
+  // Paid before the window opened: never contacted. Paid after it: at most the one e-mail.
+  const accepted = acceptedByKey(h);
+  for (const externalId of paidDuringTerm) expect(accepted.get(emailKey(workflowId(externalId))), externalId).toBeUndefined();
+  for (const externalId of paidDuringKill) expect(accepted.get(emailKey(workflowId(externalId))) ?? 0, externalId).toBeLessThanOrEqual(1);
+  // Unpaid: the timer fired once the window opened, and the e-mail went out once.
+  for (const externalId of unpaid) {
+    expect(accepted.get(emailKey(workflowId(externalId))), externalId).toBe(1);
+    expect((await h.client.workflow.getHandle(workflowId(externalId)).query(caseStatusQuery)).stage).toBe(afterTheEmail);
+  }
+  const unpaidEmails = await h.db.db
+    .select({ createdAt: communications.createdAt })
+    .from(communications)
+    .innerJoin(collectionCases, eq(collectionCases.id, communications.caseId))
+    .where(inArray(collectionCases.workflowId, unpaid.map(workflowId)));
+  expect(unpaidEmails.every((e) => e.createdAt.getTime() >= opensAt.getTime())).toBe(true);
+
+  await report('Temporal dev server restarts', {
+    cases: ids.length,
+    paymentsStoredWhileDown: storedWhileDown,
+    paymentsApplied: rows.length,
+    emailsAccepted: h.sendgrid.messages.length,
+    sigtermDownSeconds: Math.round(termDownMs / 1000),
+    sigkillDownSeconds: Math.round(killDownMs / 1000),
+    serverStartMs: server.startMs,
+    secondsFromRestartToTimersFired: Math.round((timersFiredAt - restartedAt) / 1000),
+  });
+});
