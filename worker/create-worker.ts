@@ -70,6 +70,14 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     activities: createActivities({ db: options.db, temporal: options.client, taskQueue: options.taskQueue, ...options.channels }),
     // On shutdown, activities in hand get this long to finish before they are cancelled.
     shutdownGraceTime: '30 seconds',
+    // The sticky cache keeps a workflow in memory between its tasks (no replay). A case sleeps
+    // for days between steps, so caching sleeping cases buys nothing; the SDK's default sizes
+    // the cache from the heap limit (2,310 workflows here, ~0.45 MB each): the worker grew
+    // from 216 to 306 MiB with only 200 cases asleep. 40 holds every workflow the worker runs
+    // tasks for at once (the SDK's default of 40 concurrent workflow tasks), so a case stays
+    // cached through a burst of work (a step, its activity, the state write) and memory stays
+    // flat however many cases sleep (BENCHMARKS.md, sleeping population).
+    maxCachedWorkflows: 40,
     ...options.overrides,
   });
 }

@@ -18,8 +18,9 @@ export type SendGridMailBody = {
   [key: string]: unknown;
 };
 
-export type RecordedMessage = { messageId: string; body: SendGridMailBody; headers: IncomingHttpHeaders };
-export type RecordedRequest = { method: string; url: string; status: number };
+/** `at`: when the answer went out (epoch ms), for send rates. */
+export type RecordedMessage = { messageId: string; body: SendGridMailBody; headers: IncomingHttpHeaders; at: number };
+export type RecordedRequest = { method: string; url: string; status: number; at: number };
 
 type Fault = { status: number; headers: Record<string, string>; body: unknown; to?: string };
 
@@ -89,7 +90,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
-        requests.push({ method: req.method ?? '', url: req.url ?? '', status });
+        requests.push({ method: req.method ?? '', url: req.url ?? '', status, at: Date.now() });
         reply(res, status, body, headers);
       };
 
@@ -137,7 +138,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
       }
 
       const messageId = randomBytes(11).toString('base64url');
-      messages.push({ messageId, body: body as SendGridMailBody, headers: req.headers });
+      messages.push({ messageId, body: body as SendGridMailBody, headers: req.headers, at: Date.now() });
       return answer(202, undefined, { 'X-Message-Id': messageId });
     });
   });
