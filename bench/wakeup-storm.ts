@@ -100,7 +100,6 @@ async function main() {
     for (const m of messages) perSecond[Math.min(perSecond.length - 1, Math.floor((m.at - start) / 1000))]! += 1;
     const fullWindows = perSecond.slice(0, -1).sort((a, b) => a - b);
     const rate = messages.length / drainSeconds;
-    if (process.env.BENCH_DUMP) require('node:fs').writeFileSync(process.env.BENCH_DUMP, JSON.stringify({ start, requests, accepted: messages.map((m) => m.at) }));
     const byStage = Object.fromEntries((await stages()).map((s) => [s.stage, s.n]));
 
     console.log(`Wake-up storm, ${machine()}, ${cases} cases due at one instant, SendGrid limit ${limit > 0 ? `${limit}/s` : 'none'}`);
