@@ -206,9 +206,11 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
     fake.failNext(1, 503, { 'Retry-After': '7' });
     expect((await failureOf(mailer.send(message()))).nextRetryDelay).toBe(7_000);
 
+    // Without time to wait in-process, a rate-limited send fails the attempt with the reset as its delay.
     fake.reset();
     fake.rateLimit({ perSecond: 1 });
-    const results = await Promise.allSettled([mailer.send(message()), mailer.send(message())]);
+    const impatient = createMailer({ apiKey: fake.apiKey, baseUrl: fake.url, from, rateLimitWaitMs: 0 });
+    const results = await Promise.allSettled([impatient.send(message()), impatient.send(message())]);
     const rejected = results.filter((r) => r.status === 'rejected');
     // Two requests can straddle a second boundary; usually the second is limited.
     for (const r of rejected) {
@@ -218,6 +220,16 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
       expect(failure.nextRetryDelay).toBeLessThanOrEqual(2_000);
     }
     expect(fake.messages.length + rejected.length).toBe(2);
+  });
+
+  it('waits for a rate-limit window that reopens soon, and sends in the same attempt', async () => {
+    fake.rateLimit({ perSecond: 1 });
+    await Promise.all([mailer.send(message()), mailer.send(message()), mailer.send(message())]);
+    expect(fake.messages).toHaveLength(3);
+    // One a second: the three went out in three windows, and the 429s in between were waited out.
+    const seconds = fake.messages.map((m) => Math.floor(m.at / 1000));
+    expect(new Set(seconds).size).toBe(3);
+    expect(fake.requests.filter((r) => r.status === 429).length).toBeGreaterThan(0);
   });
 
   it('retries a 500', async () => {

@@ -15,6 +15,23 @@ import type { Database } from '../db/client';
  */
 export const workflowBundlePath = path.resolve(__dirname, '..', 'workflow-bundle.js');
 
+/**
+ * How the workflow code is bundled: the same for the prebuilt bundle (`npm run build`) and for
+ * a worker that bundles at start-up.
+ *
+ * preloadModules: in the worker's reusable V8 context every cached workflow evaluates its own
+ * copy of each module it imports, unless the module is preloaded, which evaluates it once and
+ * shares it. The pure domain modules (and zod, which their schemas are built with) hold no
+ * per-workflow state, so they are shared. Without this each cached workflow held about 1.5 MB,
+ * most of it zod schemas (BENCHMARKS.md, sleeping population). Only modules without mutable
+ * per-workflow state may go in this list: the contact window's formatter cache is keyed by
+ * time zone and the same for every workflow.
+ */
+export const workflowBundleOptions = {
+  workflowsPath: path.resolve(__dirname, '..', 'workflows'),
+  preloadModules: ['zod', ...['collection', 'contact-window', 'money', 'policy', 'roles'].map((m) => path.resolve(__dirname, '..', 'domain', m))],
+};
+
 export type CreateWorkerOptions = {
   connection: NativeConnection;
   namespace: string;
@@ -29,19 +46,22 @@ export type CreateWorkerOptions = {
    * built). "source": bundle workflows/ at start-up (dev stack and tests: always current code).
    */
   workflowCode: 'prebuilt' | 'source';
+  /** Where the prebuilt bundle is, if not beside the compiled code (a benchmark's own build). */
+  workflowBundlePath?: string;
   /** Extra options for tests (e.g. a shorter shutdown grace time). */
   overrides?: Partial<WorkerOptions>;
 };
 
 /** The collection worker: the workflow code, and the activities bound to the database and Temporal client. */
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
-  if (options.workflowCode === 'prebuilt' && !existsSync(workflowBundlePath)) {
-    throw new Error(`No workflow bundle at ${workflowBundlePath}: run \`npm run build\` first.`);
+  const bundlePath = options.workflowBundlePath ?? workflowBundlePath;
+  if (options.workflowCode === 'prebuilt' && !existsSync(bundlePath)) {
+    throw new Error(`No workflow bundle at ${bundlePath}: run \`npm run build\` first.`);
   }
   const workflowSource =
     options.workflowCode === 'prebuilt'
-      ? { workflowBundle: { codePath: workflowBundlePath } }
-      : { workflowsPath: path.resolve(__dirname, '..', 'workflows') };
+      ? { workflowBundle: { codePath: bundlePath } }
+      : { workflowsPath: workflowBundleOptions.workflowsPath, bundlerOptions: { preloadModules: workflowBundleOptions.preloadModules } };
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,
@@ -50,6 +70,14 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     activities: createActivities({ db: options.db, temporal: options.client, taskQueue: options.taskQueue, ...options.channels }),
     // On shutdown, activities in hand get this long to finish before they are cancelled.
     shutdownGraceTime: '30 seconds',
+    // The sticky cache keeps a workflow in memory between its tasks (no replay). A case sleeps
+    // for days between steps, so caching sleeping cases buys nothing; the SDK's default sizes
+    // the cache from the heap limit (2,310 workflows here, ~0.45 MB each): the worker grew
+    // from 216 to 306 MiB with only 200 cases asleep. 40 holds every workflow the worker runs
+    // tasks for at once (the SDK's default of 40 concurrent workflow tasks), so a case stays
+    // cached through a burst of work (a step, its activity, the state write) and memory stays
+    // flat however many cases sleep (BENCHMARKS.md, sleeping population).
+    maxCachedWorkflows: 40,
     ...options.overrides,
   });
 }

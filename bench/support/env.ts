@@ -11,10 +11,7 @@ import { startHarness, type HarnessOptions } from '../../test/support/stack';
  * process as in `npm run dev`, and the local SendGrid-compatible server.
  */
 export async function startBenchStack(options: HarnessOptions = {}) {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: resolveServerExecutable('cli'), searchAttributes: allSearchAttributeKeys },
-  });
+  const env = await startBenchTemporal();
   const stack = await startHarness(env, options);
   return {
     ...stack,
@@ -26,6 +23,24 @@ export async function startBenchStack(options: HarnessOptions = {}) {
     },
   };
 }
+
+/**
+ * The Temporal dev server (the real CLI) with Arrears' search attributes: in memory, or in the
+ * SQLite file `dbFilename` when a benchmark measures what it stores.
+ */
+export async function startBenchTemporal(options: { dbFilename?: string } = {}): Promise<TestWorkflowEnvironment> {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: resolveServerExecutable('cli'),
+      searchAttributes: allSearchAttributeKeys,
+      ...(options.dbFilename ? { dbFilename: options.dbFilename } : {}),
+    },
+  });
+}
+
+/** The load average over the last minute, for the record next to each figure (other work shares the cores). */
+export const loadAverage = () => os.loadavg()[0]!.toFixed(1);
 
 /** The machine, for the record next to each figure. */
 export function machine(): string {

@@ -18,9 +18,10 @@ export type SendGridMailBody = {
   [key: string]: unknown;
 };
 
-export type RecordedMessage = { messageId: string; body: SendGridMailBody; headers: IncomingHttpHeaders };
-/** `to`: the first recipient, when the body named one. */
-export type RecordedRequest = { method: string; url: string; status: number; to?: string };
+/** `at`: when it was accepted (epoch ms), for send rates. */
+export type RecordedMessage = { messageId: string; body: SendGridMailBody; headers: IncomingHttpHeaders; at: number };
+/** `to`: the first recipient, when the body named one; `at`: when the answer went out (epoch ms). */
+export type RecordedRequest = { method: string; url: string; status: number; at: number; to?: string };
 
 type Fault = { status: number; headers: Record<string, string>; body: unknown; to?: string };
 
@@ -106,7 +107,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
         }
       })();
       const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
-        requests.push({ method: req.method ?? '', url: req.url ?? '', status, ...(recipient ? { to: recipient } : {}) });
+        requests.push({ method: req.method ?? '', url: req.url ?? '', status, at: Date.now(), ...(recipient ? { to: recipient } : {}) });
         reply(res, status, body, headers);
       };
 
@@ -148,7 +149,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
       }
 
       const messageId = randomBytes(11).toString('base64url');
-      messages.push({ messageId, body: body as SendGridMailBody, headers: req.headers });
+      messages.push({ messageId, body: body as SendGridMailBody, headers: req.headers, at: Date.now() });
       if (latencyMs > 0) {
         setTimeout(() => answer(202, undefined, { 'X-Message-Id': messageId }), latencyMs);
         return;

@@ -1,0 +1,160 @@
+// A sleeping population: N open cases, each past its first work (case row written twice: started,
+// step scheduled) and waiting on a timer two months out. Measures the worker process's memory
+// against the same worker idle, what each case costs in the Temporal dev server's SQLite file
+// and in PostgreSQL, and how long creating them took.
+//   DATABASE_URL=postgres://… npm run bench:sleeping -- 100000      (default 1000 cases)
+//
+// The path measured: rows written in bulk SQL (1,000 per statement), then every workflow started
+// through startCollection, the product's start path (registration and the overdue sweep use it),
+// 16 at a time, from this process; the worker runs as a separate process (bench/support/
+// worker-process.ts), built like worker/main.ts with the prebuilt workflow bundle.
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { and, count, eq, gte, sql } from 'drizzle-orm';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { collectionCases } from '../db/schema';
+import { createTestDb } from '../test/support/db';
+import { isoDate } from '../test/support/fixtures';
+import { insertCases, insertPolicy, startCases, until } from './support/cases';
+import { loadAverage, machine, startBenchTemporal } from './support/env';
+import { fmt } from './support/load';
+import { workflowBundleOptions } from '../worker/create-worker';
+import { startWorkerProcess, type WorkerMemory } from './support/worker-process';
+
+const cases = Number(process.argv[2] ?? process.env.BENCH_CASES ?? 1000);
+const timeoutMinutes = Number(process.env.BENCH_TIMEOUT_MINUTES ?? 120);
+/** How long the worker is left alone before its memory is read (idle, and again after the cases sleep). */
+const settleMs = Number(process.env.BENCH_SETTLE_SECONDS ?? 30) * 1000;
+
+const MiB = 2 ** 20;
+const mib = (bytes: number) => `${fmt(bytes / MiB)} MiB`;
+
+/** The dev server's SQLite database with its write-ahead log: what it takes on disk. */
+function fileBytes(file: string): number {
+  return ['', '-wal', '-shm'].reduce((sum, suffix) => {
+    try {
+      return sum + statSync(file + suffix).size;
+    } catch {
+      return sum;
+    }
+  }, 0);
+}
+
+/** A few readings a few seconds apart; the median, so one reading mid-task does not decide. */
+async function settledMemory(worker: { memory(): Promise<WorkerMemory> }): Promise<WorkerMemory> {
+  await new Promise((r) => setTimeout(r, settleMs));
+  const readings: WorkerMemory[] = [];
+  for (let i = 0; i < 5; i++) {
+    readings.push(await worker.memory());
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  const median = (pick: (m: WorkerMemory) => number) => readings.map(pick).sort((a, b) => a - b)[2]!;
+  return { rssBytes: median((m) => m.rssBytes), heapUsedBytes: median((m) => m.heapUsedBytes), externalBytes: median((m) => m.externalBytes) };
+}
+
+async function main() {
+  if (!process.env.DATABASE_URL) {
+    // The embedded PGlite serves one process only; a separate worker process needs a server,
+    // as in production (worker/main.ts refuses to start without DATABASE_URL for the same reason).
+    throw new Error('set DATABASE_URL to a PostgreSQL server: the worker runs as a process of its own');
+  }
+  const deadline = performance.now() + timeoutMinutes * 60_000;
+  // BENCH_TMPDIR=/dev/shm keeps the dev server's SQLite file off the disk: its size is the same,
+  // but each write is not held up by the disk's flushes (the machine's disk is shared too).
+  const dir = mkdtempSync(path.join(process.env.BENCH_TMPDIR ?? os.tmpdir(), 'arrears-sleeping-'));
+  const sqliteFile = path.join(dir, 'temporal.sqlite');
+  const env = await startBenchTemporal({ dbFilename: sqliteFile });
+  const database = await createTestDb();
+  let worker: Awaited<ReturnType<typeof startWorkerProcess>> | undefined;
+  try {
+    const bundlePath = path.join(dir, 'workflow-bundle.js');
+    // BENCH_PRELOAD=0 bundles as before the shared domain modules, for the before/after figure.
+    const bundleOptions = process.env.BENCH_PRELOAD === '0' ? { workflowsPath: workflowBundleOptions.workflowsPath } : workflowBundleOptions;
+    writeFileSync(bundlePath, (await bundleWorkflowCode(bundleOptions)).code);
+    const taskQueue = `bench-sleeping-${randomUUID()}`;
+    worker = await startWorkerProcess({
+      DATABASE_URL: database.url!,
+      TEMPORAL_ADDRESS: env.address,
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      BENCH_WORKFLOW_BUNDLE: bundlePath,
+      ...(process.env.BENCH_MAX_CACHED_WORKFLOWS ? { BENCH_MAX_CACHED_WORKFLOWS: process.env.BENCH_MAX_CACHED_WORKFLOWS } : {}),
+    });
+    const idle = await settledMemory(worker);
+    const idleLoad = loadAverage();
+
+    // postgres.js returns the rows as an array (this benchmark runs on PostgreSQL only).
+    const dbBytes = async () => Number(((await database.db.execute(sql`select pg_database_size(current_database()) as bytes`)) as unknown as { bytes: string }[])[0]!.bytes);
+    const sqliteBefore = fileBytes(sqliteFile);
+    const dbBefore = await dbBytes();
+
+    // One e-mail step 30 days after a due date 30 days ahead: each case writes its state twice
+    // and then sleeps on a timer about 60 days long.
+    const policy = await insertPolicy(database.db, {
+      name: 'sleeping',
+      version: 1,
+      steps: [{ id: 'day-30', offsetDays: 30, action: 'email', template: 'firm_reminder', tone: 'firm' }],
+    });
+    // In chunks of 1,000 (rows, then their starts), so that a run out of creation time
+    // (BENCH_CREATE_MINUTES) stops at a chunk's end and measures the cases it has.
+    const createUntil = performance.now() + Number(process.env.BENCH_CREATE_MINUTES ?? timeoutMinutes / 2) * 60_000;
+    let created = 0;
+    let rowsSeconds = 0;
+    const asleep = async () =>
+      (
+        await database.db
+          .select({ n: count() })
+          .from(collectionCases)
+          .where(and(eq(collectionCases.stage, 'Scheduled'), gte(collectionCases.stateSeq, 2)))
+      )[0]!.n;
+    const t1 = performance.now();
+    const progress = setInterval(() => {
+      void asleep().then((n) => console.error(`  … ${created} started, ${n} asleep after ${fmt((performance.now() - t1) / 1000, 0)} s, load ${loadAverage()}`));
+    }, 60_000);
+    let startSeconds = 0;
+    try {
+      while (created < cases && performance.now() < createUntil) {
+        const t0 = performance.now();
+        const chunk = Math.min(1000, cases - created);
+        const stored = await insertCases(database.db, { count: chunk, policyId: policy.id, dueDate: isoDate(30), timeZone: 'Europe/Berlin' });
+        rowsSeconds += (performance.now() - t0) / 1000;
+        await startCases({ db: database.db, temporal: env.client, taskQueue }, stored, 16);
+        created += chunk;
+      }
+      startSeconds = (performance.now() - t1) / 1000;
+      await until(async () => (await asleep()) >= created, deadline, `${created} cases asleep`, 2000);
+    } finally {
+      clearInterval(progress);
+    }
+    const asleepSeconds = (performance.now() - t1) / 1000;
+    const createLoad = loadAverage();
+
+    const after = await settledMemory(worker);
+    const afterLoad = loadAverage();
+    const sqliteAfter = fileBytes(sqliteFile);
+    const dbAfter = await dbBytes();
+
+    const ratio = after.rssBytes / idle.rssBytes;
+    console.log(`Sleeping population, ${machine()}, ${created} cases${created < cases ? ` (of ${cases} asked: creation time ran out)` : ''}`);
+    console.log(`  worker options               maxCachedWorkflows ${worker.sizing.maxCachedWorkflows} (heap limit ${worker.sizing.maxHeapMiB} MiB)`);
+    console.log(`  rows written (bulk SQL)      ${fmt(rowsSeconds)} s in all`);
+    console.log(`  workflows started           ${fmt(startSeconds)} s (${fmt(created / startSeconds, 0)} /s through startCollection, 16 at a time)`);
+    console.log(`  all asleep (state written)   ${fmt(asleepSeconds)} s after the first start (${fmt(created / asleepSeconds, 0)} cases/s), load ${createLoad}`);
+    console.log(`  worker idle                  RSS ${mib(idle.rssBytes)}, heap ${mib(idle.heapUsedBytes)}, load ${idleLoad}`);
+    console.log(`  worker, ${created} asleep     RSS ${mib(after.rssBytes)}, heap ${mib(after.heapUsedBytes)}, load ${afterLoad}`);
+    console.log(`  memory ratio                 ${fmt(ratio, 2)}× idle RSS, ${fmt(after.heapUsedBytes / idle.heapUsedBytes, 2)}× idle heap (target ≤ 1.2×)`);
+    console.log(`  Temporal SQLite per case     ${fmt((sqliteAfter - sqliteBefore) / created / 1024, 2)} KiB (${mib(sqliteAfter)} in all)`);
+    console.log(`  PostgreSQL per case          ${fmt((dbAfter - dbBefore) / created / 1024, 2)} KiB (${mib(dbAfter)} in all)`);
+  } finally {
+    await worker?.stop();
+    await env.teardown();
+    await database.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
