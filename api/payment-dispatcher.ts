@@ -40,7 +40,14 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
   let polling: Promise<number> | undefined;
   let drained: (() => void) | undefined;
 
+  /** The last poll claimed all it asked for: more are due, so the next is not left to the timer. */
+  let moreDue = false;
+
   const pump = () => {
+    if (!closed && moreDue && queue.length === 0 && running < concurrency && !polling) {
+      moreDue = false;
+      pollInBackground();
+    }
     while (!closed && running < concurrency && queue.length > 0) {
       const claim = queue.shift()!;
       running++;
@@ -56,23 +63,31 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
 
   const poll = async (): Promise<number> => {
     // Claim only what can start soon: a claim waiting in memory past its lease is taken over.
-    const claims = await claimDueEvents(deps, concurrency - running - queue.length);
+    const wanted = concurrency - running - queue.length;
+    const claims = await claimDueEvents(deps, wanted);
+    moreDue = wanted > 0 && claims.length === wanted;
     queue.push(...claims);
     pump();
     return claims.length;
+  };
+
+  const pollInBackground = () => {
+    polling = poll()
+      .catch((err) => {
+        deps.log?.error({ err }, 'looking for unapplied payment events failed');
+        return 0;
+      })
+      .finally(() => {
+        polling = undefined;
+        pump();
+      });
   };
 
   return {
     start() {
       if (timer || closed) return;
       timer = setInterval(() => {
-        if (polling) return;
-        polling = poll()
-          .catch((err) => {
-            deps.log?.error({ err }, 'looking for unapplied payment events failed');
-            return 0;
-          })
-          .finally(() => (polling = undefined));
+        if (!polling) pollInBackground();
       }, options.pollIntervalMs ?? 2000);
       timer.unref();
     },

@@ -15,7 +15,9 @@ const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const invoiceCount = 200;
 
 async function main() {
-  const stack = await startBenchStack({ settings: { rateLimitPerMinute: 10_000_000 } });
+  // BENCH_DISPATCH_CONCURRENCY: how many stored events the API applies at once (default 8).
+  const dispatchConcurrency = process.env.BENCH_DISPATCH_CONCURRENCY ? Number(process.env.BENCH_DISPATCH_CONCURRENCY) : undefined;
+  const stack = await startBenchStack({ settings: { rateLimitPerMinute: 10_000_000 }, paymentDispatch: { concurrency: dispatchConcurrency } });
   const bare = Fastify({ logger: false, bodyLimit: 256 * 1024 });
   bare.post('/bare', async (request) => ({ ok: typeof request.body === 'object' }));
   try {
@@ -61,7 +63,7 @@ async function main() {
     while ((await unapplied()) > 0 && performance.now() - drainStart < 300_000) await new Promise((resolve) => setTimeout(resolve, 250));
     const drainSeconds = (performance.now() - drainStart) / 1000;
 
-    console.log(`Webhook ingest, ${machine()}, ${seconds} s per phase, ${concurrency} concurrent callers`);
+    console.log(`Webhook ingest, ${machine()}, ${seconds} s per phase, ${concurrency} concurrent callers, dispatcher concurrency ${dispatchConcurrency ?? 8}`);
     console.log(`  bare Fastify POST      ${fmt(baseline.perSecond, 0)} req/s   p50 ${fmt(baseline.p50)} ms   p99 ${fmt(baseline.p99)} ms`);
     console.log(`  signed webhook         ${fmt(webhook.perSecond, 0)} req/s   p50 ${fmt(webhook.p50)} ms   p99 ${fmt(webhook.p99)} ms   errors ${webhook.errors}`);
     console.log(`  ratio                  ${fmt(webhook.perSecond / baseline.perSecond, 3)} × the bare route (target ≥ 0.3)`);

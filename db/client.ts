@@ -28,6 +28,8 @@ export type DbConfig = {
   /** Where the embedded database keeps its files; `memory://` for a throwaway one. */
   DATA_DIR: string;
   /** Connections in the PostgreSQL pool (default 10). */
+  DATABASE_POOL_SIZE?: number;
+  /** Overrides DATABASE_POOL_SIZE (tests that need a small pool). */
   poolSize?: number;
 };
 
@@ -41,7 +43,7 @@ const migrationsFolder = path.join(__dirname, 'migrations');
 export async function createDb(config: DbConfig): Promise<DbHandle> {
   if (config.DATABASE_URL) {
     // A short connect timeout: a request waiting on a dead database should fail fast with 503.
-    const client = postgres(config.DATABASE_URL, { max: config.poolSize ?? 10, connect_timeout: 5, onnotice: () => {} });
+    const client = postgres(config.DATABASE_URL, { max: config.poolSize ?? config.DATABASE_POOL_SIZE ?? 10, connect_timeout: 5, onnotice: () => {} });
     const db = drizzlePostgres(client, { schema }) as unknown as Database;
     return {
       db,

@@ -20,7 +20,8 @@ export async function createTestDb(): Promise<DbHandle & { dispose(): Promise<vo
   await admin.unsafe(`CREATE DATABASE ${name}`);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
-  const handle = await createDb({ DATABASE_URL: url.toString(), DATA_DIR: 'memory://' });
+  // DATABASE_POOL_SIZE as a deployment would set it (benchmarks compare pool sizes).
+  const handle = await createDb({ DATABASE_URL: url.toString(), DATA_DIR: 'memory://', DATABASE_POOL_SIZE: Number(process.env.DATABASE_POOL_SIZE) || undefined });
   await handle.migrate();
   return {
     ...handle,
