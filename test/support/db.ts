@@ -8,7 +8,7 @@ import { createDb, type DbHandle } from '../../db/client';
  * A migrated, empty database for one test file: a fresh database on the PostgreSQL server at
  * DATABASE_URL when it is set (CI runs the suite both ways), else an in-memory PGlite.
  */
-export async function createTestDb(): Promise<DbHandle & { dispose(): Promise<void> }> {
+export async function createTestDb(): Promise<DbHandle & { url?: string; dispose(): Promise<void> }> {
   const serverUrl = process.env.DATABASE_URL;
   if (!serverUrl) {
     const handle = await createDb({ DATA_DIR: 'memory://' });
@@ -24,6 +24,8 @@ export async function createTestDb(): Promise<DbHandle & { dispose(): Promise<vo
   await handle.migrate();
   return {
     ...handle,
+    /** Where other processes (a benchmark's worker process) reach this database. */
+    url: url.toString(),
     dispose: async () => {
       await handle.close();
       await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

@@ -16,11 +16,13 @@ export type Harness = Awaited<ReturnType<typeof startHarness>>;
 
 export type HarnessOptions = {
   /** The database to use (migrated; the harness disposes of it); default: a fresh test database. */
-  db?: DbHandle & { dispose(): Promise<void> };
+  db?: DbHandle & { url?: string; dispose(): Promise<void> };
   /** API settings over the harness's own (e.g. a higher rate limit for a benchmark). */
   settings?: Partial<ApiSettings>;
   /** The API's notion of now (the wall clock unless given). */
   clock?: () => Promise<Date>;
+  /** false: no worker in this process (a benchmark runs the production worker in a process of its own). */
+  worker?: boolean;
 };
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
@@ -59,16 +61,19 @@ export async function startHarness(
     STRIPE_WEBHOOK_SECRET: webhookSecrets.stripe,
   });
   const taskQueue = `test-${randomUUID()}`;
-  const worker: Worker = await createWorker({
-    connection: temporal.nativeConnection,
-    namespace: temporal.namespace ?? 'default',
-    taskQueue,
-    db: db.db,
-    client: temporal.client,
-    workflowCode: 'source',
-    channels: channelsFromConfig(config),
-  });
-  const workerRun = worker.run();
+  const worker: Worker | null =
+    options.worker === false
+      ? null
+      : await createWorker({
+          connection: temporal.nativeConnection,
+          namespace: temporal.namespace ?? 'default',
+          taskQueue,
+          db: db.db,
+          client: temporal.client,
+          workflowCode: 'source',
+          channels: channelsFromConfig(config),
+        });
+  const workerRun = worker?.run();
   const app: FastifyInstance = await buildApp({
     db,
     temporal: temporal.client,
@@ -99,7 +104,7 @@ export async function startHarness(
     auth,
     async stop() {
       await app.close();
-      worker.shutdown();
+      worker?.shutdown();
       await workerRun;
       await db.dispose();
       await sendgrid.close();
