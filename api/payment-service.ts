@@ -1,7 +1,8 @@
 import { and, count, desc, eq, inArray, isNotNull, or } from 'drizzle-orm';
 import { paymentMessage } from '../cases/collection-start';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
-import { currencySchema, type Currency } from '../domain/money';
+import type { Currency } from '../domain/money';
+import { currencySchema } from '../domain/schemas';
 import { paymentReceivedSignal } from '../workflows/messages';
 import type { Caller } from './auth';
 import { deliverToCase, findInvoice, lookupInvoice, registerInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';

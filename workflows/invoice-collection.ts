@@ -26,15 +26,8 @@ import {
 } from '../domain/collection';
 import { nextContactTime } from '../domain/contact-window';
 import { formatMoney } from '../domain/money';
-import {
-  isGated,
-  referralOffsetAfter,
-  stepApplies,
-  type ApprovalKind,
-  type ApprovalRule,
-  type GatedAction,
-  type PolicyStep,
-} from '../domain/policy';
+import { isGated, referralOffsetAfter, stepApplies, type ApprovalKind, type GatedAction } from '../domain/ladder';
+import type { ApprovalRule, PolicyStep } from '../domain/policy';
 import {
   caseStatusQuery,
   ceaseCommunicationSignal,
