@@ -117,6 +117,10 @@ async function main() {
       (stack.db.kind === 'postgres' ? `, PostgreSQL backends ${fmt((c.database / cases) * 1000)}` : '');
     console.log(`  CPU ms per empty start         ${perItem(emptyCpu)}`);
     console.log(`  CPU ms per case                ${perItem(casesCpu)}`);
+    // On a machine whose cores are busy (these are shared), throughput follows CPU: this is the
+    // ratio that CPU alone allows, and it moves far less with the machine's load than the rate.
+    const total = (c: Awaited<ReturnType<typeof cpuSpent>>) => c.server + c.bench + c.worker + c.database;
+    console.log(`  CPU per empty start / per case ${fmt(total(emptyCpu) / total(casesCpu), 3)} (the ratio CPU allows)`);
     console.log(`  one case up to its first step  ${trips}`);
   } finally {
     await workerProcess?.stop();
