@@ -27,6 +27,22 @@ const ioLibraries = [
   '../config',
 ];
 
+/** The import rule of workflow code, with `extra` patterns for some of its files. */
+const workflowImports = (extra = []) => [
+  'error',
+  {
+    paths: nodeBuiltins.map((name) => ({ name, message: 'Workflow code must be deterministic: no Node built-ins.' })),
+    patterns: [
+      {
+        group: ioLibraries,
+        allowTypeImports: true,
+        message: 'Workflow code must not do I/O: call an activity (import its type only).',
+      },
+      ...extra,
+    ],
+  },
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'data/', 'db/migrations/'] },
   js.configs.recommended,
@@ -43,19 +59,7 @@ export default tseslint.config(
     ignores: ['**/*.test.ts'],
     languageOptions: { globals: {} },
     rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          paths: nodeBuiltins.map((name) => ({ name, message: 'Workflow code must be deterministic: no Node built-ins.' })),
-          patterns: [
-            {
-              group: ioLibraries,
-              allowTypeImports: true,
-              message: 'Workflow code must not do I/O: call an activity (import its type only).',
-            },
-          ],
-        },
-      ],
+      'no-restricted-imports': workflowImports(),
       'no-restricted-globals': [
         'error',
         { name: 'process', message: 'Workflow code must not read the process environment.' },
@@ -68,6 +72,23 @@ export default tseslint.config(
         'error',
         { object: 'Math', property: 'random', message: 'Non-deterministic: pass randomness in as input.' },
       ],
+    },
+  },
+  {
+    // A worker evaluates the workflow bundle's modules afresh for every case it starts, and
+    // zod with the schemas built on it cost more CPU there than the workflow itself
+    // (BENCHMARKS.md, "Case start rate"). Schemas live in domain/policy.ts and
+    // domain/schemas.ts; the workflow and the domain modules it imports take their types only.
+    files: ['workflows/**/*.ts', 'domain/**/*.ts'],
+    ignores: ['**/*.test.ts', 'domain/policy.ts', 'domain/schemas.ts'],
+    rules: {
+      'no-restricted-imports': workflowImports([
+        {
+          group: ['zod', 'zod/*', '**/domain/policy', '**/domain/schemas', './policy', './schemas'],
+          allowTypeImports: true,
+          message: 'Keep zod out of the workflow bundle: import the logic from domain/ladder, and schema types with `import type`.',
+        },
+      ]),
     },
   },
 );

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { currencySchema, formatMoney } from '../domain/money';
+import { formatMoney } from '../domain/money';
+import { currencySchema } from '../domain/schemas';
 import { tones, type Tone } from '../domain/policy';
 
 /**

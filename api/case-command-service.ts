@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { SignalDefinition } from '@temporalio/common';
 import type { StoredCase } from '../cases/collection-start';
 import { auditEvents } from '../db/schema';
-import { positiveMinorUnitsSchema } from '../domain/money';
+import { positiveMinorUnitsSchema } from '../domain/schemas';
 import {
   ceaseCommunicationSignal,
   openDisputeSignal,

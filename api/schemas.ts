@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { collectionOutcomes, externalIdSchema } from '../domain/collection';
-import { currencySchema, positiveMinorUnitsSchema } from '../domain/money';
+import { collectionOutcomes } from '../domain/collection';
+import { currencySchema, externalIdSchema, positiveMinorUnitsSchema } from '../domain/schemas';
 import { collectionCases, customers, invoices } from '../db/schema';
 import { fieldErrorSchema } from './problem';
 

@@ -1,17 +1,11 @@
-import { z } from 'zod';
+import { isGated } from './ladder';
 import type { Currency } from './money';
-import { isGated, type CollectionPolicy } from './policy';
+import type { CollectionPolicy } from './policy';
 
 /** The collection workflow of an invoice has an id derived from it, so a second start is a no-op. */
 export function collectionWorkflowId(invoiceExternalId: string): string {
   return `collection-${invoiceExternalId}`;
 }
-
-export const externalIdSchema = z
-  .string()
-  .min(1)
-  .max(128)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only, starting with a letter or digit');
 
 /**
  * Where a case stands; also the value of the CollectionStage search attribute. `NotStarted`

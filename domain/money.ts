@@ -1,5 +1,3 @@
-import { z } from 'zod';
-
 /**
  * Money is an integer count of the currency's minor units (cents, pence) with an ISO 4217
  * code. Never a float: 0.1 + 0.2 is not a sum anyone wants on a statement.
@@ -15,17 +13,10 @@ export const currencyExponents = {
 
 export const currencyCodes = Object.keys(currencyExponents) as [keyof typeof currencyExponents, ...(keyof typeof currencyExponents)[]];
 
-export const currencySchema = z.enum(currencyCodes, {
-  error: (issue) => `unknown currency ${JSON.stringify(issue.input)}: use an ISO 4217 code such as EUR or USD`,
-});
-export type Currency = z.infer<typeof currencySchema>;
+export type Currency = keyof typeof currencyExponents;
 
-/** A positive amount in minor units; rejects fractions and anything beyond exact integers. */
-export const positiveMinorUnitsSchema = z
-  .number({ error: 'must be a whole number of minor units (e.g. cents)' })
-  .int({ error: 'must be a whole number of minor units (e.g. cents), not a fraction' })
-  .positive({ error: 'must be greater than zero' })
-  .max(Number.MAX_SAFE_INTEGER);
+// The schemas (currencySchema, positiveMinorUnitsSchema) are in ./schemas: the workflow
+// imports this module, and it stays free of zod (see ./ladder).
 
 /** Formats minor units for people, e.g. formatMoney(123456, 'EUR', 'de-DE') → "1.234,56 €". */
 export function formatMoney(amountMinor: number, currency: Currency, locale = 'en-GB'): string {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { actions, isGated, tones } from './ladder';
 import { roles } from './roles';
 
 /**
@@ -7,29 +8,9 @@ import { roles } from './roles';
  * case when it starts, so editing a policy never changes a running case.
  */
 
-export const actions = [
-  'email',
-  'letter',
-  'call_task',
-  'credit_hold',
-  'final_notice',
-  'agency_referral',
-  'legal_action',
-  'write_off',
-  'sell_debt',
-] as const;
-export type Action = (typeof actions)[number];
-
-/** Actions a person must approve before they happen: they end in-house collection. */
-export const gatedActions = ['agency_referral', 'legal_action', 'write_off', 'sell_debt'] as const satisfies readonly Action[];
-export type GatedAction = (typeof gatedActions)[number];
-/** What an approver may be asked to sign off: a gated step, or a settlement offer. */
-export type ApprovalKind = GatedAction | 'settlement';
-export const isGated = (action: Action): action is GatedAction => (gatedActions as readonly string[]).includes(action);
-
-/** The tone rises step by step: the first message assumes the customer forgot. */
-export const tones = ['friendly', 'firm', 'final'] as const;
-export type Tone = (typeof tones)[number];
+// The step logic the workflow runs lives in ./ladder (no zod there: see its header).
+export { actions, gatedActions, isGated, referralOffsetAfter, stepApplies, tones } from './ladder';
+export type { Action, ApprovalKind, GatedAction, Tone } from './ladder';
 
 const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be HH:MM (24-hour)');
 const minutesOf = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
@@ -136,13 +117,6 @@ export const policySchema = z
   });
 export type CollectionPolicy = z.infer<typeof policySchema>;
 
-/** Whether a step applies to a case with this much outstanding. */
-export function stepApplies(step: PolicyStep, outstandingMinor: number): boolean {
-  if (!step.when) return true;
-  const { outstandingAtLeastMinor: atLeast, outstandingBelowMinor: below } = step.when;
-  return (atLeast === undefined || outstandingMinor >= atLeast) && (below === undefined || outstandingMinor < below);
-}
-
 const approval = (onReject: ApprovalRule['onReject']): ApprovalRule => ({
   approverRoles: ['approver', 'admin'],
   deadlineDays: 5,
@@ -201,8 +175,3 @@ export const defaultPolicy: CollectionPolicy = policySchema.parse({
     },
   ],
 });
-
-/** The referral date a final notice names: the first gated step after it. */
-export function referralOffsetAfter(policy: CollectionPolicy, stepIndex: number): number | undefined {
-  return policy.steps.slice(stepIndex + 1).find((s) => isGated(s.action))?.offsetDays;
-}

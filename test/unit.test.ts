@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, configSchema, loadConfig } from '../config';
 import { collectionStartsAt, daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt } from '../domain/collection';
 import { localParts, nextContactTime } from '../domain/contact-window';
-import { currencySchema, formatMoney, positiveMinorUnitsSchema } from '../domain/money';
+import { formatMoney } from '../domain/money';
+import { currencySchema, positiveMinorUnitsSchema } from '../domain/schemas';
 import { contactWindowSchema, defaultPolicy, policySchema, stepApplies } from '../domain/policy';
 import {
   cachedCliPath,

@@ -21,15 +21,14 @@ export const workflowBundlePath = path.resolve(__dirname, '..', 'workflow-bundle
  *
  * preloadModules: in the worker's reusable V8 context every cached workflow evaluates its own
  * copy of each module it imports, unless the module is preloaded, which evaluates it once and
- * shares it. The pure domain modules (and zod, which their schemas are built with) hold no
- * per-workflow state, so they are shared. Without this each cached workflow held about 1.5 MB,
- * most of it zod schemas (BENCHMARKS.md, sleeping population). Only modules without mutable
- * per-workflow state may go in this list: the contact window's formatter cache is keyed by
- * time zone and the same for every workflow.
+ * shares it. The pure domain modules the workflow runs hold no per-workflow state (the contact
+ * window's formatter cache is keyed by time zone, the same for every workflow), so they are
+ * shared (BENCHMARKS.md, sleeping population). No module that imports zod may be listed:
+ * preloading puts it in the bundle, and zod is kept out of it (eslint.config.mjs).
  */
 export const workflowBundleOptions = {
   workflowsPath: path.resolve(__dirname, '..', 'workflows'),
-  preloadModules: ['zod', ...['collection', 'contact-window', 'money', 'policy', 'roles'].map((m) => path.resolve(__dirname, '..', 'domain', m))],
+  preloadModules: ['contact-window', 'ladder', 'money'].map((m) => path.resolve(__dirname, '..', 'domain', m)),
 };
 
 export type CreateWorkerOptions = {

@@ -8,6 +8,7 @@ import {
   continueAsNew,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -25,15 +26,8 @@ import {
 } from '../domain/collection';
 import { nextContactTime } from '../domain/contact-window';
 import { formatMoney } from '../domain/money';
-import {
-  isGated,
-  referralOffsetAfter,
-  stepApplies,
-  type ApprovalKind,
-  type ApprovalRule,
-  type GatedAction,
-  type PolicyStep,
-} from '../domain/policy';
+import { isGated, referralOffsetAfter, stepApplies, type ApprovalKind, type GatedAction } from '../domain/ladder';
+import type { ApprovalRule, PolicyStep } from '../domain/policy';
 import {
   caseStatusQuery,
   ceaseCommunicationSignal,
@@ -73,6 +67,14 @@ const acts = proxyActivities<Activities>({
 // Bookkeeping (the database copy, approvals, disputes, handovers) must never fail a case: a
 // database outage only delays it, so these retry until they succeed.
 const books = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes' },
+});
+// The database copy of the case's state is one short transaction: as a local activity it runs
+// inside the workflow task that asks for it, so the server records a marker instead of
+// scheduling, dispatching and completing an activity task and then one more workflow task.
+// Same retries as `books` (past a minute's backoff the SDK waits on a server timer).
+const localBooks = proxyLocalActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes' },
 });
@@ -306,7 +308,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       { key: searchAttributes.pendingApproval, value: pendingApproval !== null },
     ]);
     stateSeq += 1;
-    await books.recordCaseState({
+    // Cases whose history recorded this step as an activity task replay it as one.
+    const record = patched('case-state-local-activity') ? localBooks.recordCaseState : books.recordCaseState;
+    await record({
       workflowId,
       seq: stateSeq,
       stage,

@@ -6,7 +6,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
 import type { Currency } from '../domain/money';
-import type { ApprovalKind } from '../domain/policy';
+import type { ApprovalKind } from '../domain/ladder';
 import type { Role } from '../domain/roles';
 
 export type PaymentReceived = {

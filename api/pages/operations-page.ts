@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { externalIdSchema } from '../../domain/collection';
+import { externalIdSchema } from '../../domain/schemas';
 import type { AppContext } from '../app';
 import { sendCaseCommand } from '../case-command-service';
 import { findStuckCases } from '../operations-service';

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { adjustmentKinds } from '../../db/schema';
-import { currencySchema, positiveMinorUnitsSchema } from '../../domain/money';
+import { currencySchema, positiveMinorUnitsSchema } from '../../domain/schemas';
 import { cancelInvoice, creditInvoice, updateInvoice } from '../adjustment-service';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';

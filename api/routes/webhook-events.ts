@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { webhookEvents } from '../../db/schema';
-import { externalIdSchema } from '../../domain/collection';
+import { externalIdSchema } from '../../domain/schemas';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { getWebhookEvent, listWebhookEvents, matchWebhookEvent } from '../payment-service';

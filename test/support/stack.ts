@@ -18,7 +18,7 @@ export type Harness = Awaited<ReturnType<typeof startHarness>>;
 
 export type HarnessOptions = {
   /** The database to use (migrated; the harness disposes of it); default: a fresh test database. */
-  db?: DbHandle & { dispose(): Promise<void> };
+  db?: DbHandle & { url?: string; dispose(): Promise<void> };
   /** API settings over the harness's own (e.g. a higher rate limit for a benchmark). */
   settings?: Partial<ApiSettings>;
   /** The API's notion of now (the wall clock unless given). */

@@ -1,0 +1,45 @@
+import type { CollectionPolicy, PolicyStep } from './policy';
+
+/**
+ * The policy's step logic that the collection workflow runs. No zod here, nor in any module
+ * the workflow imports at runtime: the worker evaluates the workflow bundle's modules afresh
+ * for every case it starts, and building zod and the policy schemas took more CPU per case
+ * start than the workflow's own code (BENCHMARKS.md, "Case start rate"). The schemas, and
+ * the types they define, stay in ./policy; this module imports those types only.
+ */
+
+export const actions = [
+  'email',
+  'letter',
+  'call_task',
+  'credit_hold',
+  'final_notice',
+  'agency_referral',
+  'legal_action',
+  'write_off',
+  'sell_debt',
+] as const;
+export type Action = (typeof actions)[number];
+
+/** Actions a person must approve before they happen: they end in-house collection. */
+export const gatedActions = ['agency_referral', 'legal_action', 'write_off', 'sell_debt'] as const satisfies readonly Action[];
+export type GatedAction = (typeof gatedActions)[number];
+/** What an approver may be asked to sign off: a gated step, or a settlement offer. */
+export type ApprovalKind = GatedAction | 'settlement';
+export const isGated = (action: Action): action is GatedAction => (gatedActions as readonly string[]).includes(action);
+
+/** The tone rises step by step: the first message assumes the customer forgot. */
+export const tones = ['friendly', 'firm', 'final'] as const;
+export type Tone = (typeof tones)[number];
+
+/** Whether a step applies to a case with this much outstanding. */
+export function stepApplies(step: PolicyStep, outstandingMinor: number): boolean {
+  if (!step.when) return true;
+  const { outstandingAtLeastMinor: atLeast, outstandingBelowMinor: below } = step.when;
+  return (atLeast === undefined || outstandingMinor >= atLeast) && (below === undefined || outstandingMinor < below);
+}
+
+/** The referral date a final notice names: the first gated step after it. */
+export function referralOffsetAfter(policy: CollectionPolicy, stepIndex: number): number | undefined {
+  return policy.steps.slice(stepIndex + 1).find((s) => isGated(s.action))?.offsetDays;
+}
