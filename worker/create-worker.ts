@@ -47,6 +47,8 @@ export type CreateWorkerOptions = {
   workflowCode: 'prebuilt' | 'source';
   /** Where the prebuilt bundle is, if not beside the compiled code (a benchmark's own build). */
   workflowBundlePath?: string;
+  /** Workflows kept in memory between their tasks (WORKER_MAX_CACHED_WORKFLOWS; default 40). */
+  maxCachedWorkflows?: number;
   /** Extra options for tests (e.g. a shorter shutdown grace time). */
   overrides?: Partial<WorkerOptions>;
 };
@@ -75,8 +77,10 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     // from 216 to 306 MiB with only 200 cases asleep. 40 holds every workflow the worker runs
     // tasks for at once (the SDK's default of 40 concurrent workflow tasks), so a case stays
     // cached through a burst of work (a step, its activity, the state write) and memory stays
-    // flat however many cases sleep (BENCHMARKS.md, sleeping population).
-    maxCachedWorkflows: 40,
+    // flat however many cases sleep (BENCHMARKS.md, sleeping population). The price: when
+    // thousands of cases are busy at once (a wake-up storm), tasks miss the cache and replay;
+    // WORKER_MAX_CACHED_WORKFLOWS trades memory for that.
+    maxCachedWorkflows: options.maxCachedWorkflows ?? 40,
     ...options.overrides,
   });
 }

@@ -76,6 +76,7 @@ async function main(): Promise<void> {
     client: temporal,
     workflowCode: 'source',
     channels: channelsFromConfig(config),
+    maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
   });
   const workerRun = worker.run();
 

@@ -37,6 +37,7 @@ export async function runWorker(workflowCode: 'prebuilt' | 'source' = 'prebuilt'
     client,
     workflowCode,
     channels: channelsFromConfig(config),
+    maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
   });
   console.log(`worker polling task queue ${config.TEMPORAL_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
   try {
