@@ -14,7 +14,7 @@ export const configSchema = z.object({
   TEMPORAL_TLS: z.stringbool().optional(),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('arrears-collections'),
   /** Workflows a worker keeps in memory between their tasks; more replays less in bursts, at ~0.5 MB each. */
-  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(100_000).default(40),
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(100_000).default(200),
   TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
   /**
    * How often the overdue sweep (a Temporal Schedule) starts the cases whose start time has

@@ -47,7 +47,7 @@ export type CreateWorkerOptions = {
   workflowCode: 'prebuilt' | 'source';
   /** Where the prebuilt bundle is, if not beside the compiled code (a benchmark's own build). */
   workflowBundlePath?: string;
-  /** Workflows kept in memory between their tasks (WORKER_MAX_CACHED_WORKFLOWS; default 40). */
+  /** Workflows kept in memory between their tasks (WORKER_MAX_CACHED_WORKFLOWS; default 200). */
   maxCachedWorkflows?: number;
   /** Extra options for tests (e.g. a shorter shutdown grace time). */
   overrides?: Partial<WorkerOptions>;
@@ -73,14 +73,12 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     shutdownGraceTime: '30 seconds',
     // The sticky cache keeps a workflow in memory between its tasks (no replay). A case sleeps
     // for days between steps, so caching sleeping cases buys nothing; the SDK's default sizes
-    // the cache from the heap limit (2,310 workflows here, ~0.45 MB each): the worker grew
-    // from 216 to 306 MiB with only 200 cases asleep. 40 holds every workflow the worker runs
-    // tasks for at once (the SDK's default of 40 concurrent workflow tasks), so a case stays
-    // cached through a burst of work (a step, its activity, the state write) and memory stays
-    // flat however many cases sleep (BENCHMARKS.md, sleeping population). The price: when
-    // thousands of cases are busy at once (a wake-up storm), tasks miss the cache and replay;
-    // WORKER_MAX_CACHED_WORKFLOWS trades memory for that.
-    maxCachedWorkflows: options.maxCachedWorkflows ?? 40,
+    // the cache from the heap limit (2,310 workflows here, ~0.45 MB each), so memory grew with
+    // the sleeping population. A small cache costs latency instead: with 40, 100 cases getting
+    // payments missed it and replayed, and payment-to-stop went from p50 0.13 s to 2.2 s. 200
+    // keeps that at p50 0.13 s, p99 0.47 s and bounds the cache's memory at about 90 MB
+    // (BENCHMARKS.md, items 3 and 5). WORKER_MAX_CACHED_WORKFLOWS moves the balance.
+    maxCachedWorkflows: options.maxCachedWorkflows ?? 200,
     ...options.overrides,
   });
 }
