@@ -1,7 +1,6 @@
 // A payment webhook while the database is unreachable: the sender gets 503 (never a 200 for an
 // event that was not stored), and its redelivery after recovery is applied exactly once.
-// While Temporal is unreachable instead, the event is stored and answered 200, and the payment
-// dispatcher applies it once Temporal is back.
+// (Temporal unreachable instead: test/webhook-temporal-outage.test.ts.)
 // The database is real (PostgreSQL, or PGlite over the wire protocol) behind a TCP proxy the
 // test unplugs; Temporal is the real dev server.
 import { eq } from 'drizzle-orm';
@@ -26,8 +25,7 @@ beforeAll(async () => {
   proxy = await startTcpProxy(server);
   const db = await createDb({ DATABASE_URL: server.url(proxy.port), DATA_DIR: 'memory://', poolSize: server.maxConnections });
   await db.migrate();
-  // This API applies what it stores itself but never polls: the test decides when another process does.
-  h = await startDevServerHarness({ db: { ...db, dispose: () => db.close() }, paymentDispatch: { pollIntervalMs: 24 * 3_600_000 } });
+  h = await startDevServerHarness({ db: { ...db, dispose: () => db.close() } });
 });
 
 afterAll(async () => {
@@ -93,41 +91,3 @@ async function closedCase(externalId: string) {
     return caseRow?.stage === 'Closed' && caseRow;
   });
 }
-
-it('answers 200 while Temporal is unreachable, and another API process applies the payment once Temporal is back', async () => {
-  const invoice = invoicePayload();
-  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
-  const event = { id: `evt_temporal_down_${Date.now()}`, type: 'payment.succeeded', data: { invoiceExternalId: invoice.externalId, amountMinor: 125_000, currency: 'EUR' } };
-
-  // An API process whose Temporal connection is gone takes the webhook.
-  const cutOff = await h.appWithoutTemporal();
-  const during = await cutOff.inject(signedDelivery(event));
-  expect(during.statusCode, during.body).toBe(200);
-  expect(during.json()).toMatchObject({ duplicate: false, event: { status: 'received' } });
-  // Its dispatcher tries, fails, and leaves the event for a retry, saying why.
-  const failed = await until('the first attempt to fail', async () => {
-    const row = await eventOf(event.id);
-    return row && row.attempts > 0 && row;
-  });
-  expect(failed).toMatchObject({ status: 'received', lastError: expect.any(String), claimToken: null });
-  await cutOff.close();
-
-  // Had it kept failing for over 5 minutes, operations would see it (the harness API never polls).
-  await h.db.db.update(webhookEvents).set({ receivedAt: new Date(Date.now() - 6 * 60_000) }).where(eq(webhookEvents.id, failed.id));
-  const stuck = (await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') })).json();
-  expect(stuck.cases).toEqual(
-    expect.arrayContaining([
-      expect.objectContaining({ kind: 'payment_unfinished', webhookEventId: failed.id, reason: expect.stringContaining('retried automatically') }),
-    ]),
-  );
-
-  // Another API process, with Temporal reachable, picks it up when its retry time comes: once.
-  const other = await h.anotherApp();
-  try {
-    await other.ready();
-    await until('the event to be applied', async () => (await eventOf(event.id))?.status === 'applied');
-  } finally {
-    await other.close();
-  }
-  await expectPaidOnce(invoice.externalId);
-});
