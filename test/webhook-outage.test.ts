@@ -5,16 +5,14 @@
 // test unplugs; Temporal is the real dev server.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { signedHeaders } from '../api/webhook-signatures';
 import { createDb } from '../db/client';
-import { collectionCases, invoices, webhookEvents } from '../db/schema';
+import { webhookEvents } from '../db/schema';
+import { expectPaidOnce, signedBankDelivery, storedEvent } from './support/bank-payments';
 import { createTestDbServer } from './support/db';
 import { invoicePayload } from './support/fixtures';
-import { startDevServerHarness, webhookSecrets } from './support/harness';
+import { startDevServerHarness } from './support/harness';
 import { startTcpProxy } from './support/tcp-proxy';
 import { until } from './support/until';
-import { collectionWorkflowId } from '../domain/collection';
-import { caseStatusQuery } from '../workflows/messages';
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 let server: Awaited<ReturnType<typeof createTestDbServer>>;
@@ -34,23 +32,13 @@ afterAll(async () => {
   await server?.dispose();
 });
 
-function signedDelivery(event: object) {
-  const raw = JSON.stringify(event);
-  return { method: 'POST' as const, url: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, raw), payload: raw };
-}
-
-async function eventOf(eventId: string) {
-  const [row] = await h.db.db.select().from(webhookEvents).where(eq(webhookEvents.eventId, eventId));
-  return row;
-}
-
 it('answers 503 while the database is down, and applies the redelivered event once after it recovers', async () => {
   const invoice = invoicePayload();
   expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
   const event = { id: `evt_outage_${Date.now()}`, type: 'payment.succeeded', data: { invoiceExternalId: invoice.externalId, amountMinor: 125_000, currency: 'EUR' } };
 
   await proxy.cut();
-  const during = await h.app.inject(signedDelivery(event));
+  const during = await h.app.inject(signedBankDelivery(event));
   expect(during.statusCode, during.body).toBe(503);
   expect(during.headers['content-type']).toContain('application/problem+json');
   expect(during.headers['retry-after']).toBeDefined();
@@ -65,29 +53,14 @@ it('answers 503 while the database is down, and applies the redelivered event on
 
   // The processor retries (signing afresh), once and then once more.
   const after = await until('the database to answer again', async () => {
-    const response = await h.app.inject(signedDelivery(event));
+    const response = await h.app.inject(signedBankDelivery(event));
     return response.statusCode === 200 && response;
   });
   expect(after.json()).toMatchObject({ duplicate: false, event: { status: 'received' } });
-  await until('the event to be applied', async () => (await eventOf(event.id))?.status === 'applied');
-  const again = await h.app.inject(signedDelivery(event));
+  await until('the event to be applied', async () => (await storedEvent(h.db.db, event.id))?.status === 'applied');
+  const again = await h.app.inject(signedBankDelivery(event));
   expect(again.json()).toMatchObject({ duplicate: true, event: { status: 'applied' } });
 
-  await expectPaidOnce(invoice.externalId);
+  await expectPaidOnce(h, invoice.externalId);
 });
 
-/** The case closed as paid, having counted the money once (a second count would show as overpaid). */
-async function expectPaidOnce(externalId: string) {
-  expect(await closedCase(externalId)).toMatchObject({ outcome: 'paid' });
-  const counted = await h.client.workflow.getHandle(collectionWorkflowId(externalId)).query(caseStatusQuery);
-  expect(counted).toMatchObject({ amountOutstandingMinor: 0, overpaidMinor: 0 });
-  expect(counted.history.filter((entry) => entry.kind === 'payment')).toHaveLength(1);
-}
-
-async function closedCase(externalId: string) {
-  const [row] = await h.db.db.select({ id: invoices.id }).from(invoices).where(eq(invoices.externalId, externalId));
-  return until('the case to close', async () => {
-    const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.invoiceId, row!.id));
-    return caseRow?.stage === 'Closed' && caseRow;
-  });
-}

@@ -3,12 +3,10 @@
 // the payment once when its retry time comes. Real database, real Temporal dev server.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { signedHeaders } from '../api/webhook-signatures';
-import { collectionCases, invoices, webhookEvents } from '../db/schema';
-import { collectionWorkflowId } from '../domain/collection';
-import { caseStatusQuery } from '../workflows/messages';
+import { webhookEvents } from '../db/schema';
+import { expectPaidOnce, signedBankDelivery, storedEvent } from './support/bank-payments';
 import { invoicePayload } from './support/fixtures';
-import { startDevServerHarness, webhookSecrets } from './support/harness';
+import { startDevServerHarness } from './support/harness';
 import { until } from './support/until';
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
@@ -22,29 +20,6 @@ afterAll(async () => {
   await h?.stop();
 });
 
-function signedDelivery(event: object) {
-  const raw = JSON.stringify(event);
-  return { method: 'POST' as const, url: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, raw), payload: raw };
-}
-
-async function eventOf(eventId: string) {
-  const [row] = await h.db.db.select().from(webhookEvents).where(eq(webhookEvents.eventId, eventId));
-  return row;
-}
-
-/** The case closed as paid, having counted the money once (a second count would show as overpaid). */
-async function expectPaidOnce(externalId: string) {
-  const [row] = await h.db.db.select({ id: invoices.id }).from(invoices).where(eq(invoices.externalId, externalId));
-  const closed = await until('the case to close', async () => {
-    const [caseRow] = await h.db.db.select().from(collectionCases).where(eq(collectionCases.invoiceId, row!.id));
-    return caseRow?.stage === 'Closed' && caseRow;
-  });
-  expect(closed.outcome).toBe('paid');
-  const counted = await h.client.workflow.getHandle(collectionWorkflowId(externalId)).query(caseStatusQuery);
-  expect(counted).toMatchObject({ amountOutstandingMinor: 0, overpaidMinor: 0 });
-  expect(counted.history.filter((entry) => entry.kind === 'payment')).toHaveLength(1);
-}
-
 it('answers 200 while Temporal is unreachable, and another API process applies the payment once Temporal is back', async () => {
   const invoice = invoicePayload();
   expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
@@ -52,12 +27,12 @@ it('answers 200 while Temporal is unreachable, and another API process applies t
 
   // An API process whose Temporal connection is gone takes the webhook.
   const cutOff = await h.appWithoutTemporal();
-  const during = await cutOff.inject(signedDelivery(event));
+  const during = await cutOff.inject(signedBankDelivery(event));
   expect(during.statusCode, during.body).toBe(200);
   expect(during.json()).toMatchObject({ duplicate: false, event: { status: 'received' } });
   // Its dispatcher tries, fails, and leaves the event for a retry, saying why.
   const failed = await until('the first attempt to fail', async () => {
-    const row = await eventOf(event.id);
+    const row = await storedEvent(h.db.db, event.id);
     return row && row.attempts > 0 && row;
   });
   expect(failed).toMatchObject({ status: 'received', lastError: expect.any(String), claimToken: null });
@@ -78,9 +53,9 @@ it('answers 200 while Temporal is unreachable, and another API process applies t
   const other = await h.anotherApp();
   try {
     await other.ready();
-    await until('the event to be applied', async () => (await eventOf(event.id))?.status === 'applied');
+    await until('the event to be applied', async () => (await storedEvent(h.db.db, event.id))?.status === 'applied');
   } finally {
     await other.close();
   }
-  await expectPaidOnce(invoice.externalId);
+  await expectPaidOnce(h, invoice.externalId);
 });
