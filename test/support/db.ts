@@ -29,8 +29,7 @@ export async function createTestDb(): Promise<DbHandle & { dispose(): Promise<vo
     url: url.toString(),
     dispose: async () => {
       await handle.close();
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
+      await dropDatabase(admin, name);
     },
   };
 }
@@ -74,8 +73,29 @@ export async function createTestDbServer(): Promise<{ host: string; port: number
     },
     maxConnections: 5,
     dispose: async () => {
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
+      await dropDatabase(admin, name);
     },
   };
+}
+
+/**
+ * Drops a test database and ends the admin connection. FORCE cannot end a backend this role does
+ * not own: PostgreSQL 15 refuses while an autovacuum worker is in the database ("must be a member
+ * of the role whose process is being terminated"), so wait for it to finish and try again.
+ */
+async function dropDatabase(admin: postgres.Sql, name: string): Promise<void> {
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        return;
+      } catch (error) {
+        const refused = (error as { code?: string }).code === '42501';
+        if (!refused || attempt >= 50) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  } finally {
+    await admin.end();
+  }
 }
