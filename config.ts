@@ -27,6 +27,11 @@ export const configSchema = z.object({
     .optional(),
   /** Connections each process keeps to PostgreSQL (API: requests and the payment dispatcher; worker: activities). */
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  /**
+   * Stored payment events each API process applies at once (match, record, signal the case).
+   * Fewer leave more CPU to answering webhooks during a burst; more apply a backlog faster.
+   */
+  PAYMENT_DISPATCH_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
   DATA_DIR: z.string().min(1).default('data'),
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(3000),

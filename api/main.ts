@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     temporalUiUrl: config.TEMPORAL_UI_URL,
     logLevel: config.LOG_LEVEL,
     settings: apiSettingsFromConfig(config),
+    paymentDispatch: { concurrency: config.PAYMENT_DISPATCH_CONCURRENCY },
   });
   const shutdown = async () => {
     await app.close();
@@ -30,7 +31,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
-  await app.listen({ host: config.API_HOST, port: config.API_PORT });
+  const address = await app.listen({ host: config.API_HOST, port: config.API_PORT });
+  console.log(`API listening on ${address}`);
 }
 
 main().catch((err) => {

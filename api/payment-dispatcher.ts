@@ -2,7 +2,7 @@ import type { ServiceDeps } from './invoice-service';
 import { applyClaimedEvent, claimDueEvents, type EventClaim } from './payment-service';
 
 export type PaymentDispatcherOptions = {
-  /** Events applied at once; each one is a few statements and a signal to its case. */
+  /** Events applied at once (PAYMENT_DISPATCH_CONCURRENCY, default 8); each is a few statements and a signal to its case. */
   concurrency?: number;
   /** How often events left unapplied (a failed attempt, a stopped process) are looked for. */
   pollIntervalMs?: number;

@@ -2,23 +2,21 @@
 // letter rendered and queued: no contact window to wait for), against starting the same
 // number of empty workflows on the same server in the same run.
 //   npm run bench:starts                        (BENCH_CASES=200 by default)
-//   DATABASE_URL=postgres://… BENCH_WORKER=process npm run bench:starts
-// BENCH_WORKER=process runs the production worker (`npm run build`, then dist/worker/main.js)
-// in a process of its own on PostgreSQL, as docker-compose.yml does; by default the worker
-// shares this process with the API, as in `npm run dev`.
+//   DATABASE_URL=postgres://… BENCH_SHAPE=production npm run bench:starts
+// BENCH_SHAPE=production runs the built API and worker each in a process of its own on
+// PostgreSQL, as docker-compose.yml does; by default both share this process, as in `npm run dev`.
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { count, sql } from 'drizzle-orm';
+import { count } from 'drizzle-orm';
 import { collectionPolicies, communications } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { policySchema } from '../domain/policy';
 import { invoicePayload, isoDate } from '../test/support/fixtures';
 import { machine, startBenchStack } from './support/env';
 import { fmt } from './support/load';
-import { childPids, cpuSeconds, startWorkerProcess } from './support/processes';
+import { cpuMeter, cpuPerItem, totalCpu } from './support/processes';
 
 const cases = Number(process.env.BENCH_CASES ?? 200);
-const workerShape = process.env.BENCH_WORKER ?? 'inline';
 const concurrency = 8;
 
 async function inBatches(n: number, fn: (i: number) => Promise<void>) {
@@ -30,19 +28,7 @@ async function inBatches(n: number, fn: (i: number) => Promise<void>) {
 
 async function main() {
   const loadAtStart = os.loadavg();
-  if (workerShape !== 'inline' && workerShape !== 'process') throw new Error('BENCH_WORKER is "inline" or "process"');
-  if (workerShape === 'process' && !process.env.DATABASE_URL) throw new Error('BENCH_WORKER=process needs DATABASE_URL (PGlite serves one process)');
-  const stack = await startBenchStack({ settings: { rateLimitPerMinute: 1e9 }, inProcessWorker: workerShape === 'inline' });
-  const workerProcess =
-    workerShape === 'process'
-      ? await startWorkerProcess({
-          temporalAddress: stack.env.address,
-          databaseUrl: stack.db.url!,
-          taskQueue: stack.taskQueue,
-          // The letterhead the in-process worker of the harness uses.
-          env: { BUSINESS_NAME: 'Beispiel AG', BUSINESS_ADDRESS: 'Hauptstraße 5|10117 Berlin', PAYMENT_INSTRUCTIONS: 'IBAN DE02 1203 0000 0000 2020 51' },
-        })
-      : null;
+  const stack = await startBenchStack({ settings: { rateLimitPerMinute: 1e9 } });
   try {
     await stack.db.db.insert(collectionPolicies).values({
       name: 'letter-first',
@@ -55,44 +41,25 @@ async function main() {
       }),
     });
 
-    // CPU seconds per process, so the rate can be split by who did the work.
-    const serverPid = childPids('start-dev')[0];
-    const databasePids = async () =>
-      stack.db.kind === 'postgres'
-        ? ((await stack.db.db.execute(sql`select pid from pg_stat_activity where datname = current_database()`)) as unknown as { pid: number }[]).map((r) => r.pid)
-        : [];
-    const cpu = async () => ({
-      bench: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
-      server: serverPid ? cpuSeconds(serverPid) : 0,
-      worker: workerProcess ? cpuSeconds(workerProcess.pid) : 0,
-      database: new Map((await databasePids()).map((pid) => [pid, cpuSeconds(pid)])),
-    });
-    const cpuSpent = async (before: Awaited<ReturnType<typeof cpu>>) => {
-      const after = await cpu();
-      let database = 0;
-      for (const [pid, seconds] of after.database) database += seconds - (before.database.get(pid) ?? 0);
-      return { bench: after.bench - before.bench, server: after.server - before.server, worker: after.worker - before.worker, database };
-    };
-
     // Baseline: workflow starts alone (a type no worker polls, so nothing else competes).
     const emptyQueue = `bench-empty-${randomUUID()}`;
-    let cpuBefore = await cpu();
+    let spent = await cpuMeter(stack);
     let t = performance.now();
     await inBatches(cases, async (i) => {
       await stack.client.workflow.start('emptyWorkflow', { taskQueue: emptyQueue, workflowId: `empty-${emptyQueue}-${i}` });
     });
     const emptyPerSecond = cases / ((performance.now() - t) / 1000);
-    const emptyCpu = await cpuSpent(cpuBefore);
+    const emptyCpu = await spent();
 
     // Arrears: registration (database, then the workflow start) until the first step has run.
     const invoiceIds: string[] = [];
-    cpuBefore = await cpu();
+    spent = await cpuMeter(stack);
     t = performance.now();
     await inBatches(cases, async () => {
       const payload = { ...invoicePayload({ dueDate: isoDate(-3) }), policy: 'letter-first' };
       invoiceIds.push(payload.externalId);
-      const res = await stack.app.inject({ method: 'POST', url: '/invoices', headers: stack.auth('collector'), payload });
-      if (res.statusCode !== 201) throw new Error(res.body);
+      const res = await stack.post('/invoices', payload);
+      if (res.status !== 201) throw new Error(await res.text());
     });
     const registeredSeconds = (performance.now() - t) / 1000;
     for (;;) {
@@ -102,28 +69,22 @@ async function main() {
       await new Promise((r) => setTimeout(r, 50));
     }
     const casesPerSecond = cases / ((performance.now() - t) / 1000);
-    const casesCpu = await cpuSpent(cpuBefore);
+    const casesCpu = await spent();
     const trips = await roundTripsToFirstStep(stack.client, collectionWorkflowId(invoiceIds[0]!));
 
-    console.log(`Case start rate, ${machine()}, worker ${workerShape === 'process' ? 'in its own process (dist/worker/main.js)' : 'in the API process'}, ${cases} cases, ${concurrency} at a time`);
+    console.log(`Case start rate, ${machine()}, ${stack.shape === 'production' ? 'API and worker each in a process of its own (dist/)' : 'API and worker in this process'}, ${cases} cases, ${concurrency} at a time`);
     console.log(`  load average (1, 5, 15 min)    ${loadAtStart.map((l) => fmt(l, 2)).join(' ')} at start, ${os.loadavg().map((l) => fmt(l, 2)).join(' ')} at end`);
     console.log(`  empty workflow starts          ${fmt(emptyPerSecond, 0)} /s`);
     console.log(`  registrations answered         ${fmt(cases / registeredSeconds, 0)} /s`);
     console.log(`  cases through their first step ${fmt(casesPerSecond, 0)} /s`);
     console.log(`  ratio                          ${fmt(casesPerSecond / emptyPerSecond, 3)} × empty starts (target ≥ 0.6)`);
-    const perItem = (c: Awaited<ReturnType<typeof cpuSpent>>) =>
-      `Temporal server ${fmt((c.server / cases) * 1000)}, bench process (API${workerProcess ? '' : ' + worker'}${stack.db.kind === 'pglite' ? ' + PGlite' : ''}) ${fmt((c.bench / cases) * 1000)}` +
-      (workerProcess ? `, worker process ${fmt((c.worker / cases) * 1000)}` : '') +
-      (stack.db.kind === 'postgres' ? `, PostgreSQL backends ${fmt((c.database / cases) * 1000)}` : '');
-    console.log(`  CPU ms per empty start         ${perItem(emptyCpu)}`);
-    console.log(`  CPU ms per case                ${perItem(casesCpu)}`);
+    console.log(`  CPU ms per empty start         ${cpuPerItem(emptyCpu, cases, stack)}`);
+    console.log(`  CPU ms per case                ${cpuPerItem(casesCpu, cases, stack)}`);
     // On a machine whose cores are busy (these are shared), throughput follows CPU: this is the
     // ratio that CPU alone allows, and it moves far less with the machine's load than the rate.
-    const total = (c: Awaited<ReturnType<typeof cpuSpent>>) => c.server + c.bench + c.worker + c.database;
-    console.log(`  CPU per empty start / per case ${fmt(total(emptyCpu) / total(casesCpu), 3)} (the ratio CPU allows)`);
+    console.log(`  CPU per empty start / per case ${fmt(totalCpu(emptyCpu) / totalCpu(casesCpu), 3)} (the ratio CPU allows)`);
     console.log(`  one case up to its first step  ${trips}`);
   } finally {
-    await workerProcess?.stop();
     await stack.stop();
   }
 }

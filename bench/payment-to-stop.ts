@@ -2,6 +2,7 @@
 // closed (the workflow's status query says Closed), while partial-payment webhooks keep the
 // system busy in the background.
 //   npm run bench:stop          (BENCH_CLOSES=50, BENCH_LOAD_PER_SECOND=20 by default)
+//   DATABASE_URL=postgres://… BENCH_SHAPE=production npm run bench:stop
 import { signedHeaders } from '../api/webhook-signatures';
 import { invoicePayload } from '../test/support/fixtures';
 import { webhookSecrets } from '../test/support/stack';
@@ -20,11 +21,11 @@ function signed(id: string, invoiceExternalId: string, amountMinor: number): Req
 async function main() {
   const stack = await startBenchStack({ settings: { rateLimitPerMinute: 1e9 } });
   try {
-    const apiUrl = await stack.app.listen({ host: '127.0.0.1', port: 0 });
+    const { apiUrl } = stack;
     const register = async (amountTotalMinor: number) => {
       const payload = invoicePayload({ amountTotalMinor });
-      const res = await stack.app.inject({ method: 'POST', url: '/invoices', headers: stack.auth('collector'), payload });
-      if (res.statusCode !== 201) throw new Error(res.body);
+      const res = await stack.post('/invoices', payload);
+      if (res.status !== 201) throw new Error(await res.text());
       return payload.externalId;
     };
     const background = await Promise.all(Array.from({ length: 50 }, () => register(10_000_000)));
@@ -69,7 +70,7 @@ async function main() {
 
     const sorted = latencies.sort((a, b) => a - b);
     const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-    console.log(`Payment to stop, ${machine()}, ${closes} full payments one a second, background ${loadPerSecond} payments/s`);
+    console.log(`Payment to stop, ${machine()}, ${stack.shape} shape, ${closes} full payments one a second, background ${loadPerSecond} payments/s`);
     console.log(`  webhook 200 → case Closed   p50 ${fmt(at(50))} ms   p99 ${fmt(at(99))} ms   max ${fmt(sorted.at(-1)!)} ms   (target p99 < 1000 ms)`);
   } finally {
     await stack.stop();

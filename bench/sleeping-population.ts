@@ -6,22 +6,23 @@
 //
 // The path measured: rows written in bulk SQL (1,000 per statement), then every workflow started
 // through startCollection, the product's start path (registration and the overdue sweep use it),
-// 16 at a time, from this process; the worker runs as a separate process (bench/support/
-// worker-process.ts), built like worker/main.ts with the prebuilt workflow bundle.
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// 16 at a time, from this process; the worker runs as in production, in a process of its own
+// (`npm run build`, then dist/worker/main.js), with bench/support/memory-probe.ts loaded to read
+// its memory.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { and, count, eq, gte, sql } from 'drizzle-orm';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { collectionCases } from '../db/schema';
 import { createTestDb } from '../test/support/db';
 import { isoDate } from '../test/support/fixtures';
 import { insertCases, insertPolicy, startCases, until } from './support/cases';
 import { loadAverage, machine, startBenchTemporal } from './support/env';
 import { fmt } from './support/load';
-import { workflowBundleOptions } from '../worker/create-worker';
-import { startWorkerProcess, type WorkerMemory } from './support/worker-process';
+import { loadConfig } from '../config';
+import { startServiceProcess, type ServiceProcess } from '../test/support/service-process';
+import type { WorkerMemory } from './support/memory-probe';
 
 const cases = Number(process.argv[2] ?? process.env.BENCH_CASES ?? 1000);
 const timeoutMinutes = Number(process.env.BENCH_TIMEOUT_MINUTES ?? 120);
@@ -43,15 +44,23 @@ function fileBytes(file: string): number {
 }
 
 /** A few readings a few seconds apart; the median, so one reading mid-task does not decide. */
-async function settledMemory(worker: { memory(): Promise<WorkerMemory> }): Promise<WorkerMemory> {
+async function settledMemory(worker: ServiceProcess): Promise<WorkerMemory> {
   await new Promise((r) => setTimeout(r, settleMs));
   const readings: WorkerMemory[] = [];
   for (let i = 0; i < 5; i++) {
-    readings.push(await worker.memory());
+    readings.push(await memory(worker));
     await new Promise((r) => setTimeout(r, 2000));
   }
   const median = (pick: (m: WorkerMemory) => number) => readings.map(pick).sort((a, b) => a - b)[2]!;
-  return { rssBytes: median((m) => m.rssBytes), heapUsedBytes: median((m) => m.heapUsedBytes), externalBytes: median((m) => m.externalBytes) };
+  return { ...readings[0]!, rssBytes: median((m) => m.rssBytes), heapUsedBytes: median((m) => m.heapUsedBytes), externalBytes: median((m) => m.externalBytes) };
+}
+
+/** One reading from the probe in the worker's process, after a full garbage collection. */
+function memory(worker: ServiceProcess): Promise<WorkerMemory> {
+  return new Promise((resolve) => {
+    worker.child.once('message', (reply) => resolve(reply as WorkerMemory));
+    worker.child.send('memory');
+  });
 }
 
 async function main() {
@@ -67,19 +76,17 @@ async function main() {
   const sqliteFile = path.join(dir, 'temporal.sqlite');
   const env = await startBenchTemporal({ dbFilename: sqliteFile });
   const database = await createTestDb();
-  let worker: Awaited<ReturnType<typeof startWorkerProcess>> | undefined;
+  let worker: ServiceProcess | undefined;
   try {
-    const bundlePath = path.join(dir, 'workflow-bundle.js');
-    // BENCH_PRELOAD=0 bundles as before the shared domain modules, for the before/after figure.
-    const bundleOptions = process.env.BENCH_PRELOAD === '0' ? { workflowsPath: workflowBundleOptions.workflowsPath } : workflowBundleOptions;
-    writeFileSync(bundlePath, (await bundleWorkflowCode(bundleOptions)).code);
     const taskQueue = `bench-sleeping-${randomUUID()}`;
-    worker = await startWorkerProcess({
-      DATABASE_URL: database.url!,
-      TEMPORAL_ADDRESS: env.address,
-      TEMPORAL_TASK_QUEUE: taskQueue,
-      BENCH_WORKFLOW_BUNDLE: bundlePath,
-      ...(process.env.BENCH_MAX_CACHED_WORKFLOWS ? { BENCH_MAX_CACHED_WORKFLOWS: process.env.BENCH_MAX_CACHED_WORKFLOWS } : {}),
+    // WORKER_MAX_CACHED_WORKFLOWS from this environment reaches the worker, to compare cache sizes.
+    const workerEnv = { DATABASE_URL: database.url!, TEMPORAL_ADDRESS: env.address, TEMPORAL_TASK_QUEUE: taskQueue };
+    const maxCachedWorkflows = loadConfig({ ...process.env, ...workerEnv }).WORKER_MAX_CACHED_WORKFLOWS;
+    worker = await startServiceProcess('worker', {
+      code: 'built',
+      env: workerEnv,
+      execArgv: ['--expose-gc', '--import', 'tsx', '--import', require.resolve('./support/memory-probe')],
+      ipc: true,
     });
     const idle = await settledMemory(worker);
     const idleLoad = loadAverage();
@@ -137,7 +144,7 @@ async function main() {
 
     const ratio = after.rssBytes / idle.rssBytes;
     console.log(`Sleeping population, ${machine()}, ${created} cases${created < cases ? ` (of ${cases} asked: creation time ran out)` : ''}`);
-    console.log(`  worker options               maxCachedWorkflows ${worker.sizing.maxCachedWorkflows} (heap limit ${worker.sizing.maxHeapMiB} MiB)`);
+    console.log(`  worker options               maxCachedWorkflows ${maxCachedWorkflows} (heap limit ${mib(idle.heapLimitBytes)})`);
     console.log(`  rows written (bulk SQL)      ${fmt(rowsSeconds)} s in all`);
     console.log(`  workflows started           ${fmt(startSeconds)} s (${fmt(created / startSeconds, 0)} /s through startCollection, 16 at a time)`);
     console.log(`  all asleep (state written)   ${fmt(asleepSeconds)} s after the first start (${fmt(created / asleepSeconds, 0)} cases/s), load ${createLoad}`);

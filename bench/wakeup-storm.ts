@@ -3,6 +3,7 @@
 // Checks that every case's e-mail is delivered exactly once and measures the accepted send
 // rate during the storm against the limit, and the time to drain.
 //   npm run bench:storm -- 10000     (default 200 cases; BENCH_SENDGRID_PER_SECOND=20; 0: no limit)
+//   DATABASE_URL=postgres://… BENCH_SHAPE=production npm run bench:storm -- 10000
 //
 // How the cases wake together: each case is registered two days after its day-1 e-mail, so it
 // starts at that step at once (the late-start rule), and the step waits for the debtor's
@@ -10,7 +11,7 @@
 // (the first whole minute after BENCH_LEAD_SECONDS), so all the timers fire at that minute,
 // as on a Monday 09:00 after a weekend. Cases are made as in the sleeping-population benchmark:
 // rows in bulk SQL, workflows started through startCollection; the worker and the API run in
-// this process as in `npm run dev`.
+// this process as in `npm run dev`, or each in a process of its own with BENCH_SHAPE=production.
 import { and, count, eq, gte } from 'drizzle-orm';
 import { collectionCases, communications } from '../db/schema';
 import { isoDate } from '../test/support/fixtures';
@@ -102,7 +103,7 @@ async function main() {
     const rate = messages.length / drainSeconds;
     const byStage = Object.fromEntries((await stages()).map((s) => [s.stage, s.n]));
 
-    console.log(`Wake-up storm, ${machine()}, ${cases} cases due at one instant, SendGrid limit ${limit > 0 ? `${limit}/s` : 'none'}`);
+    console.log(`Wake-up storm, ${machine()}, ${stack.shape} shape, ${cases} cases due at one instant, SendGrid limit ${limit > 0 ? `${limit}/s` : 'none'}`);
     console.log(`  cases created                ${fmt(createdSeconds)} s (rows in bulk SQL, workflows through startCollection)`);
     console.log(`  delivered                    ${keys.size} of ${cases} cases; ${messages.length} accepted, ${messages.length - keys.size} duplicates; ${await sentInDb()} marked sent in the database`);
     console.log(`  cases after the step         ${JSON.stringify(byStage)}`);

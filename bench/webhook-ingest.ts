@@ -1,14 +1,20 @@
 // Webhook ingest: signed payment webhooks (verify, store once, signal the case) against a bare
 // Fastify POST with the same body, on the same machine in the same run.
 //   npm run bench:webhooks            (BENCH_SECONDS=10 by default per phase)
+//   DATABASE_URL=postgres://… BENCH_SHAPE=production npm run bench:webhooks
+// In the production shape the API and the worker run each in a process of its own, and so does
+// the bare server, so that neither side of the ratio shares an event loop with the load.
+import os from 'node:os';
 import { count, eq } from 'drizzle-orm';
-import Fastify from 'fastify';
-import { webhookEvents } from '../db/schema';
 import { signedHeaders } from '../api/webhook-signatures';
+import { webhookEvents } from '../db/schema';
 import { invoicePayload } from '../test/support/fixtures';
+import { spawnUntilReady } from '../test/support/service-process';
 import { webhookSecrets } from '../test/support/stack';
-import { startBenchStack, machine } from './support/env';
+import { startBareServer } from './support/bare-server';
+import { machine, startBenchStack } from './support/env';
 import { closedLoop, fmt, openLoop, type Request } from './support/load';
+import { cpuMeter, cpuPerItem, totalCpu } from './support/processes';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -18,18 +24,20 @@ async function main() {
   // BENCH_DISPATCH_CONCURRENCY: how many stored events the API applies at once (default 8).
   const dispatchConcurrency = process.env.BENCH_DISPATCH_CONCURRENCY ? Number(process.env.BENCH_DISPATCH_CONCURRENCY) : undefined;
   const stack = await startBenchStack({ settings: { rateLimitPerMinute: 10_000_000 }, paymentDispatch: { concurrency: dispatchConcurrency } });
-  const bare = Fastify({ logger: false, bodyLimit: 256 * 1024 });
-  bare.post('/bare', async (request) => ({ ok: typeof request.body === 'object' }));
+  const bare =
+    stack.shape === 'production'
+      ? await spawnUntilReady('bare server', ['--import', 'tsx', require.resolve('./support/bare-server')], /bare server listening on (\S+)/, { env: {} }).then((p) => ({ url: p.url!, close: p.stop }))
+      : await startBareServer();
   try {
-    const apiUrl = await stack.app.listen({ host: '127.0.0.1', port: 0 });
-    const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
+    const { apiUrl } = stack;
+    const bareUrl = bare.url;
 
     // Open cases the payments go to: one cent at a time, so every case stays open.
     const invoices: string[] = [];
     for (let i = 0; i < invoiceCount; i++) {
       const payload = invoicePayload({ amountTotalMinor: 10_000_000 });
-      const res = await stack.app.inject({ method: 'POST', url: '/invoices', headers: stack.auth('collector'), payload });
-      if (res.statusCode !== 201) throw new Error(`registration failed: ${res.body}`);
+      const res = await stack.post('/invoices', payload);
+      if (res.status !== 201) throw new Error(`registration failed: ${await res.text()}`);
       invoices.push(payload.externalId);
     }
 
@@ -50,7 +58,10 @@ async function main() {
     await closedLoop(apiUrl, signed, { concurrency, seconds: 2, ok });
 
     const baseline = await closedLoop(bareUrl, plain, { concurrency, seconds, ok });
+    // Where the CPU goes while webhooks arrive as fast as they are answered (the applying included).
+    const spent = await cpuMeter(stack);
     const webhook = await closedLoop(apiUrl, signed, { concurrency, seconds, ok });
+    const webhookCpu = await spent();
     const steady = await openLoop(apiUrl, signed, { perSecond: 200, seconds, ok });
 
     // Answered is not applied: the dispatcher applies stored events after the answer. How far
@@ -63,10 +74,11 @@ async function main() {
     while ((await unapplied()) > 0 && performance.now() - drainStart < 300_000) await new Promise((resolve) => setTimeout(resolve, 250));
     const drainSeconds = (performance.now() - drainStart) / 1000;
 
-    console.log(`Webhook ingest, ${machine()}, ${seconds} s per phase, ${concurrency} concurrent callers, dispatcher concurrency ${dispatchConcurrency ?? 8}`);
+    console.log(`Webhook ingest, ${machine()}, ${stack.shape} shape, ${seconds} s per phase, ${concurrency} concurrent callers, dispatcher concurrency ${dispatchConcurrency ?? 8}`);
     console.log(`  bare Fastify POST      ${fmt(baseline.perSecond, 0)} req/s   p50 ${fmt(baseline.p50)} ms   p99 ${fmt(baseline.p99)} ms`);
     console.log(`  signed webhook         ${fmt(webhook.perSecond, 0)} req/s   p50 ${fmt(webhook.p50)} ms   p99 ${fmt(webhook.p99)} ms   errors ${webhook.errors}`);
     console.log(`  ratio                  ${fmt(webhook.perSecond / baseline.perSecond, 3)} × the bare route (target ≥ 0.3)`);
+    console.log(`  CPU ms per webhook     ${cpuPerItem(webhookCpu, webhook.requests, stack)} (${fmt(totalCpu(webhookCpu), 1)} s in ${seconds} s on ${os.cpus().length} cores)`);
     console.log(`  at 200 req/s (open)    p50 ${fmt(steady.p50)} ms   p99 ${fmt(steady.p99)} ms   max ${fmt(steady.max)} ms   errors ${steady.errors}   (target p99 < 50 ms)`);
     console.log(`  applied when the load stopped: ${applied!.n}; still to apply: ${backlog}, applied in ${fmt(drainSeconds, 1)} s (${fmt(backlog / Math.max(drainSeconds, 0.001), 0)} /s); left over: ${await unapplied()}`);
   } finally {

@@ -87,6 +87,7 @@ async function main(): Promise<void> {
     temporalUiUrl,
     logLevel: config.LOG_LEVEL,
     settings: apiSettingsFromConfig(config),
+    paymentDispatch: { concurrency: config.PAYMENT_DISPATCH_CONCURRENCY },
   });
   const apiUrl = await app.listen({ host: config.API_HOST, port: config.API_PORT });
   const keyFile = await ensureDevAdminKey(db.db, dataDir);

@@ -1,10 +1,9 @@
-// The production worker in a process of its own, and where each process's CPU time goes: on a
-// shared two-core machine a rate says little until it is split by who did the work.
-import { execFileSync, spawn } from 'node:child_process';
+// Where each process's CPU time goes: on a shared two-core machine a rate says little until it
+// is split by who did the work.
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-
-const root = path.resolve(__dirname, '..', '..');
+import { sql } from 'drizzle-orm';
+import type { BenchStack } from './env';
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux); 0 once it is gone. */
 export function cpuSeconds(pid: number): number {
@@ -35,46 +34,51 @@ export function childPids(needle: string): number[] {
   return pids;
 }
 
+/** CPU seconds spent by each part of a benchmark's stack. */
+export type CpuSpent = { server: number; bench: number; api: number; worker: number; database: number };
+
 /**
- * `npm run build`, then `node dist/worker/main.js` as in production (the prebuilt workflow
- * bundle, its own database pool), on the given server, database and task queue. Resolves once
- * the worker polls.
+ * Measures where CPU goes while `stack` works: the Temporal dev server, this process (the load,
+ * and in the dev shape the API and the worker), the API and worker processes of the production
+ * shape, and the PostgreSQL backends serving the benchmark's database. `const spent = await
+ * cpuMeter(stack)` starts; `await spent()` gives the seconds since.
  */
-export async function startWorkerProcess(options: { temporalAddress: string; databaseUrl: string; taskQueue: string; env?: Record<string, string> }) {
-  execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-  const child = spawn(process.execPath, [path.join(root, 'dist', 'worker', 'main.js')], {
-    cwd: root,
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: options.temporalAddress,
-      TEMPORAL_TASK_QUEUE: options.taskQueue,
-      DATABASE_URL: options.databaseUrl,
-      ...options.env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // The worker's log stays out of the figures; its last lines are shown if it fails.
-  let out = '';
-  const keep = (chunk: Buffer) => {
-    out = (out + chunk.toString()).slice(-20_000);
+export async function cpuMeter(stack: BenchStack): Promise<() => Promise<CpuSpent>> {
+  const serverPid = childPids('start-dev')[0];
+  const databasePids = async () =>
+    stack.db.kind === 'postgres'
+      ? ((await stack.db.db.execute(sql`select pid from pg_stat_activity where datname = current_database()`)) as unknown as { pid: number }[]).map((r) => r.pid)
+      : [];
+  const read = async () => {
+    const own = process.cpuUsage();
+    return {
+      server: serverPid ? cpuSeconds(serverPid) : 0,
+      bench: (own.user + own.system) / 1e6,
+      api: stack.processes.api ? cpuSeconds(stack.processes.api.pid) : 0,
+      worker: stack.processes.worker ? cpuSeconds(stack.processes.worker.pid) : 0,
+      database: new Map((await databasePids()).map((pid) => [pid, cpuSeconds(pid)])),
+    };
   };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', () => {
-      if (out.includes('worker polling')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`worker process exited (${code}) before polling:\n${out}`)));
-  });
-  child.once('exit', (code, signal) => {
-    if (code !== 0 && signal !== 'SIGINT') console.error(`worker process exited (${code ?? signal}):\n${out}`);
-  });
-  return {
-    pid: child.pid!,
-    async stop() {
-      child.kill('SIGINT'); // main.ts drains in-flight work, then closes its connections
-      await exited;
-    },
+  const before = await read();
+  return async () => {
+    const after = await read();
+    let database = 0;
+    // A backend that started meanwhile counts from zero.
+    for (const [pid, seconds] of after.database) database += seconds - (before.database.get(pid) ?? 0);
+    return { server: after.server - before.server, bench: after.bench - before.bench, api: after.api - before.api, worker: after.worker - before.worker, database };
   };
 }
+
+/** CPU milliseconds per item, split by part, for the figures (`of` names what is divided). */
+export function cpuPerItem(spent: CpuSpent, items: number, stack: BenchStack): string {
+  const ms = (seconds: number) => ((seconds / items) * 1000).toFixed(1);
+  const production = stack.shape === 'production';
+  return [
+    `Temporal server ${ms(spent.server)}`,
+    `bench process (load${production ? '' : ' + API + worker'}${stack.db.kind === 'pglite' ? ' + PGlite' : ''}) ${ms(spent.bench)}`,
+    ...(production ? [`API process ${ms(spent.api)}`, `worker process ${ms(spent.worker)}`] : []),
+    ...(stack.db.kind === 'postgres' ? [`PostgreSQL backends ${ms(spent.database)}`] : []),
+  ].join(', ');
+}
+
+export const totalCpu = (spent: CpuSpent) => spent.server + spent.bench + spent.api + spent.worker + spent.database;

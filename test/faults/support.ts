@@ -15,7 +15,7 @@ import { afternoonZone, emailFirstPolicy, invoicePayload, isoDate } from '../sup
 import { startDevServerHarness, type Harness } from '../support/harness';
 import { startTcpProxy } from '../support/tcp-proxy';
 import { until } from '../support/until';
-import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
+import { startServiceProcess, type ServiceProcess } from '../support/service-process';
 
 export type FaultStack = Awaited<ReturnType<typeof startFaultStack>>;
 
@@ -34,12 +34,12 @@ export async function startFaultStack() {
   const h = await startDevServerHarness({ db: { ...db, dispose: () => db.close() }, inProcessWorker: false });
   await h.db.db.insert(collectionPolicies).values(stormPolicy);
   const workerEnv = { ...h.workerEnv, DATABASE_URL: server.url(proxy.port) };
-  const workers: WorkerProcess[] = [];
+  const workers: ServiceProcess[] = [];
   return {
     h,
     proxy,
-    async startWorker(): Promise<WorkerProcess> {
-      const worker = await startWorkerProcess(workerEnv);
+    async startWorker(): Promise<ServiceProcess> {
+      const worker = await startServiceProcess('worker', { env: workerEnv });
       workers.push(worker);
       return worker;
     },
