@@ -1,9 +1,18 @@
+import { performance } from 'node:perf_hooks';
 import type { ServiceDeps } from './invoice-service';
 import { applyClaimedEvent, claimDueEvents, type EventClaim } from './payment-service';
 
 export type PaymentDispatcherOptions = {
   /** Events applied at once (PAYMENT_DISPATCH_CONCURRENCY, default 8); each is a few statements and a signal to its case. */
   concurrency?: number;
+  /**
+   * Events applied at once while the process is busy (default 1): during a burst of webhooks,
+   * applying yields the CPU to answering them, and catches up at `concurrency` once it eases.
+   * Never 0, so a process that stays busy still applies.
+   */
+  busyConcurrency?: number;
+  /** Whether the process is busy now; default: its event loop was more than half used over the last 250 ms. */
+  isBusy?: () => boolean;
   /** How often events left unapplied (a failed attempt, a stopped process) are looked for. */
   pollIntervalMs?: number;
   /** Beyond this many waiting, a new event is left to the poll (after its lease) instead of held in memory. */
@@ -31,7 +40,24 @@ export type PaymentDispatcher = {
  * ran out). Only the holder of an event's claim records its outcome.
  */
 export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
-  const concurrency = options.concurrency ?? 8;
+  return startDispatcher({ apply: (claim) => applyClaimedEvent(deps, claim), claimDue: (limit) => claimDueEvents(deps, limit), log: deps.log }, options);
+}
+
+/** What a dispatcher does with the events it holds; startPaymentDispatcher's applies stored payments. */
+export type DispatchWork = {
+  apply(claim: EventClaim): Promise<unknown>;
+  claimDue(limit: number): Promise<EventClaim[]>;
+  log?: ServiceDeps['log'];
+};
+
+/** The scheduling of startPaymentDispatcher (how many at once, when to look for more), over any work. */
+export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
+  const fullConcurrency = options.concurrency ?? 8;
+  const busyConcurrency = Math.max(1, Math.min(options.busyConcurrency ?? 1, fullConcurrency));
+  const load = options.isBusy ? undefined : eventLoopLoad(0.5, 250);
+  const isBusy = options.isBusy ?? load!.isBusy;
+  /** How many may run now: fewer while requests keep the process busy. */
+  const limit = () => (isBusy() ? busyConcurrency : fullConcurrency);
   const maxQueued = options.maxQueued ?? 1000;
   const queue: EventClaim[] = [];
   let running = 0;
@@ -44,6 +70,7 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
   let moreDue = false;
 
   const pump = () => {
+    const concurrency = limit();
     if (!closed && moreDue && queue.length === 0 && running < concurrency && !polling) {
       moreDue = false;
       pollInBackground();
@@ -51,8 +78,9 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
     while (!closed && running < concurrency && queue.length > 0) {
       const claim = queue.shift()!;
       running++;
-      applyClaimedEvent(deps, claim)
-        .catch((err) => deps.log?.error({ err, webhookEventId: claim.id }, 'applying a stored payment event failed; it will be retried'))
+      work
+        .apply(claim)
+        .catch((err) => work.log?.error({ err, webhookEventId: claim.id }, 'applying a stored payment event failed; it will be retried'))
         .finally(() => {
           running--;
           if (running === 0) drained?.();
@@ -63,8 +91,8 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
 
   const poll = async (): Promise<number> => {
     // Claim only what can start soon: a claim waiting in memory past its lease is taken over.
-    const wanted = concurrency - running - queue.length;
-    const claims = await claimDueEvents(deps, wanted);
+    const wanted = limit() - running - queue.length;
+    const claims = await work.claimDue(wanted);
     moreDue = wanted > 0 && claims.length === wanted;
     queue.push(...claims);
     pump();
@@ -74,7 +102,7 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
   const pollInBackground = () => {
     polling = poll()
       .catch((err) => {
-        deps.log?.error({ err }, 'looking for unapplied payment events failed');
+        work.log?.error({ err }, 'looking for unapplied payment events failed');
         return 0;
       })
       .finally(() => {
@@ -101,6 +129,7 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
     async close() {
       closed = true;
       clearInterval(timer);
+      load?.stop();
       await polling;
       // What is only queued stays claimed until its lease ends, then any dispatcher takes it.
       queue.length = 0;
@@ -111,4 +140,21 @@ export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispat
       ]);
     },
   };
+}
+
+/**
+ * Whether this process's event loop was busier than `threshold` (0–1, the share of time it
+ * spent running code rather than waiting) over the last `windowMs`. The loop is where the
+ * webhooks are answered, so this is the signal that answering them is being held up.
+ */
+function eventLoopLoad(threshold: number, windowMs: number): { isBusy(): boolean; stop(): void } {
+  let last = performance.eventLoopUtilization();
+  let busy = false;
+  const timer = setInterval(() => {
+    const now = performance.eventLoopUtilization();
+    busy = performance.eventLoopUtilization(now, last).utilization > threshold;
+    last = now;
+  }, windowMs);
+  timer.unref();
+  return { isBusy: () => busy, stop: () => clearInterval(timer) };
 }

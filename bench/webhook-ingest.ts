@@ -69,10 +69,12 @@ async function main() {
     const unapplied = async () => (await stack.db.db.select({ n: count() }).from(webhookEvents).where(eq(webhookEvents.status, 'received')))[0]!.n;
     const [applied] = await stack.db.db.select({ n: count() }).from(webhookEvents).where(eq(webhookEvents.status, 'applied'));
     const backlog = await unapplied();
+    const drainCpu = await cpuMeter(stack);
     const drainStart = performance.now();
     // Bounded: an event that keeps failing would show as left over, not hang the run.
     while ((await unapplied()) > 0 && performance.now() - drainStart < 300_000) await new Promise((resolve) => setTimeout(resolve, 250));
     const drainSeconds = (performance.now() - drainStart) / 1000;
+    const drainSpent = await drainCpu();
 
     console.log(`Webhook ingest, ${machine()}, ${stack.shape} shape, ${seconds} s per phase, ${concurrency} concurrent callers, dispatcher concurrency ${dispatchConcurrency ?? 8}`);
     console.log(`  bare Fastify POST      ${fmt(baseline.perSecond, 0)} req/s   p50 ${fmt(baseline.p50)} ms   p99 ${fmt(baseline.p99)} ms`);
@@ -80,7 +82,9 @@ async function main() {
     console.log(`  ratio                  ${fmt(webhook.perSecond / baseline.perSecond, 3)} × the bare route (target ≥ 0.3)`);
     console.log(`  CPU ms per webhook     ${cpuPerItem(webhookCpu, webhook.requests, stack)} (${fmt(totalCpu(webhookCpu), 1)} s in ${seconds} s on ${os.cpus().length} cores)`);
     console.log(`  at 200 req/s (open)    p50 ${fmt(steady.p50)} ms   p99 ${fmt(steady.p99)} ms   max ${fmt(steady.max)} ms   errors ${steady.errors}   (target p99 < 50 ms)`);
-    console.log(`  applied when the load stopped: ${applied!.n}; still to apply: ${backlog}, applied in ${fmt(drainSeconds, 1)} s (${fmt(backlog / Math.max(drainSeconds, 0.001), 0)} /s); left over: ${await unapplied()}`);
+    const leftOver = await unapplied();
+    console.log(`  applied when the load stopped: ${applied!.n}; still to apply: ${backlog}, applied in ${fmt(drainSeconds, 1)} s (${fmt(backlog / Math.max(drainSeconds, 0.001), 0)} /s); left over: ${leftOver}`);
+    console.log(`  CPU ms per event applied after the load: ${cpuPerItem(drainSpent, Math.max(1, backlog - leftOver), stack)} (${fmt(totalCpu(drainSpent), 1)} s in ${fmt(drainSeconds, 0)} s)`);
   } finally {
     await bare.close();
     await stack.stop();

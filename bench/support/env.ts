@@ -55,8 +55,11 @@ export async function startBenchStack(options: HarnessOptions = {}) {
         ...(options.settings?.rateLimitPerMinute ? { API_RATE_LIMIT_PER_MINUTE: String(options.settings.rateLimitPerMinute) } : {}),
         ...(options.paymentDispatch?.concurrency ? { PAYMENT_DISPATCH_CONCURRENCY: String(options.paymentDispatch.concurrency) } : {}),
       };
-      processes.push(await startServiceProcess('worker', { code: 'built', env: serviceEnv }));
-      const api = await startServiceProcess('api', { code: 'built', env: serviceEnv });
+      // BENCH_CPU_PROFILE_DIR: each process writes a V8 CPU profile there when it stops (open in Chrome DevTools).
+      const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
+      const execArgv = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+      processes.push(await startServiceProcess('worker', { code: 'built', env: serviceEnv, execArgv }));
+      const api = await startServiceProcess('api', { code: 'built', env: serviceEnv, execArgv });
       processes.push(api);
       apiUrl = api.url!;
     } else {
