@@ -18,6 +18,7 @@ import { isoDate } from '../test/support/fixtures';
 import { insertCases, insertPolicy, startCases, until } from './support/cases';
 import { loadAverage, machine, startBenchStack } from './support/env';
 import { fmt } from './support/load';
+import { cpuMeter, cpuPerItem, totalCpu } from './support/processes';
 
 const cases = Number(process.argv[2] ?? process.env.BENCH_CASES ?? 200);
 const limit = Number(process.env.BENCH_SENDGRID_PER_SECOND ?? 20);
@@ -74,6 +75,8 @@ async function main() {
     console.error(`  ${cases} cases created in ${fmt(createdSeconds)} s; the storm starts at ${stormAt.toISOString()} (${timeZone} ${localStart}), in ${fmt((stormAt.getTime() - Date.now()) / 1000, 0)} s`);
 
     if (limit > 0) stack.sendgrid.rateLimit({ perSecond: limit });
+    // Where the CPU goes from here to the end of the storm (this is just before the instant).
+    const spent = await cpuMeter(stack);
     const sentInDb = async () => (await db.select({ n: count() }).from(communications).where(eq(communications.status, 'sent')))[0]!.n;
     const stages = async () => db.select({ stage: collectionCases.stage, n: count() }).from(collectionCases).groupBy(collectionCases.stage);
     /** Cases past the step: sent and moved on, or blocked because the send failed for good. */
@@ -89,6 +92,7 @@ async function main() {
       clearInterval(progress);
     }
     const drainLoad = loadAverage();
+    const stormCpu = await spent();
 
     const { messages, requests } = stack.sendgrid;
     const keys = new Set(messages.map((m) => m.body.custom_args?.idempotencyKey));
@@ -110,6 +114,7 @@ async function main() {
     console.log(`  refused with 429             ${refused}`);
     console.log(`  time to drain                ${fmt(drainSeconds)} s from the storm instant to the last acceptance, load ${drainLoad}`);
     console.log(`  accepted per second          ${fmt(rate)} on average; per one-second window p10 ${percentile(fullWindows, 10)}, p50 ${percentile(fullWindows, 50)}, max ${fullWindows.at(-1) ?? 0}`);
+    console.log(`  CPU ms per case woken        ${cpuPerItem(stormCpu, cases, stack)} (${fmt(totalCpu(stormCpu), 0)} s)`);
     if (limit > 0) console.log(`  sustained rate vs the limit  ${fmt(rate / limit, 2)}× (target ≥ 0.9×)`);
   } finally {
     await stack.stop();

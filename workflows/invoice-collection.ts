@@ -455,6 +455,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * answers (even if the step is cancelled meanwhile: the e-mail is out). Once SendGrid has
    * accepted it, the send is done in the history, so a database outage never sends it twice.
    * Cases that passed a send before this patch replay the one activity that did both.
+   * The mark is a local activity (one short statement, like the state write after it), so
+   * the server records a marker instead of one more activity task and workflow task; cases
+   * that marked a send as an activity task replay it as one.
    */
   async function sendEmail(args: Parameters<Activities['deliverEmail']>[0]): Promise<void> {
     if (!patched('email-marked-sent-apart')) {
@@ -464,7 +467,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const delivery = await acts.deliverEmail(args);
     if (!delivery.sent) return;
     const { workflowId: id, stepId, template, at } = args;
-    await CancellationScope.nonCancellable(() => books.markEmailSent({ workflowId: id, stepId, template, at, ...delivery }));
+    const mark = patched('email-mark-local-activity') ? localBooks.markEmailSent : books.markEmailSent;
+    await CancellationScope.nonCancellable(() => mark({ workflowId: id, stepId, template, at, ...delivery }));
   }
 
   /**
