@@ -11,7 +11,11 @@ export type PaymentDispatcherOptions = {
    * Never 0, so a process that stays busy still applies.
    */
   busyConcurrency?: number;
-  /** Whether the process is busy now; default: its event loop was more than half used over the last 250 ms. */
+  /**
+   * Whether the process is busy answering webhooks now; default: webhooks arrived in the last
+   * 250 ms and the event loop was more than half used meanwhile. Applying alone never counts
+   * as busy, so a backlog drains at full concurrency once the webhooks stop.
+   */
   isBusy?: () => boolean;
   /** How often events left unapplied (a failed attempt, a stopped process) are looked for. */
   pollIntervalMs?: number;
@@ -54,7 +58,14 @@ export type DispatchWork = {
 export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
   const fullConcurrency = options.concurrency ?? 8;
   const busyConcurrency = Math.max(1, Math.min(options.busyConcurrency ?? 1, fullConcurrency));
-  const load = options.isBusy ? undefined : eventLoopLoad(0.5, 250);
+  /** Webhooks stored by this process since the load was last sampled. */
+  let arrivals = 0;
+  const anyArrived = () => {
+    const any = arrivals > 0;
+    arrivals = 0;
+    return any;
+  };
+  const load = options.isBusy ? undefined : eventLoopLoad(0.5, 250, anyArrived);
   const isBusy = options.isBusy ?? load!.isBusy;
   /** How many may run now: fewer while requests keep the process busy. */
   const limit = () => (isBusy() ? busyConcurrency : fullConcurrency);
@@ -120,6 +131,7 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
       timer.unref();
     },
     wake(claim) {
+      arrivals++;
       // Dropped when busy: the claim's lease runs out and a poll picks the event up.
       if (closed || queue.length >= maxQueued) return;
       queue.push(claim);
@@ -143,16 +155,18 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
 }
 
 /**
- * Whether this process's event loop was busier than `threshold` (0–1, the share of time it
- * spent running code rather than waiting) over the last `windowMs`. The loop is where the
- * webhooks are answered, so this is the signal that answering them is being held up.
+ * Whether, over the last `windowMs`, requests arrived (`arrived()` says so, and starts counting
+ * afresh) and this process's event loop was busier than `threshold` (0–1, the share of time it
+ * spent running code rather than waiting). The loop is where the webhooks are answered, so
+ * this is the signal that answering them is being held up.
  */
-function eventLoopLoad(threshold: number, windowMs: number): { isBusy(): boolean; stop(): void } {
+function eventLoopLoad(threshold: number, windowMs: number, arrived: () => boolean): { isBusy(): boolean; stop(): void } {
   let last = performance.eventLoopUtilization();
   let busy = false;
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
-    busy = performance.eventLoopUtilization(now, last).utilization > threshold;
+    const used = performance.eventLoopUtilization(now, last).utilization;
+    busy = arrived() && used > threshold;
     last = now;
   }, windowMs);
   timer.unref();

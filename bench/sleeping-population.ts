@@ -7,7 +7,7 @@
 // The path measured: rows written in bulk SQL (1,000 per statement), then every workflow started
 // through startCollection, the product's start path (registration and the overdue sweep use it),
 // 16 at a time, from this process; the worker runs as in production, in a process of its own
-// (`npm run build`, then dist/worker/main.js), with bench/support/memory-probe.ts loaded to read
+// (`npm run build`, then dist/worker/main.js), with bench/support/memory-probe.cjs loaded to read
 // its memory.
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -22,12 +22,14 @@ import { loadAverage, machine, startBenchTemporal } from './support/env';
 import { fmt } from './support/load';
 import { loadConfig } from '../config';
 import { startServiceProcess, type ServiceProcess } from '../test/support/service-process';
-import type { WorkerMemory } from './support/memory-probe';
 
 const cases = Number(process.argv[2] ?? process.env.BENCH_CASES ?? 1000);
 const timeoutMinutes = Number(process.env.BENCH_TIMEOUT_MINUTES ?? 120);
 /** How long the worker is left alone before its memory is read (idle, and again after the cases sleep). */
 const settleMs = Number(process.env.BENCH_SETTLE_SECONDS ?? 30) * 1000;
+
+/** What bench/support/memory-probe.cjs answers. */
+type WorkerMemory = { rssBytes: number; heapUsedBytes: number; externalBytes: number; heapLimitBytes: number };
 
 const MiB = 2 ** 20;
 const mib = (bytes: number) => `${fmt(bytes / MiB)} MiB`;
@@ -85,7 +87,7 @@ async function main() {
     worker = await startServiceProcess('worker', {
       code: 'built',
       env: workerEnv,
-      execArgv: ['--expose-gc', '--import', 'tsx', '--import', require.resolve('./support/memory-probe')],
+      execArgv: ['--expose-gc', '--require', require.resolve('./support/memory-probe.cjs')],
       ipc: true,
     });
     const idle = await settledMemory(worker);

@@ -56,17 +56,24 @@ async function main() {
     // Warm both up (JIT, connection pools, workflow caches) before measuring.
     await closedLoop(bareUrl, plain, { concurrency, seconds: 2, ok });
     await closedLoop(apiUrl, signed, { concurrency, seconds: 2, ok });
+    const unapplied = async () => (await stack.db.db.select({ n: count() }).from(webhookEvents).where(eq(webhookEvents.status, 'received')))[0]!.n;
+    // Each phase starts once the events before it are applied, so it has the machine to itself.
+    const applyAll = async () => {
+      const settled = performance.now() + 300_000;
+      while ((await unapplied()) > 0 && performance.now() < settled) await new Promise((resolve) => setTimeout(resolve, 250));
+    };
+    await applyAll();
 
     const baseline = await closedLoop(bareUrl, plain, { concurrency, seconds, ok });
+    const steady = await openLoop(apiUrl, signed, { perSecond: 200, seconds, ok });
+    await applyAll();
     // Where the CPU goes while webhooks arrive as fast as they are answered (the applying included).
     const spent = await cpuMeter(stack);
     const webhook = await closedLoop(apiUrl, signed, { concurrency, seconds, ok });
     const webhookCpu = await spent();
-    const steady = await openLoop(apiUrl, signed, { perSecond: 200, seconds, ok });
 
     // Answered is not applied: the dispatcher applies stored events after the answer. How far
     // behind it is when the load stops, and how fast it catches up.
-    const unapplied = async () => (await stack.db.db.select({ n: count() }).from(webhookEvents).where(eq(webhookEvents.status, 'received')))[0]!.n;
     const [applied] = await stack.db.db.select({ n: count() }).from(webhookEvents).where(eq(webhookEvents.status, 'applied'));
     const backlog = await unapplied();
     const drainCpu = await cpuMeter(stack);
