@@ -13,10 +13,16 @@ export type PaymentDispatcherOptions = {
   busyConcurrency?: number;
   /**
    * Whether the process is busy answering webhooks now; default: webhooks arrived in the last
-   * 250 ms and the event loop was more than half used meanwhile. Applying alone never counts
-   * as busy, so a backlog drains at full concurrency once the webhooks stop.
+   * 250 ms and the event loop was more than half used meanwhile. With no webhooks arriving it
+   * never counts as busy, so a backlog drains at full concurrency once they stop.
    */
   isBusy?: () => boolean;
+  /**
+   * The longest an event waits in this process because of a burst (default 5 s): once the
+   * oldest queued event has waited longer, all of `concurrency` is used even while busy, so
+   * sustained load delays payments by at most this, not by the whole backlog.
+   */
+  maxYieldMs?: number;
   /** How often events left unapplied (a failed attempt, a stopped process) are looked for. */
   pollIntervalMs?: number;
   /** Beyond this many waiting, a new event is left to the poll (after its lease) instead of held in memory. */
@@ -67,10 +73,15 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
   };
   const load = options.isBusy ? undefined : eventLoopLoad(0.5, 250, anyArrived);
   const isBusy = options.isBusy ?? load!.isBusy;
-  /** How many may run now: fewer while requests keep the process busy. */
-  const limit = () => (isBusy() ? busyConcurrency : fullConcurrency);
+  const maxYieldMs = options.maxYieldMs ?? 5000;
   const maxQueued = options.maxQueued ?? 1000;
-  const queue: EventClaim[] = [];
+  /** Claims waiting to be applied, each with when it was queued. */
+  const queue: { claim: EventClaim; since: number }[] = [];
+  /** How many may run now: fewer while webhooks keep the process busy, unless an event has waited too long. */
+  const limit = () => {
+    const overdue = queue.length > 0 && performance.now() - queue[0]!.since > maxYieldMs;
+    return isBusy() && !overdue ? busyConcurrency : fullConcurrency;
+  };
   let running = 0;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -87,7 +98,7 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
       pollInBackground();
     }
     while (!closed && running < concurrency && queue.length > 0) {
-      const claim = queue.shift()!;
+      const { claim } = queue.shift()!;
       running++;
       work
         .apply(claim)
@@ -105,7 +116,8 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
     const wanted = limit() - running - queue.length;
     const claims = await work.claimDue(wanted);
     moreDue = wanted > 0 && claims.length === wanted;
-    queue.push(...claims);
+    const since = performance.now();
+    queue.push(...claims.map((claim) => ({ claim, since })));
     pump();
     return claims.length;
   };
@@ -132,9 +144,9 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
     },
     wake(claim) {
       arrivals++;
-      // Dropped when busy: the claim's lease runs out and a poll picks the event up.
+      // Dropped when the queue is full: the claim's lease runs out and a poll picks the event up.
       if (closed || queue.length >= maxQueued) return;
-      queue.push(claim);
+      queue.push({ claim, since: performance.now() });
       pump();
     },
     poll,
@@ -160,7 +172,7 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
  * spent running code rather than waiting). The loop is where the webhooks are answered, so
  * this is the signal that answering them is being held up.
  */
-function eventLoopLoad(threshold: number, windowMs: number, arrived: () => boolean): { isBusy(): boolean; stop(): void } {
+export function eventLoopLoad(threshold: number, windowMs: number, arrived: () => boolean): { isBusy(): boolean; stop(): void } {
   let last = performance.eventLoopUtilization();
   let busy = false;
   const timer = setInterval(() => {

@@ -59,8 +59,19 @@ async function settledMemory(worker: ServiceProcess): Promise<WorkerMemory> {
 
 /** One reading from the probe in the worker's process, after a full garbage collection. */
 function memory(worker: ServiceProcess): Promise<WorkerMemory> {
-  return new Promise((resolve) => {
-    worker.child.once('message', (reply) => resolve(reply as WorkerMemory));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error('the worker did not report its memory within 60 s')), 60_000);
+    const onExit = () => done(new Error('the worker process exited'));
+    const onReply = (reply: unknown) => done(undefined, reply as WorkerMemory);
+    const done = (error?: Error, reply?: WorkerMemory) => {
+      clearTimeout(timer);
+      worker.child.off('exit', onExit);
+      worker.child.off('message', onReply);
+      if (error) reject(error);
+      else resolve(reply!);
+    };
+    worker.child.once('exit', onExit);
+    worker.child.once('message', onReply);
     worker.child.send('memory');
   });
 }
@@ -130,6 +141,9 @@ async function main() {
         rowsSeconds += (performance.now() - t0) / 1000;
         await startCases({ db: database.db, temporal: env.client, taskQueue }, stored, 16);
         created += chunk;
+        // Starts are cheaper than the worker's first task for each case: keep at most two
+        // chunks ahead of it, so the cases made when creation time runs out are soon asleep.
+        while (performance.now() < createUntil && (await asleep()) < created - 2000) await new Promise((r) => setTimeout(r, 1000));
       }
       startSeconds = (performance.now() - t1) / 1000;
       await until(async () => (await asleep()) >= created, deadline, `${created} cases asleep`, 2000);

@@ -31,7 +31,8 @@ afterAll(async () => {
 });
 
 describe('the API process', () => {
-  it('serves with its settings from the environment, applies a signed payment, and exits 0 on SIGTERM', async () => {
+  // Up to 90 s for the process to start (tsx compiles it on a loaded machine), within the test's 120 s.
+  it('serves with its settings from the environment, applies a signed payment, and exits 0 on SIGTERM', { timeout: 120_000 }, async () => {
     api = await startServiceProcess('api', {
       env: {
         DATABASE_URL: server.url(server.port),
@@ -45,6 +46,7 @@ describe('the API process', () => {
         LOG_LEVEL: 'warn',
         WEBHOOK_SECRETS: `bank=${bankSecret}`,
       },
+      startTimeoutMs: 90_000,
     });
     const auth = { authorization: `Bearer ${collectorKey}`, 'content-type': 'application/json' };
 

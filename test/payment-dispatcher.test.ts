@@ -2,7 +2,7 @@
 // and that it yields to a busy process without ever stopping. (Applying for real, with the
 // database and Temporal, is in webhooks.test.ts and the outage tests.)
 import { describe, expect, it } from 'vitest';
-import { startDispatcher } from '../api/payment-dispatcher';
+import { eventLoopLoad, startDispatcher } from '../api/payment-dispatcher';
 
 /** Applies that finish only when the test says so, counting how many run at once. */
 function heldApplies() {
@@ -54,5 +54,50 @@ describe('payment dispatcher', () => {
     while (work.running() > 0) await work.finishOne();
     expect(work.applied).toEqual(claims(0, 10).map((c) => c.id));
     await dispatcher.close();
+  });
+
+  it('stops yielding to a burst that lasts, once an event has waited longer than maxYieldMs', async () => {
+    const work = heldApplies();
+    const dispatcher = startDispatcher({ apply: work.apply, claimDue: async () => [] }, { concurrency: 4, isBusy: () => true, maxYieldMs: 100 });
+    for (const claim of claims(0, 8)) dispatcher.wake(claim);
+    expect(work.running()).toBe(1);
+    await work.finishOne();
+    expect(work.running()).toBe(1); // still yielding: nothing has waited 100 ms yet
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await work.finishOne();
+    expect(work.running()).toBe(4);
+    while (work.running() > 0) await work.finishOne();
+    expect(work.applied).toHaveLength(8);
+    await dispatcher.close();
+  });
+});
+
+describe('event-loop load', () => {
+  const block = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until) {
+      // the event loop is busy, as with a burst of requests
+    }
+  };
+  const sampled = () => new Promise((resolve) => setTimeout(resolve, 120));
+  // The sampler's interval fell due during the block, so it runs before a timer set now.
+  const afterSample = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+  it('is busy only while requests arrive and the event loop is mostly used', async () => {
+    let arrived = true;
+    const load = eventLoopLoad(0.5, 50, () => arrived);
+    try {
+      block(200);
+      await afterSample();
+      expect(load.isBusy()).toBe(true);
+      await sampled(); // an idle window: the loop waited
+      expect(load.isBusy()).toBe(false);
+      arrived = false;
+      block(200);
+      await afterSample();
+      expect(load.isBusy()).toBe(false); // busy, but with nothing arriving: applying may go at full speed
+    } finally {
+      load.stop();
+    }
   });
 });

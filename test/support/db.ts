@@ -90,7 +90,7 @@ async function dropDatabase(admin: postgres.Sql, name: string): Promise<void> {
         await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
         return;
       } catch (error) {
-        const refused = (error as { code?: string }).code === '42501';
+        const refused = /must be a member of the role whose process is being terminated/.test((error as Error).message);
         if (!refused || attempt >= 50) throw error;
         await new Promise((resolve) => setTimeout(resolve, 200));
       }

@@ -24,7 +24,7 @@ export type ServiceProcessOptions = {
 const root = path.resolve(__dirname, '..', '..');
 
 /** What each entry point prints once it serves: the worker polls, the API listens. */
-const readyLine = { worker: /worker polling task queue/, api: /API listening on (http:\/\/\S+)/ };
+const readyLine = { worker: /worker polling task queue/, api: /API listening on (http:\/\/\S+)\r?\n/ };
 
 let built = false;
 
@@ -70,7 +70,12 @@ export async function spawnUntilReady(name: string, args: string[], ready: RegEx
   const startedAt = Date.now();
   const timeoutMs = options.startTimeoutMs ?? 120_000;
   const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} process not ready after ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Not left running behind a failed start.
+      expectedExit = true;
+      child.kill('SIGKILL');
+      reject(new Error(`${name} process not ready after ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
     const onData = () => {
       const found = output.match(ready);
       if (!found) return;
