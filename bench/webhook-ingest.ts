@@ -26,12 +26,13 @@ async function main() {
   const stack = await startBenchStack({ settings: { rateLimitPerMinute: 10_000_000 }, paymentDispatch: { concurrency: dispatchConcurrency } });
   let bare: { url: string; close(): Promise<unknown> } | undefined;
   try {
-    bare =
+    const started =
       stack.shape === 'production'
         ? await spawnUntilReady('bare server', ['--import', 'tsx', require.resolve('./support/bare-server')], /bare server listening on (\S+)\r?\n/, { env: {} }).then((p) => ({ url: p.url!, close: p.stop }))
         : await startBareServer();
+    bare = started;
     const { apiUrl } = stack;
-    const bareUrl = bare.url;
+    const bareUrl = started.url;
 
     // Open cases the payments go to: one cent at a time, so every case stays open.
     const invoices: string[] = [];
