@@ -77,7 +77,9 @@ export default tseslint.config(
   {
     // A worker evaluates the workflow bundle's modules afresh for every case it starts, and
     // zod with the schemas built on it cost more CPU there than the workflow itself
-    // (BENCHMARKS.md, "Case start rate"). Schemas live in domain/policy.ts and
+    // (BENCHMARKS.md, "Case start rate"). The bundle's modules are preloaded, evaluated once and
+    // shared by every workflow in the worker (worker/create-worker.ts): a module-level variable
+    // a workflow could reassign would carry state from one case to the next. Schemas live in domain/policy.ts and
     // domain/schemas.ts; the workflow and the domain modules it imports take their types only.
     files: ['workflows/**/*.ts', 'domain/**/*.ts'],
     ignores: ['**/*.test.ts', 'domain/policy.ts', 'domain/schemas.ts'],
@@ -89,6 +91,13 @@ export default tseslint.config(
           message: 'Keep zod out of the workflow bundle: import the logic from domain/ladder, and schema types with `import type`.',
         },
       ]),
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'Program > VariableDeclaration[kind!="const"], ExportNamedDeclaration > VariableDeclaration[kind!="const"]',
+          message: 'Workflow modules are shared by every workflow in a worker: module-level state must be const.',
+        },
+      ],
     },
   },
 );

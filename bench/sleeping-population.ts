@@ -29,7 +29,7 @@ const timeoutMinutes = Number(process.env.BENCH_TIMEOUT_MINUTES ?? 120);
 const settleMs = Number(process.env.BENCH_SETTLE_SECONDS ?? 30) * 1000;
 
 /** What bench/support/memory-probe.cjs answers. */
-type WorkerMemory = { rssBytes: number; heapUsedBytes: number; externalBytes: number; heapLimitBytes: number };
+type WorkerMemory = { rssBytes: number; heapUsedBytes: number; externalBytes: number; heapLimitBytes: number; threadHeapUsedBytes: number };
 
 const MiB = 2 ** 20;
 const mib = (bytes: number) => `${fmt(bytes / MiB)} MiB`;
@@ -54,7 +54,13 @@ async function settledMemory(worker: ServiceProcess): Promise<WorkerMemory> {
     await new Promise((r) => setTimeout(r, 2000));
   }
   const median = (pick: (m: WorkerMemory) => number) => readings.map(pick).sort((a, b) => a - b)[2]!;
-  return { ...readings[0]!, rssBytes: median((m) => m.rssBytes), heapUsedBytes: median((m) => m.heapUsedBytes), externalBytes: median((m) => m.externalBytes) };
+  return {
+    ...readings[0]!,
+    rssBytes: median((m) => m.rssBytes),
+    heapUsedBytes: median((m) => m.heapUsedBytes),
+    externalBytes: median((m) => m.externalBytes),
+    threadHeapUsedBytes: median((m) => m.threadHeapUsedBytes),
+  };
 }
 
 /** One reading from the probe in the worker's process, after a full garbage collection. */
@@ -133,13 +139,14 @@ async function main() {
       void asleep().then((n) => console.error(`  … ${created} started, ${n} asleep after ${fmt((performance.now() - t1) / 1000, 0)} s, load ${loadAverage()}`));
     }, 60_000);
     let startSeconds = 0;
+    let retriedStarts = 0;
     try {
       while (created < cases && performance.now() < createUntil) {
         const t0 = performance.now();
         const chunk = Math.min(1000, cases - created);
         const stored = await insertCases(database.db, { count: chunk, policyId: policy.id, dueDate: isoDate(30), timeZone: 'Europe/Berlin' });
         rowsSeconds += (performance.now() - t0) / 1000;
-        await startCases({ db: database.db, temporal: env.client, taskQueue }, stored, 16);
+        retriedStarts += await startCases({ db: database.db, temporal: env.client, taskQueue }, stored, 16);
         created += chunk;
         // Starts are cheaper than the worker's first task for each case: keep at most two
         // chunks ahead of it, so the cases made when creation time runs out are soon asleep.
@@ -162,10 +169,11 @@ async function main() {
     console.log(`Sleeping population, ${machine()}, ${created} cases${created < cases ? ` (of ${cases} asked: creation time ran out)` : ''}`);
     console.log(`  worker options               maxCachedWorkflows ${maxCachedWorkflows} (heap limit ${mib(idle.heapLimitBytes)})`);
     console.log(`  rows written (bulk SQL)      ${fmt(rowsSeconds)} s in all`);
-    console.log(`  workflows started           ${fmt(startSeconds)} s (${fmt(created / startSeconds, 0)} /s through startCollection, 16 at a time)`);
+    console.log(`  workflows started           ${fmt(startSeconds)} s (${fmt(created / startSeconds, 0)} /s through startCollection, 16 at a time; ${retriedStarts} retried by the client)`);
     console.log(`  all asleep (state written)   ${fmt(asleepSeconds)} s after the first start (${fmt(created / asleepSeconds, 0)} cases/s), load ${createLoad}`);
-    console.log(`  worker idle                  RSS ${mib(idle.rssBytes)}, heap ${mib(idle.heapUsedBytes)}, load ${idleLoad}`);
-    console.log(`  worker, ${created} asleep     RSS ${mib(after.rssBytes)}, heap ${mib(after.heapUsedBytes)}, load ${afterLoad}`);
+    const heaps = (m: WorkerMemory) => `main heap ${mib(m.heapUsedBytes)}, workflow thread heap ${mib(m.threadHeapUsedBytes)}`;
+    console.log(`  worker idle                  RSS ${mib(idle.rssBytes)}, ${heaps(idle)}, load ${idleLoad}`);
+    console.log(`  worker, ${created} asleep     RSS ${mib(after.rssBytes)}, ${heaps(after)}, load ${afterLoad}`);
     console.log(`  memory ratio                 ${fmt(ratio, 2)}× idle RSS, ${fmt(after.heapUsedBytes / idle.heapUsedBytes, 2)}× idle heap (target ≤ 1.2×)`);
     console.log(`  Temporal SQLite per case     ${fmt((sqliteAfter - sqliteBefore) / created / 1024, 2)} KiB (${mib(sqliteAfter)} in all)`);
     console.log(`  PostgreSQL per case          ${fmt((dbAfter - dbBefore) / created / 1024, 2)} KiB (${mib(dbAfter)} in all)`);

@@ -1,22 +1,61 @@
 // Loaded into the worker's process (`node --expose-gc --require <this file>`) by the
 // sleeping-population benchmark: on "memory" from the parent over the IPC channel, it collects
-// garbage on the main thread and answers with the process's memory ({ rssBytes, heapUsedBytes,
-// externalBytes, heapLimitBytes }), so the main thread's uncollected garbage does not count as
-// memory the cases hold. (The workflows live in the SDK's workflow thread, whose heap is in the
-// RSS as it is: its garbage is collected on its own schedule.)
-// The worker itself runs unchanged. Plain JavaScript: Node options reach the SDK's workflow
-// thread too, where a TypeScript loader is not registered (there, process.send is absent).
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- a plain CommonJS preload (see above)
+// garbage on every thread and answers with the process's memory ({ rssBytes, heapUsedBytes,
+// externalBytes, heapLimitBytes, threadHeapUsedBytes }), so uncollected garbage does not count
+// as memory the cases hold.
+// The workflows live in the SDK's workflow thread (a worker thread with a V8 heap of its own).
+// Node options reach that thread too, so this file runs there as well: there it answers the main
+// thread over a BroadcastChannel with its own heap, after its own garbage collection.
+// The worker itself runs unchanged. Plain JavaScript: no TypeScript loader is registered in the
+// workflow thread.
+/* eslint-disable @typescript-eslint/no-require-imports -- a plain CommonJS preload (see above) */
 const v8 = require('node:v8');
+const { isMainThread, threadId, BroadcastChannel } = require('node:worker_threads');
 
-if (process.send) {
-  process.on('message', (message) => {
+const channelName = 'arrears-memory-probe';
+/** How long the main thread waits for the other threads' answers. */
+const threadAnswerMs = 2000;
+
+if (!isMainThread) {
+  const channel = new BroadcastChannel(channelName);
+  channel.onmessage = (event) => {
+    if (event.data !== 'collect') return;
+    if (global.gc) global.gc();
+    const heap = v8.getHeapStatistics();
+    channel.postMessage({ threadId, heapUsedBytes: heap.used_heap_size, heapTotalBytes: heap.total_heap_size });
+  };
+  channel.unref();
+} else if (process.send) {
+  process.on('message', async (message) => {
     if (message !== 'memory') return;
+    const threadHeaps = await collectThreads();
     if (global.gc) global.gc();
     const m = process.memoryUsage();
     const heap = v8.getHeapStatistics();
-    process.send({ rssBytes: m.rss, heapUsedBytes: heap.used_heap_size, externalBytes: m.external, heapLimitBytes: heap.heap_size_limit });
+    process.send({
+      rssBytes: m.rss,
+      heapUsedBytes: heap.used_heap_size,
+      externalBytes: m.external,
+      heapLimitBytes: heap.heap_size_limit,
+      threadHeapUsedBytes: threadHeaps.reduce((sum, t) => sum + t.heapUsedBytes, 0),
+    });
   });
   // The channel must not keep the worker alive once it has shut down.
   if (process.channel) process.channel.unref();
+}
+
+/** Asks every other thread to collect its garbage; their heaps as they answer within threadAnswerMs. */
+function collectThreads() {
+  return new Promise((resolve) => {
+    const channel = new BroadcastChannel(channelName);
+    const answers = [];
+    channel.onmessage = (event) => {
+      if (event.data && typeof event.data === 'object') answers.push(event.data);
+    };
+    channel.postMessage('collect');
+    setTimeout(() => {
+      channel.close();
+      resolve(answers);
+    }, threadAnswerMs);
+  });
 }
