@@ -8,6 +8,7 @@ import { configSchema, type Config } from '../config';
 import type { DbHandle } from '../db/client';
 import type { ServiceDeps } from './invoice-service';
 import { startPaymentDispatcher, type PaymentDispatcher, type PaymentDispatcherOptions } from './payment-dispatcher';
+import { rejectNulCharacters } from './nul-guard';
 import { HttpProblem, registerProblemHandlers } from './problem';
 import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
@@ -90,6 +91,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerProblemHandlers(app);
+  rejectNulCharacters(app);
 
   // Per client address, counted before anything else runs (authentication included), so
   // bad keys and unsigned webhooks are limited too. Behind a proxy, set TRUST_PROXY.

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
+import type { PgInsertValue } from 'drizzle-orm/pg-core';
 import { paymentMessage } from '../cases/collection-start';
 import { auditEvents, payments, webhookEvents } from '../db/schema';
+import type { Database } from '../db/client';
 import type { Currency } from '../domain/money';
 import { currencySchema } from '../domain/schemas';
 import { paymentReceivedSignal } from '../workflows/messages';
@@ -167,14 +169,37 @@ export async function getWebhookEvent(deps: ServiceDeps, id: string) {
 const leaseSeconds = 30;
 const leaseEnd = sql`now() + make_interval(secs => ${leaseSeconds})`;
 
+// As drizzle's insert takes it: a column may be given as SQL (the lease's end is now() + 30 s).
+type NewWebhookEvent = PgInsertValue<typeof webhookEvents>;
+
+/**
+ * Inserts received events in one statement, each once per source and event id. For each row,
+ * in order: the row as stored, or undefined if its source and event id were stored before (or
+ * earlier in the same rows). Rows are told apart by their claim tokens, which are unique.
+ */
+export async function insertWebhookEvents(db: Database, rows: (NewWebhookEvent & { claimToken: string })[]): Promise<(WebhookEventRow | undefined)[]> {
+  const inserted = await db
+    .insert(webhookEvents)
+    .values(rows)
+    .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
+    .returning();
+  const byToken = new Map(inserted.map((row) => [row.claimToken, row]));
+  return rows.map((row) => byToken.get(row.claimToken));
+}
+
 /**
  * Takes in a verified webhook event and stores it, once (one row per source and event id).
  * Nothing else happens before the processor gets its answer: a stored event with money is
  * `received`, claimed by this process, and its payment dispatcher (payment-dispatcher.ts)
  * applies it right after. The 200 means "stored, and will be applied"; a duplicate of any
  * stored event changes nothing. `claim` is set when there is something to apply.
+ * `insert` writes the row (the webhook routes group concurrent deliveries into one statement).
  */
-export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent) {
+export async function ingestPaymentEvent(
+  deps: ServiceDeps,
+  event: IncomingEvent,
+  insert: (row: NewWebhookEvent & { claimToken: string }) => Promise<WebhookEventRow | undefined> = async (row) => (await insertWebhookEvents(deps.db, [row]))[0],
+) {
   const money = 'moneyId' in event.money ? event.money : null;
   const claimToken = randomUUID();
   const values = {
@@ -191,11 +216,7 @@ export async function ingestPaymentEvent(deps: ServiceDeps, event: IncomingEvent
     claimToken,
     nextAttemptAt: leaseEnd,
   };
-  const [inserted] = await deps.db
-    .insert(webhookEvents)
-    .values({ source: event.source, eventId: event.eventId, ...values })
-    .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
-    .returning();
+  const inserted = await insert({ source: event.source, eventId: event.eventId, ...values });
   let stored =
     inserted ??
     (await deps.db

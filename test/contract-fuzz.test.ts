@@ -70,6 +70,8 @@ const brokenValue = fc.oneof(
   fc.constant(''),
   fc.constant('x'.repeat(5000)),
   fc.constant('EURO'),
+  // Valid JSON that PostgreSQL cannot store (text and jsonb hold no U+0000).
+  fc.constant('nul \u0000 inside'),
   fc.constant('2026-13-45'),
   fc.constant([]),
   fc.constant({}),

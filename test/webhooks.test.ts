@@ -137,6 +137,39 @@ describe('generic signed payment webhook', () => {
     expect(status).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0 });
   });
 
+  it('stores a burst of deliveries, redeliveries among them, once each, and applies every payment once', async () => {
+    const externalIds = await Promise.all(Array.from({ length: 4 }, () => registerOverdue(100_000)));
+    const events = Array.from({ length: 40 }, (_, i) => paymentEvent(externalIds[i % 4]!, 1_000));
+    // Every event twice and a few three times, shuffled, all at once: concurrent deliveries are
+    // written together, so redeliveries meet their originals in the same statement.
+    const deliveries = [...events, ...events, ...events.slice(0, 8)].map((e) => signedDelivery(e)).sort(() => Math.random() - 0.5);
+    const responses = await Promise.all(deliveries.map((d) => h.app.inject(d)));
+    expect(responses.map((r) => r.statusCode)).toEqual(Array(deliveries.length).fill(200));
+    for (const event of events) {
+      const answers = responses.filter((r) => r.json().event.eventId === event.id);
+      expect(answers.filter((r) => r.json().duplicate === false), event.id).toHaveLength(1);
+      expect(await storedEvents(event.id)).toHaveLength(1);
+    }
+    for (const externalId of externalIds) {
+      await until('the case to count its ten payments', async () => (await liveStatus(externalId)).amountOutstandingMinor === 90_000);
+      expect(await paymentsOf(externalId)).toHaveLength(10);
+    }
+  });
+
+  it('refuses an event the database cannot store (a NUL character) with 400, and stores the others sent with it', async () => {
+    const externalId = await registerOverdue(100_000);
+    const good = Array.from({ length: 6 }, () => paymentEvent(externalId, 1_000));
+    const bad = paymentEvent(externalId, 1_000, { note: 'nul \u0000 here' });
+    const responses = await Promise.all([...good, bad].map((e) => h.app.inject(signedDelivery(e))));
+    const badAnswer = responses.at(-1)!;
+    expect(badAnswer.statusCode, badAnswer.body).toBe(400);
+    expect(badAnswer.headers['content-type']).toContain('application/problem+json');
+    expect(badAnswer.json().detail).toMatch(/NUL|\\u0000/);
+    expect(responses.slice(0, -1).map((r) => r.statusCode)).toEqual(Array(6).fill(200));
+    expect(await storedEvents(bad.id)).toHaveLength(0);
+    await until('the case to count six payments', async () => (await liveStatus(externalId)).amountOutstandingMinor === 94_000);
+  });
+
   it('applies partial payments in whatever order they arrive', async () => {
     const externalId = await registerOverdue(100_000);
     const later = paymentEvent(externalId, 70_000, { receivedAt: '2026-11-20T10:00:00Z' });

@@ -6,7 +6,8 @@ import { webhookSourcePattern } from '../../config';
 import { webhookEvents } from '../../db/schema';
 import { currencySchema, externalIdSchema, positiveMinorUnitsSchema } from '../../domain/schemas';
 import type { AppContext } from '../app';
-import { ingestPaymentEvent, type IncomingEvent } from '../payment-service';
+import { groupCommit } from '../group-commit';
+import { ingestPaymentEvent, insertWebhookEvents, type IncomingEvent } from '../payment-service';
 import { HttpProblem, invalidInput, problemResponses } from '../problem';
 import { fromStripeEvent, stripeInvoiceMetadataKey } from '../stripe-events';
 import { signatureHeader, timestampHeader, verifyGenericSignature, verifyStripeEvent } from '../webhook-signatures';
@@ -119,9 +120,11 @@ function header(request: FastifyRequest, name: string): string | undefined {
  * dispatcher; see ingestPaymentEvent.
  */
 export const webhookRoutes = ({ services, settings, paymentDispatcher }: AppContext): FastifyPluginAsyncZod => async (app) => {
+  // Deliveries that arrive while an insert is in flight are stored together in the next one.
+  const insert = groupCommit((rows: Parameters<typeof insertWebhookEvents>[1]) => insertWebhookEvents(services.db, rows), { maxBatch: 100, maxInFlight: 2 });
   /** Stores the event and answers; the dispatcher applies it right after. */
   const ingest = async (event: IncomingEvent) => {
-    const { claim, ...result } = await ingestPaymentEvent(services, event);
+    const { claim, ...result } = await ingestPaymentEvent(services, event, insert);
     if (claim) paymentDispatcher.wake(claim);
     return result;
   };
