@@ -6,6 +6,9 @@ import { z } from 'zod';
  * (a test keeps the three in step). There are no default secrets: a secret left unset
  * disables what needs it.
  */
+/** Payment events one API process applies at once (api/payment-dispatcher.ts). */
+export const defaultPaymentDispatchConcurrency = 8;
+
 export const configSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(1).default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -31,7 +34,7 @@ export const configSchema = z.object({
    * Stored payment events each API process applies at once (match, record, signal the case).
    * Fewer leave more CPU to answering webhooks during a burst; more apply a backlog faster.
    */
-  PAYMENT_DISPATCH_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
+  PAYMENT_DISPATCH_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(defaultPaymentDispatchConcurrency),
   DATA_DIR: z.string().min(1).default('data'),
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(3000),

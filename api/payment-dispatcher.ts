@@ -1,9 +1,10 @@
 import { performance } from 'node:perf_hooks';
+import { defaultPaymentDispatchConcurrency } from '../config';
 import type { ServiceDeps } from './invoice-service';
 import { applyClaimedEvent, claimDueEvents, type EventClaim } from './payment-service';
 
 export type PaymentDispatcherOptions = {
-  /** Events applied at once (PAYMENT_DISPATCH_CONCURRENCY, default 8); each is a few statements and a signal to its case. */
+  /** Events applied at once (PAYMENT_DISPATCH_CONCURRENCY); each is a few statements and a signal to its case. */
   concurrency?: number;
   /**
    * Events applied at once while the process is busy (default 1): during a burst of webhooks,
@@ -62,7 +63,7 @@ export type DispatchWork = {
 
 /** The scheduling of startPaymentDispatcher (how many at once, when to look for more), over any work. */
 export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
-  const fullConcurrency = options.concurrency ?? 8;
+  const fullConcurrency = options.concurrency ?? defaultPaymentDispatchConcurrency;
   const busyConcurrency = Math.max(1, Math.min(options.busyConcurrency ?? 1, fullConcurrency));
   /** Webhooks stored by this process since the load was last sampled. */
   let arrivals = 0;

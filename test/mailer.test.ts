@@ -189,7 +189,7 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
   });
 
   it('retries a 429 after the time X-RateLimit-Reset names', async () => {
-    const now = Date.UTC(2026, 10, 30, 9, 0, 0);
+    let now = Date.UTC(2026, 10, 30, 9, 0, 0);
     const clocked = createMailer({ apiKey: fake.apiKey, baseUrl: fake.url, from, now: () => now });
     fake.failNext(1, 429, { 'X-RateLimit-Limit': '600', 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': String(now / 1000 + 42) });
     const failure = await failureOf(clocked.send(message()));
@@ -197,7 +197,8 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
     expect(failure.nonRetryable).toBe(false);
     expect(failure.message).toBe('429: too many requests');
     expect(failure.nextRetryDelay).toBe(42_000);
-    // The retry goes through.
+    // Temporal retries once the delay has passed, and the retry goes through.
+    now += 42_000;
     await clocked.send(message());
     expect(fake.messages).toHaveLength(1);
   });
@@ -230,6 +231,20 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
     const seconds = fake.messages.map((m) => Math.floor(m.at / 1000));
     expect(new Set(seconds).size).toBe(3);
     expect(fake.requests.filter((r) => r.status === 429).length).toBeGreaterThan(0);
+  });
+
+  it('sends only what each reopened window takes, instead of every waiting send racing into a 429', async () => {
+    fake.rateLimit({ perSecond: 2 });
+    // A mailer of its own: one that has met a limit before remembers it.
+    const fresh = createMailer({ apiKey: fake.apiKey, baseUrl: fake.url, from });
+    await Promise.all(Array.from({ length: 10 }, () => fresh.send(message())));
+    expect(fake.messages).toHaveLength(10);
+    const limited = fake.requests.filter((r) => r.status === 429).length;
+    // The first burst meets the limit blind: 8 of 10 refused. After that, each window takes its
+    // two and one send goes ahead to learn the next reset: about 3 more. Racing, every waiting
+    // send would go at every reopening: 8 + 6 + 4 + 2 = 20.
+    expect(limited).toBeGreaterThanOrEqual(8);
+    expect(limited).toBeLessThanOrEqual(13);
   });
 
   it('retries a 500', async () => {
