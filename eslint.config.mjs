@@ -75,12 +75,13 @@ export default tseslint.config(
     },
   },
   {
-    // A worker evaluates the workflow bundle's modules afresh for every case it starts, and
-    // zod with the schemas built on it cost more CPU there than the workflow itself
-    // (BENCHMARKS.md, "Case start rate"). The bundle's modules are preloaded, evaluated once and
-    // shared by every workflow in the worker (worker/create-worker.ts): a module-level variable
-    // a workflow could reassign would carry state from one case to the next. Schemas live in domain/policy.ts and
+    // zod with the schemas built on it cost more CPU in the worker's workflow sandbox than the
+    // workflow itself (BENCHMARKS.md, "Case start rate"). Schemas live in domain/policy.ts and
     // domain/schemas.ts; the workflow and the domain modules it imports take their types only.
+    // The bundle's modules are preloaded, evaluated once and shared by every workflow in the
+    // worker (worker/create-worker.ts), so module-level state would carry from one case to the
+    // next. The rule below catches a module-level let or var; a const Map, Set or object that
+    // a workflow writes is for review to catch.
     files: ['workflows/**/*.ts', 'domain/**/*.ts'],
     ignores: ['**/*.test.ts', 'domain/policy.ts', 'domain/schemas.ts'],
     rules: {

@@ -106,21 +106,23 @@ export function createMailer(options: MailerOptions): Mailer {
         headers: { [IDEMPOTENCY_HEADER]: input.idempotencyKey },
         ...(input.categories?.length ? { categories: input.categories } : {}),
       };
-      const giveUpAt = now() + waitBudgetMs;
+      // The budget runs on the monotonic clock: a wall clock stepped back cannot stretch it.
+      const giveUpAt = performance.now() + waitBudgetMs;
+      const budgetLeft = () => giveUpAt - performance.now();
       // The try cap guards against a reset that is always "now" (a skewed clock): no tight loop.
       for (let tries = 1; ; tries++) {
-        const turn = await window.take(giveUpAt);
+        const turn = await window.take(budgetLeft);
         let response: { headers?: unknown };
         try {
           [response] = await service.send(message);
         } catch (error) {
           const reopensAt = rateLimitResetAt(error, now());
           if (reopensAt !== undefined) window.closedUntil(reopensAt, rateLimitOf(error));
-          turn.done();
-          if (reopensAt === undefined || reopensAt > giveUpAt || tries >= MAX_TRIES_PER_SEND) throw toFailure(error, now());
+          turn.done(false);
+          if (reopensAt === undefined || reopensAt - now() > budgetLeft() || tries >= MAX_TRIES_PER_SEND) throw toFailure(error, now());
           continue;
         }
-        turn.done();
+        turn.done(true);
         return { messageId: headerValue(response.headers, 'x-message-id') ?? null };
       }
     },
@@ -152,13 +154,18 @@ function rateLimitWindow(now: () => number) {
     changed = promiseWithResolve();
   };
   return {
-    /** Waits for this send's turn (until `giveUpAt` at most: then it goes anyway, to fail or succeed on its own). */
-    async take(giveUpAt: number): Promise<{ done(): void }> {
+    /**
+     * Waits for this send's turn. A window that reopens after `budgetLeft()` fails the attempt at
+     * once, for Temporal to retry after the reset, without a request it knows SendGrid refuses.
+     * Waiting behind the send ahead ends with the budget too: then it goes on its own.
+     * `done(sent)` once the request is answered: whether SendGrid took it.
+     */
+    async take(budgetLeft: () => number): Promise<{ done(sent: boolean): void }> {
       for (;;) {
-        const t = now();
-        if (t >= giveUpAt) return { done() {} };
-        if (opensAt > t) {
-          await Promise.race([changed.promise, sleep(Math.min(opensAt, giveUpAt) - t)]);
+        const closedFor = opensAt - now();
+        if (closedFor > 0) {
+          if (closedFor > budgetLeft()) throw windowClosedFailure(closedFor);
+          await Promise.race([changed.promise, sleep(closedFor)]);
           continue;
         }
         if (used < limit) {
@@ -168,15 +175,16 @@ function rateLimitWindow(now: () => number) {
         if (!scouting) {
           scouting = true;
           return {
-            done() {
+            done(sent) {
               scouting = false;
-              // No 429 came back (closedUntil would have reset the count): the window has room again.
-              if (opensAt <= now()) used = 0;
+              // Taken, and no 429 reset the count meanwhile: the window has room again.
+              if (sent && opensAt <= now()) used = 0;
               notify();
             },
           };
         }
-        await Promise.race([changed.promise, sleep(giveUpAt - t)]);
+        if (budgetLeft() <= 0) return { done() {} };
+        await Promise.race([changed.promise, sleep(budgetLeft())]);
       }
     },
     /** A 429: closed until `reopensAt`, then `reopenLimit` sends (if SendGrid named it). */
@@ -189,6 +197,16 @@ function rateLimitWindow(now: () => number) {
       }
     },
   };
+}
+
+/** The attempt's failure when SendGrid's window stays closed longer than the send may wait. */
+function windowClosedFailure(closedForMs: number): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: `429: SendGrid's rate-limit window reopens in ${Math.ceil(closedForMs / 1000)} s`,
+    type: 'EmailTemporarilyUnavailable',
+    nonRetryable: false,
+    nextRetryDelay: Math.min(MAX_RETRY_DELAY_MS, Math.max(MIN_RETRY_DELAY_MS, Math.ceil(closedForMs))),
+  });
 }
 
 function promiseWithResolve() {

@@ -9,6 +9,11 @@ export type GroupCommitOptions = {
   maxBatch: number;
   /** Writes in flight at once: more than one keeps the pool's connections busy. */
   maxInFlight: number;
+  /**
+   * Whether a failed write of several items is tried again item by item (default: always).
+   * Not when the failure is not the items' fault (the database is away): each would fail too.
+   */
+  retryAlone?: (error: unknown) => boolean;
 };
 
 type Waiting<In, Out> = { item: In; resolve: (out: Out) => void; reject: (err: unknown) => void };
@@ -21,8 +26,11 @@ export function groupCommit<In, Out>(write: (items: In[]) => Promise<Out[]>, opt
   const queue: Waiting<In, Out>[] = [];
   let inFlight = 0;
 
+  // Called through a promise, so that a write that throws at once rejects like one that fails later.
+  const run = (items: In[]) => Promise.resolve().then(() => write(items));
+
   const writeOne = (w: Waiting<In, Out>) =>
-    write([w.item]).then(
+    run([w.item]).then(
       ([out]) => w.resolve(out!),
       (err: unknown) => w.reject(err),
     );
@@ -31,9 +39,10 @@ export function groupCommit<In, Out>(write: (items: In[]) => Promise<Out[]>, opt
     if (batch.length === 1) return writeOne(batch[0]!);
     let outs: Out[];
     try {
-      outs = await write(batch.map((w) => w.item));
-    } catch {
-      await Promise.all(batch.map(writeOne));
+      outs = await run(batch.map((w) => w.item));
+    } catch (err) {
+      if (options.retryAlone?.(err) === false) batch.forEach((w) => w.reject(err));
+      else await Promise.all(batch.map(writeOne));
       return;
     }
     batch.forEach((w, i) => w.resolve(outs[i]!));

@@ -2,6 +2,7 @@ import { auditEvents } from '../db/schema';
 import type { Caller } from './auth';
 import type { ServiceDeps } from './invoice-service';
 import { registerInvoiceWithWaitingPayments } from './payment-service';
+import { findNul, nulFieldError } from './nul-guard';
 import { HttpProblem, type FieldError } from './problem';
 import { maxListedErrors, registerInvoiceSchema, type ImportReport, type RegisterInvoice } from './schemas';
 
@@ -113,6 +114,12 @@ export async function importInvoices(
       if (!parsed.success) {
         const errors = parsed.error.issues.map((issue) => ({ path: options.fieldName(issue.path), message: issue.message }));
         fail({ row: item.row, externalId: externalIdOf(item.input), errors });
+        continue;
+      }
+      // A NUL character passes the schema but not PostgreSQL (a CSV file is not checked on arrival).
+      const nulAt = findNul(parsed.data, '');
+      if (nulAt) {
+        fail({ row: item.row, externalId: parsed.data.externalId, errors: [nulFieldError(options.fieldName(nulAt.split('.').slice(1)))] });
         continue;
       }
       if (options.dryRun) continue;

@@ -178,13 +178,21 @@ type NewWebhookEvent = PgInsertValue<typeof webhookEvents>;
  * earlier in the same rows). Rows are told apart by their claim tokens, which are unique.
  */
 export async function insertWebhookEvents(db: Database, rows: (NewWebhookEvent & { claimToken: string })[]): Promise<(WebhookEventRow | undefined)[]> {
+  // In key order: two statements inserting the same keys in opposite orders could deadlock.
+  const ordered = [...rows].sort((a, b) => compareKeys(a, b));
   const inserted = await db
     .insert(webhookEvents)
-    .values(rows)
+    .values(ordered)
     .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
     .returning();
   const byToken = new Map(inserted.map((row) => [row.claimToken, row]));
   return rows.map((row) => byToken.get(row.claimToken));
+}
+
+function compareKeys(a: { source: unknown; eventId: unknown }, b: { source: unknown; eventId: unknown }): number {
+  const key = (row: { source: unknown; eventId: unknown }) => `${String(row.source)}\u0001${String(row.eventId)}`;
+  const [x, y] = [key(a), key(b)];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /**

@@ -29,7 +29,7 @@ const timeoutMinutes = Number(process.env.BENCH_TIMEOUT_MINUTES ?? 120);
 const settleMs = Number(process.env.BENCH_SETTLE_SECONDS ?? 30) * 1000;
 
 /** What bench/support/memory-probe.cjs answers. */
-type WorkerMemory = { rssBytes: number; heapUsedBytes: number; externalBytes: number; heapLimitBytes: number; threadHeapUsedBytes: number };
+type WorkerMemory = { rssBytes: number; heapUsedBytes: number; externalBytes: number; heapLimitBytes: number; threadHeapUsedBytes: number; threadsAnswered: number };
 
 const MiB = 2 ** 20;
 const mib = (bytes: number) => `${fmt(bytes / MiB)} MiB`;
@@ -171,7 +171,7 @@ async function main() {
     console.log(`  rows written (bulk SQL)      ${fmt(rowsSeconds)} s in all`);
     console.log(`  workflows started           ${fmt(startSeconds)} s (${fmt(created / startSeconds, 0)} /s through startCollection, 16 at a time; ${retriedStarts} retried by the client)`);
     console.log(`  all asleep (state written)   ${fmt(asleepSeconds)} s after the first start (${fmt(created / asleepSeconds, 0)} cases/s), load ${createLoad}`);
-    const heaps = (m: WorkerMemory) => `main heap ${mib(m.heapUsedBytes)}, workflow thread heap ${mib(m.threadHeapUsedBytes)}`;
+    const heaps = (m: WorkerMemory) => `main heap ${mib(m.heapUsedBytes)}, workflow thread heap ${mib(m.threadHeapUsedBytes)} (${m.threadsAnswered} thread answered)`;
     console.log(`  worker idle                  RSS ${mib(idle.rssBytes)}, ${heaps(idle)}, load ${idleLoad}`);
     console.log(`  worker, ${created} asleep     RSS ${mib(after.rssBytes)}, ${heaps(after)}, load ${afterLoad}`);
     console.log(`  memory ratio                 ${fmt(ratio, 2)}× idle RSS, ${fmt(after.heapUsedBytes / idle.heapUsedBytes, 2)}× idle heap (target ≤ 1.2×)`);

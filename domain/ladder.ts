@@ -2,10 +2,11 @@ import type { CollectionPolicy, PolicyStep } from './policy';
 
 /**
  * The policy's step logic that the collection workflow runs. No zod here, nor in any module
- * the workflow imports at runtime: the worker evaluates the workflow bundle's modules afresh
- * for every case it starts, and building zod and the policy schemas took more CPU per case
- * start than the workflow's own code (BENCHMARKS.md, "Case start rate"). The schemas, and
- * the types they define, stay in ./policy; this module imports those types only.
+ * the workflow imports at runtime: building zod and the policy schemas inside the worker's
+ * workflow sandbox took more CPU per case start than the workflow's own code (BENCHMARKS.md,
+ * "Case start rate"). The schemas, and the types they define, stay in ./policy; this module
+ * imports those types only. It is preloaded, shared by every workflow in a worker
+ * (worker/create-worker.ts): nothing here may hold state a workflow writes.
  */
 
 export const actions = [

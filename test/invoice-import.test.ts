@@ -202,6 +202,15 @@ describe('CSV import', () => {
     expect(stored1?.amountTotalMinor).toBe(10_001);
   });
 
+  it('reports a row with a NUL character by its column, and stores the rest', async () => {
+    const prefix = newPrefix();
+    const rows = [csvInvoiceRow(prefix, 1), csvInvoiceRow(prefix, 2, { customerExternalId: `${prefix}-C-nul`, customerName: 'Kunde \0 GmbH' })];
+    const result = report(await importCsv(toCsv(rows)));
+    expect(result).toMatchObject({ rows: 2, created: 1, failed: 1 });
+    expect(result.errors).toMatchObject([{ row: 3, errors: [{ path: 'customerName', message: expect.stringContaining('NUL') }] }]);
+    expect((await stored(prefix)).invoices).toBe(1);
+  });
+
   it("stores the customer's postal address from its columns, and names the missing part of a partial one", async () => {
     const prefix = newPrefix();
     const rows = [csvInvoiceRow(prefix, 1), csvInvoiceRow(prefix, 2, { customerExternalId: `${prefix}-C-partial`, customerCity: '' })];

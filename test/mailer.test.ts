@@ -197,6 +197,11 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
     expect(failure.nonRetryable).toBe(false);
     expect(failure.message).toBe('429: too many requests');
     expect(failure.nextRetryDelay).toBe(42_000);
+    // Another send meanwhile fails at once, without a request SendGrid would refuse.
+    const requestsSoFar = fake.requests.length;
+    const early = await failureOf(clocked.send(message()));
+    expect(early).toMatchObject({ type: 'EmailTemporarilyUnavailable', nonRetryable: false, nextRetryDelay: 42_000 });
+    expect(fake.requests).toHaveLength(requestsSoFar);
     // Temporal retries once the delay has passed, and the retry goes through.
     now += 42_000;
     await clocked.send(message());

@@ -74,11 +74,12 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     shutdownGraceTime: '30 seconds',
     // The sticky cache keeps a workflow in memory between its tasks (no replay). A case sleeps
     // for days between steps, so caching sleeping cases buys nothing; the SDK's default sizes
-    // the cache from the heap limit (2,310 workflows here, ~0.45 MB each), so memory grew with
-    // the sleeping population. A small cache costs latency instead: with 40, 100 cases getting
-    // payments missed it and replayed, and payment-to-stop went from p50 0.13 s to 2.2 s. 200
-    // keeps that at p50 0.13 s, p99 0.47 s and bounds the cache's memory at about 90 MB
-    // (BENCHMARKS.md, items 3 and 5). WORKER_MAX_CACHED_WORKFLOWS moves the balance.
+    // the cache from the heap limit (2,310 workflows here), so memory grew with the sleeping
+    // population. A cache smaller than the cases busy at once costs latency instead: with 100
+    // cases getting payments, payment-to-stop p99 was 6.0 s with 40, 0.13 s with 100 and 0.32 s
+    // with 200 (one run each). 200 leaves room for more busy cases, at about 64 KiB of the
+    // workflow thread's heap per cached case (BENCHMARKS.md, items 3 and 5).
+    // WORKER_MAX_CACHED_WORKFLOWS moves the balance.
     maxCachedWorkflows: options.maxCachedWorkflows ?? 200,
     ...options.overrides,
   });

@@ -3,11 +3,13 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { webhookSourcePattern } from '../../config';
+import { isDatabaseUnavailable } from '../../db/client';
 import { webhookEvents } from '../../db/schema';
 import { currencySchema, externalIdSchema, positiveMinorUnitsSchema } from '../../domain/schemas';
 import type { AppContext } from '../app';
 import { groupCommit } from '../group-commit';
 import { ingestPaymentEvent, insertWebhookEvents, type IncomingEvent } from '../payment-service';
+import { replaceNul } from '../nul-guard';
 import { HttpProblem, invalidInput, problemResponses } from '../problem';
 import { fromStripeEvent, stripeInvoiceMetadataKey } from '../stripe-events';
 import { signatureHeader, timestampHeader, verifyGenericSignature, verifyStripeEvent } from '../webhook-signatures';
@@ -109,6 +111,28 @@ function fromGenericEvent(source: string, rawBody: Buffer): { event: IncomingEve
   };
 }
 
+/**
+ * A signed event with a NUL character (\u0000) somewhere, which PostgreSQL cannot store, with
+ * each replaced by U+FFFD: the event is money the sender has reported, so it is kept, not
+ * refused (elsewhere the API refuses NULs with a 400: nul-guard.ts).
+ */
+function withoutNul(event: IncomingEvent): IncomingEvent {
+  const clean = (text: string) => text.replaceAll('\0', '\ufffd');
+  const { money } = event;
+  return {
+    ...event,
+    eventId: clean(event.eventId),
+    type: clean(event.type),
+    payload: replaceNul(event.payload),
+    money:
+      'moneyId' in money
+        ? { ...money, moneyId: clean(money.moneyId), invoiceExternalId: money.invoiceExternalId === null ? null : clean(money.invoiceExternalId), currency: clean(money.currency) }
+        : 'ignored' in money
+          ? { ignored: clean(money.ignored) }
+          : { invalid: clean(money.invalid) },
+  };
+}
+
 function header(request: FastifyRequest, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value.join(',') : value;
@@ -121,10 +145,15 @@ function header(request: FastifyRequest, name: string): string | undefined {
  */
 export const webhookRoutes = ({ services, settings, paymentDispatcher }: AppContext): FastifyPluginAsyncZod => async (app) => {
   // Deliveries that arrive while an insert is in flight are stored together in the next one.
-  const insert = groupCommit((rows: Parameters<typeof insertWebhookEvents>[1]) => insertWebhookEvents(services.db, rows), { maxBatch: 100, maxInFlight: 2 });
-  /** Stores the event and answers; the dispatcher applies it right after. */
-  const ingest = async (event: IncomingEvent) => {
-    const { claim, ...result } = await ingestPaymentEvent(services, event, insert);
+  const insert = groupCommit((rows: Parameters<typeof insertWebhookEvents>[1]) => insertWebhookEvents(services.db, rows), {
+    maxBatch: 100,
+    maxInFlight: 2,
+    // A database that does not answer fails the whole batch: 503 for each, as for one.
+    retryAlone: (err) => !isDatabaseUnavailable(err),
+  });
+  /** Stores the event (as it can be stored: see withoutNul) and answers; the dispatcher applies it right after. */
+  const ingest = async (event: IncomingEvent, rawBody: Buffer) => {
+    const { claim, ...result } = await ingestPaymentEvent(services, rawBody.includes('\\u0000') ? withoutNul(event) : event, insert);
     if (claim) paymentDispatcher.wake(claim);
     return result;
   };
@@ -165,7 +194,7 @@ export const webhookRoutes = ({ services, settings, paymentDispatcher }: AppCont
         signature: header(request, 'stripe-signature'),
         toleranceSeconds: settings.webhookToleranceSeconds,
       });
-      return ingest(fromStripeEvent(event));
+      return ingest(fromStripeEvent(event), request.rawBody ?? Buffer.alloc(0));
     },
   );
 
@@ -206,8 +235,9 @@ export const webhookRoutes = ({ services, settings, paymentDispatcher }: AppCont
       attachValidation: true,
     },
     async (request) => {
-      const { event, problem } = fromGenericEvent(request.params.source, request.rawBody ?? Buffer.alloc(0));
-      const result = await ingest(event);
+      const rawBody = request.rawBody ?? Buffer.alloc(0);
+      const { event, problem } = fromGenericEvent(request.params.source, rawBody);
+      const result = await ingest(event, rawBody);
       if (problem) throw problem;
       return result;
     },

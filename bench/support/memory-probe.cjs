@@ -38,6 +38,8 @@ if (!isMainThread) {
       externalBytes: m.external,
       heapLimitBytes: heap.heap_size_limit,
       threadHeapUsedBytes: threadHeaps.reduce((sum, t) => sum + t.heapUsedBytes, 0),
+      // 0 would mean the workflow thread did not answer in time (busy): its heap is then not counted.
+      threadsAnswered: threadHeaps.length,
     });
   });
   // The channel must not keep the worker alive once it has shut down.
