@@ -26,7 +26,7 @@ USER node
 
 FROM runtime AS worker
 # The SDK's native core allocates from many threads; glibc's default of one arena per thread
-# (up to 8 per core) keeps freed memory in each. Two arenas: 15 to 30 MiB less resident memory
+# (up to 8 per core) keeps freed memory in each. Two arenas: 25 to 30 MiB less resident memory
 # for the same work (BENCHMARKS.md, sleeping population). test/support/service-process.ts runs
 # the built worker with the same setting.
 ENV MALLOC_ARENA_MAX=2

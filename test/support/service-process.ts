@@ -50,7 +50,7 @@ export async function startServiceProcess(service: 'worker' | 'api', options: Se
 /**
  * The worker image's ENV lines (Dockerfile), besides NODE_ENV. MALLOC_ARENA_MAX: the SDK's
  * native core allocates from many threads, and glibc gives each its own arena, which keeps
- * freed memory: with 2 arenas, 15 to 30 MiB less RSS (BENCHMARKS.md, sleeping population).
+ * freed memory: with 2 arenas, 25 to 30 MiB less RSS (BENCHMARKS.md, sleeping population).
  */
 const workerImageEnv = { MALLOC_ARENA_MAX: '2' };
 
