@@ -117,7 +117,10 @@ export function createMailer(options: MailerOptions): Mailer {
           [response] = await service.send(message);
         } catch (error) {
           const reopensAt = rateLimitResetAt(error, now());
-          if (reopensAt !== undefined) window.closedUntil(reopensAt, rateLimitOf(error));
+          // A reset within the wait budget holds back this worker's other sends too. One further
+          // off fails only this attempt: a skewed clock or a garbled header must not stop every
+          // e-mail until then.
+          if (reopensAt !== undefined && reopensAt - now() <= waitBudgetMs) window.closedUntil(reopensAt, rateLimitOf(error));
           turn.done(false);
           if (reopensAt === undefined || reopensAt - now() > budgetLeft() || tries >= MAX_TRIES_PER_SEND) throw toFailure(error, now());
           continue;

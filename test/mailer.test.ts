@@ -197,15 +197,13 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
     expect(failure.nonRetryable).toBe(false);
     expect(failure.message).toBe('429: too many requests');
     expect(failure.nextRetryDelay).toBe(42_000);
-    // Another send meanwhile fails at once, without a request SendGrid would refuse.
-    const requestsSoFar = fake.requests.length;
-    const early = await failureOf(clocked.send(message()));
-    expect(early).toMatchObject({ type: 'EmailTemporarilyUnavailable', nonRetryable: false, nextRetryDelay: 42_000 });
-    expect(fake.requests).toHaveLength(requestsSoFar);
-    // Temporal retries once the delay has passed, and the retry goes through.
-    now += 42_000;
+    // A reset that far off fails that attempt only: other sends still go (a skewed clock or a
+    // garbled header must not hold back every e-mail), and so does the retry.
     await clocked.send(message());
     expect(fake.messages).toHaveLength(1);
+    now += 42_000;
+    await clocked.send(message());
+    expect(fake.messages).toHaveLength(2);
   });
 
   it('honours Retry-After and the fake rate limit', async () => {
