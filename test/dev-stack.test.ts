@@ -34,7 +34,10 @@ async function startDevStack(ports: { api: number; temporal: number; ui: number 
   const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, API_PORT: String(ports.api), DEV_TEMPORAL_PORT: String(ports.temporal), DEV_TEMPORAL_UI_PORT: String(ports.ui), LOG_LEVEL: 'warn' };
   delete env.TEMPORAL_ADDRESS; // the default path: it starts its own Temporal server
   delete env.DATABASE_URL; // and its own embedded database
-  const child = spawn(process.execPath, [path.join(root, 'node_modules/tsx/dist/cli.mjs'), 'worker/dev.ts'], { cwd: root, env });
+  // As `npm run dev` runs it. Not through tsx's CLI: that relays Ctrl-C to a child process and
+  // kills it outright if the child does not acknowledge within 60 ms, which a loaded machine
+  // missed (exit 130 in CI).
+  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/dev.ts'], { cwd: root, env });
   running.push(child);
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
