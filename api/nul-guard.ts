@@ -59,9 +59,9 @@ export function rejectNulCharacters(app: FastifyInstance): void {
   });
 }
 
-/** The 400 for a NUL character at `at`. */
-export function nulProblem(at: string): HttpProblem {
-  return new HttpProblem(400, 'validation', 'The request is invalid', `${at}: ${nulMessage}`, [{ path: at, message: nulMessage }]);
-}
-
+/** The field error for a NUL character at `path` (also a CSV row's, in an import report). */
 export const nulFieldError = (path: string) => ({ path, message: nulMessage });
+
+function nulProblem(at: string): HttpProblem {
+  return new HttpProblem(400, 'validation', 'The request is invalid', `${at}: ${nulMessage}`, [nulFieldError(at)]);
+}

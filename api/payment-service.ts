@@ -172,12 +172,15 @@ const leaseEnd = sql`now() + make_interval(secs => ${leaseSeconds})`;
 // As drizzle's insert takes it: a column may be given as SQL (the lease's end is now() + 30 s).
 type NewWebhookEvent = PgInsertValue<typeof webhookEvents>;
 
+/** A received event's row, with the claim token that tells it apart in a batch. */
+export type NewWebhookEventRow = NewWebhookEvent & { claimToken: string };
+
 /**
  * Inserts received events in one statement, each once per source and event id. For each row,
  * in order: the row as stored, or undefined if its source and event id were stored before (or
  * earlier in the same rows). Rows are told apart by their claim tokens, which are unique.
  */
-export async function insertWebhookEvents(db: Database, rows: (NewWebhookEvent & { claimToken: string })[]): Promise<(WebhookEventRow | undefined)[]> {
+export async function insertWebhookEvents(db: Database, rows: NewWebhookEventRow[]): Promise<(WebhookEventRow | undefined)[]> {
   // In key order: two statements inserting the same keys in opposite orders could deadlock.
   const ordered = [...rows].sort((a, b) => compareKeys(a, b));
   const inserted = await db
@@ -206,7 +209,7 @@ function compareKeys(a: { source: unknown; eventId: unknown }, b: { source: unkn
 export async function ingestPaymentEvent(
   deps: ServiceDeps,
   event: IncomingEvent,
-  insert: (row: NewWebhookEvent & { claimToken: string }) => Promise<WebhookEventRow | undefined> = async (row) => (await insertWebhookEvents(deps.db, [row]))[0],
+  insert: (row: NewWebhookEventRow) => Promise<WebhookEventRow | undefined> = async (row) => (await insertWebhookEvents(deps.db, [row]))[0],
 ) {
   const money = 'moneyId' in event.money ? event.money : null;
   const claimToken = randomUUID();

@@ -8,7 +8,7 @@ import { webhookEvents } from '../../db/schema';
 import { currencySchema, externalIdSchema, positiveMinorUnitsSchema } from '../../domain/schemas';
 import type { AppContext } from '../app';
 import { groupCommit } from '../group-commit';
-import { ingestPaymentEvent, insertWebhookEvents, type IncomingEvent } from '../payment-service';
+import { ingestPaymentEvent, insertWebhookEvents, type IncomingEvent, type NewWebhookEventRow } from '../payment-service';
 import { replaceNul } from '../nul-guard';
 import { HttpProblem, invalidInput, problemResponses } from '../problem';
 import { fromStripeEvent, stripeInvoiceMetadataKey } from '../stripe-events';
@@ -145,7 +145,7 @@ function header(request: FastifyRequest, name: string): string | undefined {
  */
 export const webhookRoutes = ({ services, settings, paymentDispatcher }: AppContext): FastifyPluginAsyncZod => async (app) => {
   // Deliveries that arrive while an insert is in flight are stored together in the next one.
-  const insert = groupCommit((rows: Parameters<typeof insertWebhookEvents>[1]) => insertWebhookEvents(services.db, rows), {
+  const insert = groupCommit((rows: NewWebhookEventRow[]) => insertWebhookEvents(services.db, rows), {
     maxBatch: 100,
     maxInFlight: 2,
     // A database that does not answer fails the whole batch: 503 for each, as for one.
