@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, gt, isNotNull, isNull, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters } from '../db/schema';
+import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters, webhookEvents } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import type { Tone } from '../domain/policy';
@@ -47,6 +47,35 @@ export async function loadCase(db: Db, workflowId: string) {
   return row;
 }
 
+/**
+ * Refuses to contact a debtor whose payment is stored but not yet applied to the case: a
+ * processor's webhook taken while Temporal was away, say, that the payment dispatcher is about
+ * to deliver. They have paid; a reminder now would chase a customer who paid. The failure is
+ * retried every 10 s, and the workflow cancels the step the moment the payment arrives (a part
+ * payment lets the retry go ahead). A payment still undelivered after the step's retries
+ * blocks the case with this reason, for operations, instead of contacting the debtor.
+ */
+async function holdWhilePaymentInFlight(db: Db, c: Awaited<ReturnType<typeof loadCase>>): Promise<void> {
+  const [pending] = await db
+    .select({ source: webhookEvents.source, eventId: webhookEvents.eventId, amountMinor: webhookEvents.amountMinor, currency: webhookEvents.currency })
+    .from(webhookEvents)
+    .where(
+      and(
+        eq(webhookEvents.invoiceExternalId, c.invoice.externalId),
+        eq(webhookEvents.status, 'received'),
+        isNotNull(webhookEvents.moneyId),
+        gt(webhookEvents.amountMinor, 0),
+      ),
+    )
+    .limit(1);
+  if (!pending) return;
+  throw ApplicationFailure.create({
+    type: 'PaymentInFlight',
+    message: `a payment for invoice ${c.invoice.number} (${pending.source} event ${pending.eventId}, ${pending.amountMinor} ${pending.currency} in minor units) is stored and not yet applied to the case: the debtor is not contacted until it is`,
+    nextRetryDelay: '10 seconds',
+  });
+}
+
 function render(deps: ChannelDeps, input: StepInput, c: Awaited<ReturnType<typeof loadCase>>, template = input.template) {
   return renderMessage({
     template,
@@ -86,6 +115,7 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
   const c = await loadCase(deps.db, input.workflowId);
   const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
   if (existing?.status === 'sent') return { communicationId: existing.id, sent: false, messageId: existing.providerMessageId };
+  await holdWhilePaymentInFlight(deps.db, c);
   if (!c.customer.email) {
     throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no e-mail address`, 'EmailRejected');
   }
@@ -176,6 +206,7 @@ export async function sendLetter(
     const [existing] = await tx.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
     if (existing) return { communicationId: existing.id, created: false };
     const c = await loadCase(tx, input.workflowId);
+    await holdWhilePaymentInFlight(tx, c);
     if (!c.customer.postalAddress) {
       throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no postal address`, 'LetterUndeliverable');
     }
@@ -237,6 +268,7 @@ export async function createCallTask(deps: ChannelDeps, input: StepInput): Promi
     const [existing] = await tx.select({ id: callTasks.id }).from(callTasks).where(eq(callTasks.idempotencyKey, idempotencyKey));
     if (existing) return { taskId: existing.id, created: false };
     const c = await loadCase(tx, input.workflowId);
+    await holdWhilePaymentInFlight(tx, c);
     const message = render(deps, input, c, 'reminder_letter');
     const [task] = await tx
       .insert(callTasks)

@@ -1,6 +1,6 @@
 // The production API process: `npm run start:api` (after `npm run build`).
 import { Client, Connection } from '@temporalio/client';
-import { loadConfig, temporalConnectionOptions } from '../config';
+import { loadConfig, temporalClientConnectionOptions } from '../config';
 import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { apiSettingsFromConfig, buildApp } from './app';
 
@@ -12,7 +12,7 @@ async function main(): Promise<void> {
   surviveClosedSocketWrites();
   const db = await createDb(config);
   await db.migrate();
-  const connection = await Connection.connect(temporalConnectionOptions(config));
+  const connection = await Connection.connect(temporalClientConnectionOptions(config));
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   const app = await buildApp({
     db,

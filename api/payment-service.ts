@@ -272,11 +272,14 @@ export async function claimDueEvents(deps: ServiceDeps, limit: number): Promise<
     .returning({ id: webhookEvents.id, token: sql<string>`${webhookEvents.claimToken}::text` });
 }
 
+/** The longest wait between attempts to deliver a stored payment while Temporal is unreachable. */
+export const temporalOutageRetrySeconds = 10;
+
 /**
  * Applies a claimed event. The claim is renewed first (a claim that waited in a queue past its
- * lease, and was taken over meanwhile, is dropped). A failure (Temporal or the database
- * unavailable) is recorded on the event, which is retried after 1 s, 2 s, 4 s … 5 min, and
- * then thrown.
+ * lease, and was taken over meanwhile, is dropped). A failure is recorded on the event, which
+ * is retried after 1 s, 2 s, 4 s … 5 min (… 10 s while Temporal is unreachable), and then
+ * thrown.
  */
 export async function applyClaimedEvent(deps: ServiceDeps, claim: EventClaim): Promise<WebhookEventRow | undefined> {
   const [held] = await deps.db
@@ -288,11 +291,15 @@ export async function applyClaimedEvent(deps: ServiceDeps, claim: EventClaim): P
   try {
     return await settleEvent(deps, held);
   } catch (err) {
+    // Temporal being away is an outage, not something wrong with this event: the event is
+    // retried every few seconds at most, so it is applied soon after Temporal is back however
+    // long it was away. Anything else backs off to 5 minutes.
+    const ceilingSeconds = err instanceof HttpProblem && err.slug === 'temporal-unavailable' ? temporalOutageRetrySeconds : 300;
     await deps.db
       .update(webhookEvents)
       .set({
         attempts: sql`${webhookEvents.attempts} + 1`,
-        nextAttemptAt: sql`now() + make_interval(secs => least(power(2, least(${webhookEvents.attempts}, 9)), 300))`,
+        nextAttemptAt: sql`now() + make_interval(secs => least(power(2, least(${webhookEvents.attempts}, 9)), ${ceilingSeconds}))`,
         lastError: (err instanceof Error ? err.message : String(err)).slice(0, 1000),
         claimToken: null,
       })

@@ -16,6 +16,7 @@ import {
   handovers,
   invoices,
   letters,
+  webhookEvents,
 } from '../db/schema';
 import { defaultPolicy, policySchema } from '../domain/policy';
 import { collectionWorkflowId } from '../domain/collection';
@@ -36,6 +37,7 @@ import {
 } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startTimeSkippingHarness } from './support/harness';
+import { until } from './support/until';
 
 let env: TestWorkflowEnvironment;
 let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
@@ -586,6 +588,40 @@ describe('invoice collection workflow (time-skipping server)', () => {
     await env.sleep('2 days');
     expect(emailsTo('retrying@muster.example')).toEqual([]);
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:queued']);
+  });
+
+  it('contacts nobody while a payment for the invoice is stored and not yet applied, and closes without a reminder once it is', async () => {
+    const { payload, handle } = await register(0, { email: 'paid-in-flight@muster.example' });
+    // The bank's webhook was taken while Temporal was away: stored, answered 200, and waiting
+    // for the payment dispatcher's next attempt (held back here until the test lets it go).
+    const [event] = await h.db.db
+      .insert(webhookEvents)
+      .values({
+        source: 'bank',
+        eventId: `evt-in-flight-${payload.externalId}`,
+        type: 'payment.succeeded',
+        invoiceExternalId: payload.externalId,
+        moneyId: `evt-in-flight-${payload.externalId}`,
+        amountMinor: 125_000,
+        currency: 'EUR',
+        payload: {},
+        nextAttemptAt: new Date(Date.now() + 24 * 3_600_000),
+      })
+      .returning();
+    await env.sleep('4 days'); // day 1's e-mail came due and was held
+    expect(emailsTo('paid-in-flight@muster.example')).toEqual([]);
+    // Held through the step's retries: the case waits for operations, saying why.
+    const held = await handle.query(caseStatusQuery);
+    expect(held.stage).toBe('Blocked');
+    expect(held.blockedReason).toContain('is stored and not yet applied');
+
+    // The dispatcher's next attempt delivers it.
+    await h.db.db.update(webhookEvents).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(eq(webhookEvents.id, event!.id));
+    await until('the payment applied', async () => (await h.db.db.select().from(webhookEvents).where(eq(webhookEvents.id, event!.id)))[0]?.status === 'applied');
+    expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 1 });
+    await env.sleep('2 days');
+    expect(emailsTo('paid-in-flight@muster.example')).toEqual([]);
+    expect(await contacts(handle.workflowId)).toEqual([]);
   });
 
   it('changes nothing when a message is delivered again with the same id, even after it was handled', async () => {

@@ -1,7 +1,8 @@
 // A payment webhook while Temporal is unreachable: the event is stored and answered 200, the
 // failed attempt is recorded (and shown on the stuck list), and another API process applies
 // the payment once when its retry time comes. Real database, real Temporal dev server.
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { temporalOutageRetrySeconds } from '../api/payment-service';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { webhookEvents } from '../db/schema';
 import { expectPaidOnce, signedBankDelivery, storedEvent } from './support/bank-payments';
@@ -36,6 +37,18 @@ it('answers 200 while Temporal is unreachable, and another API process applies t
     return row && row.attempts > 0 && row;
   });
   expect(failed).toMatchObject({ status: 'received', lastError: expect.any(String), claimToken: null });
+  // However long the outage has lasted (8 failed attempts: 4 minutes of backoff), the next
+  // attempt is at most 10 s away, so the payment is applied soon after Temporal is back.
+  await h.db.db.update(webhookEvents).set({ attempts: 8, nextAttemptAt: new Date() }).where(eq(webhookEvents.id, failed.id));
+  const ninth = await until('the ninth attempt to fail', async () => {
+    const row = await storedEvent(h.db.db, event.id);
+    return row && row.attempts === 9 && row.claimToken === null && row;
+  });
+  const [next] = await h.db.db
+    .select({ inSeconds: sql<string>`extract(epoch from ${webhookEvents.nextAttemptAt} - now())` })
+    .from(webhookEvents)
+    .where(eq(webhookEvents.id, ninth.id));
+  expect(Number(next!.inSeconds)).toBeLessThanOrEqual(temporalOutageRetrySeconds);
   await cutOff.close();
 
   // Had it kept failing for over 5 minutes, operations would see it (the harness API never polls).

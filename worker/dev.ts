@@ -13,7 +13,7 @@ import { NativeConnection, Runtime } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { apiSettingsFromConfig, buildApp } from '../api/app';
 import { createApiKey } from '../api/auth';
-import { loadConfig, temporalConnectionOptions } from '../config';
+import { loadConfig, temporalClientChannelArgs, temporalConnectionOptions } from '../config';
 import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { apiKeys } from '../db/schema';
 import { allSearchAttributeKeys } from '../workflows/messages';
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   const db = await createDb(config);
   await db.migrate();
 
-  const connection = await Connection.connect(temporalOptions);
+  const connection = await Connection.connect({ ...temporalOptions, channelArgs: temporalClientChannelArgs });
   await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
   await ensureSweepSchedule(temporal, config.TEMPORAL_TASK_QUEUE, config);

@@ -3,7 +3,7 @@
 // The fault tests run the same code in a child process, with the workflow code from source.
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { loadConfig, temporalConnectionOptions } from '../config';
+import { loadConfig, temporalClientConnectionOptions, temporalConnectionOptions } from '../config';
 import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { channelsFromConfig, createWorker } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
@@ -21,7 +21,7 @@ export async function runWorker(workflowCode: 'prebuilt' | 'source' = 'prebuilt'
 
   // The client connection registers search attributes and the sweep schedule, and the sweep's
   // activity starts cases through it.
-  const clientConnection = await Connection.connect(temporalConnectionOptions(config));
+  const clientConnection = await Connection.connect(temporalClientConnectionOptions(config));
   const added = await ensureSearchAttributes(clientConnection, config.TEMPORAL_NAMESPACE);
   if (added.length) console.log(`registered search attributes: ${added.join(', ')}`);
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });

@@ -27,7 +27,7 @@ export async function startDevServerProcess(options: { dbFile: string; port: num
   const startedAt = Date.now();
   const child = spawn(
     cli.path,
-    ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port), '--headless', '--db-filename', options.dbFile, '--log-level', 'error'],
+    ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port), '--headless', '--db-filename', options.dbFile, '--log-level', 'warn'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let output = '';
@@ -37,14 +37,22 @@ export async function startDevServerProcess(options: { dbFile: string; port: num
     `the Temporal dev server on ${address}`,
     async () => {
       if (child.exitCode !== null) throw new Error(`the Temporal dev server exited (${child.exitCode}):\n${output}`);
-      const connection = await Connection.connect({ address, connectTimeout: 1000 }).catch(() => undefined);
+      // A channel of its own: grpc-js shares subchannels between clients with the same options,
+      // and a client that kept calling while the server was down backs off for up to 2 minutes;
+      // sharing its subchannel would time that backoff, not the server's start.
+      const connection = await Connection.connect({ address, connectTimeout: 1000, channelArgs: { 'grpc.use_local_subchannel_pool': 1 } }).catch(
+        () => undefined,
+      );
       if (!connection) return false;
       const answered = await connection.workflowService.getSystemInfo({}).then(() => true, () => false);
       await connection.close();
       return answered;
     },
     60_000,
-  );
+  ).catch((err: Error) => {
+    child.kill('SIGKILL');
+    throw new Error(`${err.message}; its log (warnings and errors):\n${output || '(empty)'}`);
+  });
   return {
     address,
     /** From spawn until it answered. */

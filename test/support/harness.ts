@@ -4,6 +4,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { inject } from 'vitest';
+import { temporalClientChannelArgs } from '../../config';
 import { resolveServerExecutable } from '../../scripts/temporal-servers';
 import { startHarness, type HarnessOptions } from './stack';
 
@@ -12,7 +13,7 @@ export { startHarness, webhookSecrets, type Harness, type HarnessOptions } from 
 /** The harness on the run's shared Temporal dev server (started by the vitest globalSetup). */
 export async function startDevServerHarness(options: HarnessOptions = {}) {
   const address = inject('temporalAddress');
-  const connection = await Connection.connect({ address });
+  const connection = await Connection.connect({ address, channelArgs: temporalClientChannelArgs });
   const nativeConnection = await NativeConnection.connect({ address });
   const client = new Client({ connection });
   const harness = await startHarness({ client, connection, nativeConnection }, options);
