@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { and, eq, gt, isNotNull, isNull, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters, webhookEvents } from '../db/schema';
+import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters, payments, webhookEvents } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import type { Tone } from '../domain/policy';
@@ -23,6 +23,8 @@ export type StepInput = {
   template: string;
   tone: Tone;
   amountOutstandingMinor: number;
+  /** All money the case had counted when the step ran (minor units): payments recorded since are taken off what the message states. */
+  paidMinor?: number;
   /** Workflow time when the step ran (ISO instant): dates in the text and the records. */
   at: string;
   /** For a final notice: the date the account will be referred. */
@@ -47,16 +49,25 @@ export async function loadCase(db: Db, workflowId: string) {
   return row;
 }
 
+/** A contact that must wait for a payment the case is about to hear of: retried every 10 s. */
+function paymentInFlight(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: 'PaymentInFlight', message, nextRetryDelay: '10 seconds' });
+}
+
 /**
- * Refuses to contact a debtor whose payment is stored but not yet applied to the case: a
- * processor's webhook taken while Temporal was away, say, that the payment dispatcher is about
- * to deliver. They have paid; a reminder now would chase a customer who paid. The failure is
- * retried every 10 s, and the workflow cancels the step the moment the payment arrives (a part
- * payment lets the retry go ahead). A payment still undelivered after the step's retries
- * blocks the case with this reason, for operations, instead of contacting the debtor.
+ * What the debtor still owes as a contact goes out: the balance the case gave the step, less
+ * money recorded against the invoice that the case had not counted then (a payment it has not
+ * heard of yet, or heard of after the step began: a step's retries keep its first input). The
+ * message states that amount, never one the debtor has already paid.
+ *
+ * While a payment for the invoice is stored and not yet applied (a processor's webhook taken
+ * while Temporal was away, say), or when nothing is owed any more, no contact is made: the step
+ * fails for a retry, and the workflow cancels it the moment it hears of a payment that covers
+ * the balance. A payment still unheard of after the step's retries blocks the case with this
+ * reason, for operations, instead of chasing a customer who paid.
  */
-async function holdWhilePaymentInFlight(db: Db, c: Awaited<ReturnType<typeof loadCase>>): Promise<void> {
-  const [pending] = await db
+async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, input: StepInput): Promise<number> {
+  const [stored] = await db
     .select({ source: webhookEvents.source, eventId: webhookEvents.eventId, amountMinor: webhookEvents.amountMinor, currency: webhookEvents.currency })
     .from(webhookEvents)
     .where(
@@ -68,12 +79,25 @@ async function holdWhilePaymentInFlight(db: Db, c: Awaited<ReturnType<typeof loa
       ),
     )
     .limit(1);
-  if (!pending) return;
-  throw ApplicationFailure.create({
-    type: 'PaymentInFlight',
-    message: `a payment for invoice ${c.invoice.number} (${pending.source} event ${pending.eventId}, ${pending.amountMinor} ${pending.currency} in minor units) is stored and not yet applied to the case: the debtor is not contacted until it is`,
-    nextRetryDelay: '10 seconds',
-  });
+  if (stored) {
+    throw paymentInFlight(
+      `a payment for invoice ${c.invoice.number} (${stored.source} event ${stored.eventId}, ${stored.amountMinor} ${stored.currency} in minor units) is stored and not yet applied to the case: the debtor is not contacted until it is`,
+    );
+  }
+  // Steps scheduled by workflow code from before `paidMinor` state what the case gave them.
+  if (input.paidMinor === undefined) return input.amountOutstandingMinor;
+  const [{ recorded }] = (await db
+    .select({ recorded: sql<string>`coalesce(sum(${payments.amountMinor}), 0)` })
+    .from(payments)
+    .where(eq(payments.invoiceId, c.invoice.id))) as [{ recorded: string }];
+  const uncounted = Math.max(0, Number(recorded) - input.paidMinor);
+  const owed = input.amountOutstandingMinor - uncounted;
+  if (owed <= 0) {
+    throw paymentInFlight(
+      `invoice ${c.invoice.number} is paid (${recorded} in minor units recorded, of which the case had counted ${input.paidMinor} when this step began): the debtor is not contacted, and the case closes when it hears of the payment`,
+    );
+  }
+  return owed;
 }
 
 function render(deps: ChannelDeps, input: StepInput, c: Awaited<ReturnType<typeof loadCase>>, template = input.template) {
@@ -115,11 +139,11 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
   const c = await loadCase(deps.db, input.workflowId);
   const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
   if (existing?.status === 'sent') return { communicationId: existing.id, sent: false, messageId: existing.providerMessageId };
-  await holdWhilePaymentInFlight(deps.db, c);
+  const owed = await amountStillOwed(deps.db, c, input);
   if (!c.customer.email) {
     throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no e-mail address`, 'EmailRejected');
   }
-  const message = render(deps, input, c);
+  const message = render(deps, { ...input, amountOutstandingMinor: owed }, c);
   const [row] = existing
     ? [existing]
     : await deps.db
@@ -206,11 +230,11 @@ export async function sendLetter(
     const [existing] = await tx.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
     if (existing) return { communicationId: existing.id, created: false };
     const c = await loadCase(tx, input.workflowId);
-    await holdWhilePaymentInFlight(tx, c);
+    const owed = await amountStillOwed(tx, c, input);
     if (!c.customer.postalAddress) {
       throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no postal address`, 'LetterUndeliverable');
     }
-    const message = render(deps, input, c);
+    const message = render(deps, { ...input, amountOutstandingMinor: owed }, c);
     const pdf = await renderLetterPdf({
       businessName: deps.business.name,
       businessAddress: deps.business.address,
@@ -221,7 +245,7 @@ export async function sendLetter(
       subject: message.subject,
       body: message.text,
       invoiceNumber: c.invoice.number,
-      amountOutstandingMinor: input.amountOutstandingMinor,
+      amountOutstandingMinor: owed,
       currency: c.invoice.currency as Currency,
       dueDate: c.invoice.dueDate,
       certified: input.certified,
@@ -268,8 +292,7 @@ export async function createCallTask(deps: ChannelDeps, input: StepInput): Promi
     const [existing] = await tx.select({ id: callTasks.id }).from(callTasks).where(eq(callTasks.idempotencyKey, idempotencyKey));
     if (existing) return { taskId: existing.id, created: false };
     const c = await loadCase(tx, input.workflowId);
-    await holdWhilePaymentInFlight(tx, c);
-    const message = render(deps, input, c, 'reminder_letter');
+    const message = render(deps, { ...input, amountOutstandingMinor: await amountStillOwed(tx, c, input) }, c, 'reminder_letter');
     const [task] = await tx
       .insert(callTasks)
       .values({

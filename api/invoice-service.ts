@@ -1,3 +1,4 @@
+import { isGrpcServiceError } from '@temporalio/client';
 import type { SignalDefinition } from '@temporalio/common';
 import { asc, eq, or } from 'drizzle-orm';
 import { signalCollection, startCollection, type CaseStartDeps, type StoredCase } from '../cases/collection-start';
@@ -65,7 +66,24 @@ type CustomerRow = typeof customers.$inferSelect;
 
 function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
   deps.log?.error({ err }, title);
-  return new HttpProblem(503, 'temporal-unavailable', title, detail);
+  return new HttpProblem(503, 'temporal-unavailable', title, detail, undefined, err);
+}
+
+/** gRPC status codes (the client's @grpc/grpc-js is not a dependency of ours). */
+const grpcDeadlineExceeded = 4;
+const grpcUnavailable = 14;
+
+/**
+ * Whether a Temporal client call failed because the server could not be reached (gRPC
+ * UNAVAILABLE or DEADLINE_EXCEEDED, after the client's own retries) or this process's
+ * connection is closed: an outage that ends, not a fault of the request.
+ */
+export function isTemporalUnreachable(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if (isGrpcServiceError(e) && (e.code === grpcUnavailable || e.code === grpcDeadlineExceeded)) return true;
+    if (e.message === 'Channel has been shut down') return true;
+  }
+  return false;
 }
 
 type CustomerInput = RegisterInvoice['customer'];

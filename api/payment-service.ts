@@ -8,7 +8,7 @@ import type { Currency } from '../domain/money';
 import { currencySchema } from '../domain/schemas';
 import { paymentReceivedSignal } from '../workflows/messages';
 import type { Caller } from './auth';
-import { deliverToCase, findInvoice, lookupInvoice, registerInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
+import { deliverToCase, findInvoice, isTemporalUnreachable, lookupInvoice, registerInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
 import type { RecordPayment, RegisterInvoice } from './schemas';
 
@@ -294,7 +294,7 @@ export async function applyClaimedEvent(deps: ServiceDeps, claim: EventClaim): P
     // Temporal being away is an outage, not something wrong with this event: the event is
     // retried every few seconds at most, so it is applied soon after Temporal is back however
     // long it was away. Anything else backs off to 5 minutes.
-    const ceilingSeconds = err instanceof HttpProblem && err.slug === 'temporal-unavailable' ? temporalOutageRetrySeconds : 300;
+    const ceilingSeconds = err instanceof HttpProblem && isTemporalUnreachable(err.cause) ? temporalOutageRetrySeconds : 300;
     await deps.db
       .update(webhookEvents)
       .set({

@@ -31,8 +31,10 @@ export class HttpProblem extends Error {
     readonly title: string,
     readonly detail: string,
     readonly errors?: Problem['errors'],
+    /** What went wrong underneath, for the log and for callers that retry (never shown to the client). */
+    cause?: unknown,
   ) {
-    super(detail);
+    super(detail, cause === undefined ? undefined : { cause });
     this.name = 'HttpProblem';
   }
 }

@@ -3,8 +3,10 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
+import { isTemporalUnreachable } from '../api/invoice-service';
 import { ConfigError, configSchema, loadConfig } from '../config';
 import { collectionStartsAt, daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt } from '../domain/collection';
 import { localParts, nextContactTime } from '../domain/contact-window';
@@ -215,5 +217,22 @@ describe('collection policy', () => {
         expect.stringContaining('steps must be in time order'),
       ]),
     );
+  });
+});
+
+describe('Temporal outages', () => {
+  const signalVia = (connection: Connection) => new Client({ connection }).workflow.getHandle('collection-none').signal('paymentReceived');
+
+  it('tells an unreachable server or a closed connection from any other failure', async () => {
+    // Nothing listens on port 1; without the client's own retries the call fails at once.
+    const refused = Connection.lazy({ address: '127.0.0.1:1', interceptors: [] });
+    const unreachable = await signalVia(refused).catch((err: unknown) => err);
+    await refused.close();
+    expect(isTemporalUnreachable(unreachable)).toBe(true);
+    const closed = Connection.lazy({ address: '127.0.0.1:1' });
+    await closed.close();
+    expect(isTemporalUnreachable(await signalVia(closed).catch((err: unknown) => err))).toBe(true);
+    expect(isTemporalUnreachable(new Error('connect ECONNREFUSED 127.0.0.1:5432'))).toBe(false);
+    expect(isTemporalUnreachable(undefined)).toBe(false);
   });
 });

@@ -374,6 +374,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         template: 'dispute_verification',
         tone: 'firm',
         amountOutstandingMinor: balance,
+        paidMinor: totalPaid,
         at: now(),
         reason: r.note,
       });
@@ -527,6 +528,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
           template: 'payment_plan_reminder',
           tone: 'friendly',
           amountOutstandingMinor: balance,
+          paidMinor: totalPaid,
           at: now(),
           instalment,
         });
@@ -636,7 +638,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   }
 
   async function runStep(step: PolicyStep, index: number): Promise<void> {
-    const base = { workflowId, stepId: step.id, template: step.template, tone: step.tone, amountOutstandingMinor: balance, at: now() };
+    const base = { workflowId, stepId: step.id, template: step.template, tone: step.tone, amountOutstandingMinor: balance, paidMinor: totalPaid, at: now() };
     switch (step.action) {
       case 'email':
         await sendEmail(base);
@@ -799,6 +801,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         template: step.template,
         tone: step.tone,
         amountOutstandingMinor: balance,
+        paidMinor: totalPaid,
         at: now(),
       });
     }
