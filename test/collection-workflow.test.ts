@@ -37,6 +37,7 @@ import {
 } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startTimeSkippingHarness } from './support/harness';
+import { replayAndRecord } from './support/histories';
 import { until } from './support/until';
 
 let env: TestWorkflowEnvironment;
@@ -592,24 +593,38 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:queued']);
   });
 
-  it('contacts nobody while a payment for the invoice is stored and not yet applied, and closes without a reminder once it is', async () => {
-    const { payload, handle } = await register(0, { email: 'paid-in-flight@muster.example' });
-    // The bank's webhook was taken while Temporal was away: stored, answered 200, and waiting
-    // for the payment dispatcher's next attempt (held back here until the test lets it go).
+  /**
+   * A bank webhook taken while Temporal was away: stored, answered 200, and waiting for the
+   * payment dispatcher's next attempt, held back until `release()`, which waits until it is applied.
+   */
+  async function storeUnappliedPayment(externalId: string, amountMinor: number) {
+    const eventId = `evt-in-flight-${externalId}`;
     const [event] = await h.db.db
       .insert(webhookEvents)
       .values({
         source: 'bank',
-        eventId: `evt-in-flight-${payload.externalId}`,
+        eventId,
         type: 'payment.succeeded',
-        invoiceExternalId: payload.externalId,
-        moneyId: `evt-in-flight-${payload.externalId}`,
-        amountMinor: 125_000,
+        invoiceExternalId: externalId,
+        moneyId: eventId,
+        amountMinor,
         currency: 'EUR',
         payload: {},
         nextAttemptAt: new Date(Date.now() + 24 * 3_600_000),
       })
       .returning();
+    const byId = eq(webhookEvents.id, event!.id);
+    return {
+      async release() {
+        await h.db.db.update(webhookEvents).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(byId);
+        await until('the payment applied', async () => (await h.db.db.select().from(webhookEvents).where(byId))[0]?.status === 'applied');
+      },
+    };
+  }
+
+  it('contacts nobody while a payment for the invoice is stored and not yet applied, and closes without a reminder once it is', async () => {
+    const { payload, handle } = await register(0, { email: 'paid-in-flight@muster.example' });
+    const payment = await storeUnappliedPayment(payload.externalId, 125_000);
     await env.sleep('4 days'); // day 1's e-mail came due and was held
     expect(emailsTo('paid-in-flight@muster.example')).toEqual([]);
     // Held through the step's retries: the case waits for operations, saying why.
@@ -617,13 +632,52 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(held.stage).toBe('Blocked');
     expect(held.blockedReason).toContain('is stored and not yet applied');
 
-    // The dispatcher's next attempt delivers it.
-    await h.db.db.update(webhookEvents).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(eq(webhookEvents.id, event!.id));
-    await until('the payment applied', async () => (await h.db.db.select().from(webhookEvents).where(eq(webhookEvents.id, event!.id)))[0]?.status === 'applied');
+    await payment.release();
     expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 1 });
     await env.sleep('2 days');
     expect(emailsTo('paid-in-flight@muster.example')).toEqual([]);
     expect(await contacts(handle.workflowId)).toEqual([]);
+  });
+
+  it('tries a step blocked by a payment in flight again when a part payment arrives, stating what is left', async () => {
+    const { payload, handle } = await register(0, { email: 'part-in-flight@muster.example' });
+    const payment = await storeUnappliedPayment(payload.externalId, 100_000);
+    await env.sleep('4 days');
+    expect((await handle.query(caseStatusQuery)).stage).toBe('Blocked');
+
+    await payment.release();
+    await env.sleep('1 hour'); // no operator resumed it
+    const status = await handle.query(caseStatusQuery);
+    expect(status).toMatchObject({ amountOutstandingMinor: 25_000, blockedReason: null });
+    expect(status.stage).not.toBe('Blocked');
+    const [email, ...more] = emailsTo('part-in-flight@muster.example');
+    expect(more).toEqual([]);
+    const text = email?.body.content.find((p) => p.type === 'text/plain')?.value;
+    expect(text).toContain('250,00');
+    expect(text).not.toContain('1.250,00');
+    await replayAndRecord(handle, 'blocked-by-payment-in-flight-v1');
+  });
+
+  it('cancels a dispute verification being retried when the invoice is paid in full meanwhile', async () => {
+    const address = 'verify-then-paid@muster.example';
+    const { payload, handle } = await register(0, { email: address });
+    await handle.signal(openDisputeSignal, { by: 'collector', reason: 'pallet arrived damaged' });
+    await env.sleep('1 hour');
+    h.sendgrid.outage(503);
+    await handle.signal(resolveDisputeSignal, { by: 'ops', resolution: 'business_favour', note: 'delivery photos show intact pallet' });
+    // The verification waits for the debtor's contact window (after a weekend, it may be days
+    // away), then SendGrid refuses it.
+    for (let i = 0; i < 7 * 96 && !h.sendgrid.requests.some((r) => r.to === address); i++) await env.sleep('15 minutes');
+    expect(h.sendgrid.requests.some((r) => r.to === address)).toBe(true);
+    expect((await pay(payload.externalId, 'while-verifying', 125_000)).statusCode).toBe(201);
+    expect(await handle.result()).toMatchObject({ outcome: 'paid' });
+    h.sendgrid.outage(null);
+    await env.sleep('1 day');
+    expect(emailsTo(address)).toEqual([]);
+    const { history } = await handle.query(caseStatusQuery);
+    expect(history).toContainEqual(expect.objectContaining({ kind: 'cancelled', detail: 'dispute-1-verification' }));
+    expect(history.map((a) => a.kind)).not.toContain('contact_failed');
+    await replayAndRecord(handle, 'contact-cancelled-on-payment-v1');
   });
 
   it('states the balance after a part payment that arrived while the e-mail was being retried', async () => {

@@ -1,6 +1,6 @@
 // History size of a long case, and replay of recorded histories: a change to the workflow
 // that would break running cases fails here (wrap such changes in patched()).
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -9,10 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectionWorkflowId } from '../domain/collection';
 import { caseStatusQuery, decideApprovalUpdate } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
+import { historiesDir, replayAndRecord, workflowsPath } from './support/histories';
 import { startTimeSkippingHarness } from './support/harness';
-
-const historiesDir = path.resolve(__dirname, 'histories');
-const workflowsPath = path.resolve(__dirname, '..', 'workflows');
 
 let env: TestWorkflowEnvironment;
 let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
@@ -60,23 +58,18 @@ describe('workflow history', () => {
     await pay('rest', 350_000);
     expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 4 });
 
-    const history = await handle.fetchHistory();
+    // Same code, same history: the workflow is deterministic.
+    const history = await replayAndRecord(handle, 'full-escalation-v7');
     const events = history.events?.length ?? 0;
     const largestPayload = Math.max(...(history.events ?? []).map((e) => JSON.stringify(e).length));
     console.log(`full escalation: ${events} events, largest event ${largestPayload} bytes (limits: 50,000 events, 2 MB payload)`);
     expect(events).toBeLessThan(1_000);
     expect(largestPayload).toBeLessThan(64 * 1024);
 
-    // Same code, same history: the workflow is deterministic.
-    await Worker.runReplayHistory({ workflowsPath }, history, handle.workflowId);
-    // RECORD_HISTORIES=<name> keeps this history as test/histories/<name>.bin for future replays.
-    if (process.env.RECORD_HISTORIES) {
-      writeFileSync(path.join(historiesDir, `${process.env.RECORD_HISTORIES}.bin`), temporal.api.history.v1.History.encode(history).finish());
-    }
   });
 
   it('replays every recorded history with the current workflow code', async () => {
-    // Binary protobuf (History.encode), as recorded with RECORD_HISTORIES=1.
+    // Binary protobuf (History.encode), as recorded with RECORD_HISTORIES=1 (test/support/histories.ts).
     const files = existsSync(historiesDir) ? readdirSync(historiesDir).filter((f) => f.endsWith('.bin')) : [];
     expect(files.length).toBeGreaterThan(0);
     for (const file of files) {

@@ -368,7 +368,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       else applyCredit(r.creditMinor ?? 0);
     } else if (!communicationCeased) {
       await waitForContactWindow();
-      await tryContact(sendEmail, {
+      await tryContact({
         workflowId,
         stepId: `dispute-${d.no}-verification`,
         template: 'dispute_verification',
@@ -473,12 +473,37 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   }
 
   /**
-   * A contact that is not a ladder step (a plan reminder, a dispute verification, a handover
-   * notice): if it fails for good, the case notes it and goes on rather than failing.
+   * Runs `fn` in a scope that is cancelled the moment `stop()` holds: its activities, retrying
+   * or waiting to retry, end at once (an attempt already talking to SendGrid may still
+   * complete). Returns false when stopped.
    */
-  async function tryContact<T>(send: (input: T) => Promise<unknown>, args: T): Promise<void> {
+  async function unlessStopped(stop: () => boolean, fn: () => Promise<unknown>): Promise<boolean> {
+    const scope = new CancellationScope();
+    let finished = false;
+    void condition(() => finished || stop()).then(() => {
+      if (!finished) scope.cancel();
+    });
     try {
-      await send(args);
+      await scope.run(fn);
+      return true;
+    } catch (err) {
+      if (isCancellation(err) && stop()) return false;
+      throw err;
+    } finally {
+      finished = true;
+    }
+  }
+
+  /**
+   * A contact that is not a ladder step (a plan reminder, a dispute verification, a handover
+   * notice): if it fails for good, the case notes it and goes on rather than failing. A
+   * payment in full (or `stop()`) while it is being retried cancels it. Cases that passed a
+   * contact before this patch replay it uncancelled.
+   */
+  async function tryContact(args: Parameters<typeof sendEmail>[0], stop: () => boolean = isPaid): Promise<void> {
+    try {
+      if (!patched('contact-cancelled-on-payment')) await sendEmail(args);
+      else if (!(await unlessStopped(stop, () => sendEmail(args)))) note('cancelled', args.stepId);
     } catch (err) {
       if (!(err instanceof ActivityFailure)) throw err;
       note('contact_failed', (err.cause ?? err).message);
@@ -522,16 +547,18 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       await sleepUntilOr(remindAt.getTime(), interrupted);
       if (plan !== p || isPaid() || (dispute && !dispute.handled)) break;
       if (!met() && !communicationCeased) {
-        await tryContact(sendEmail, {
+        // Not sent once the instalment is met, the plan replaced or a dispute opened meanwhile.
+        const reminder = {
           workflowId,
           stepId: `plan-${p.planNo}-instalment-${i + 1}`,
           template: 'payment_plan_reminder',
-          tone: 'friendly',
+          tone: 'friendly' as const,
           amountOutstandingMinor: balance,
           paidMinor: totalPaid,
           at: now(),
           instalment,
-        });
+        };
+        await tryContact(reminder, interrupted);
       }
       const checkAt = dueAt + (policy.promiseGraceDays + 1) * DAY_MS;
       nextAction = { kind: `instalment ${i + 1} check`, at: new Date(checkAt).toISOString() };
@@ -795,7 +822,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (!communicationCeased) {
       // Cases that passed this point before the patch sent the notice at once; replay keeps that.
       if (patched('handover-notice-in-contact-window')) await waitForContactWindow();
-      await tryContact(sendEmail, {
+      await tryContact({
         workflowId,
         stepId: `${step.id}-notice`,
         template: step.template,
@@ -813,22 +840,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * the invoice is paid, disputed or contact is ceased: no retry goes out after that. An attempt
    * already talking to SendGrid may still complete. Returns false when stopped.
    */
-  async function runStepUnlessStopped(step: PolicyStep, index: number): Promise<boolean> {
+  function runStepUnlessStopped(step: PolicyStep, index: number): Promise<boolean> {
     const stopped = () => isPaid() || (dispute !== null && !dispute.handled) || (communicationCeased && contactActions.has(step.action));
-    const scope = new CancellationScope();
-    let finished = false;
-    void condition(() => finished || stopped()).then(() => {
-      if (!finished) scope.cancel();
-    });
-    try {
-      await scope.run(() => runStep(step, index));
-      return true;
-    } catch (err) {
-      if (isCancellation(err) && stopped()) return false;
-      throw err;
-    } finally {
-      finished = true;
-    }
+    return unlessStopped(stopped, () => runStep(step, index));
   }
 
   /** Runs a step; a permanent failure blocks the case until operations resume it (then retries) or it is paid. */
@@ -841,6 +855,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       } catch (err) {
         const failure = err instanceof ActivityFailure ? err.cause : err;
         if (!(failure instanceof ApplicationFailure) && !(err instanceof ActivityFailure)) throw err;
+        // Blocked waiting for a payment to reach the case (activities/channels.ts): any payment
+        // that arrives tries the step again, with the balance it leaves.
+        const paidWhenBlocked = totalPaid;
+        const retryOnPayment = failure instanceof ApplicationFailure && failure.type === 'PaymentInFlight' && patched('blocked-step-retried-on-payment');
         blockedReason = `${step.id}: ${(failure as Error).message}`;
         const previous = stage;
         stage = 'Blocked';
@@ -848,7 +866,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         resumeRequested = false;
         note('blocked', blockedReason);
         await publish('case.blocked', { stepId: step.id, reason: blockedReason });
-        await waitFor(() => isPaid() || resumeRequested);
+        await waitFor(() => isPaid() || resumeRequested || (retryOnPayment && totalPaid !== paidWhenBlocked));
         resumeRequested = false;
         blockedReason = null;
         stage = previous;
