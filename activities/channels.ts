@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { and, eq, gt, isNotNull, isNull, sql } from 'drizzle-orm';
+import { and, eq, gt, isNotNull, isNull, ne, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters, payments, webhookEvents } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
@@ -94,7 +94,7 @@ async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, 
   const owed = input.amountOutstandingMinor - uncounted;
   if (owed <= 0) {
     throw paymentInFlight(
-      `invoice ${c.invoice.number} is paid (${recorded} in minor units recorded, of which the case had counted ${input.paidMinor} when this step began): the debtor is not contacted, and the case closes when it hears of the payment`,
+      `invoice ${c.invoice.number} is paid (${recorded} in minor units recorded, of which the case had counted ${input.paidMinor} when this step began): the debtor is not contacted, and the case closes when it hears of the payment; if it does not within minutes, send the payment again (same reference: it is counted once)`,
     );
   }
   return owed;
@@ -144,25 +144,34 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
     throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no e-mail address`, 'EmailRejected');
   }
   const message = render(deps, { ...input, amountOutstandingMinor: owed }, c);
-  const [row] = existing
-    ? [existing]
-    : await deps.db
-        .insert(communications)
-        .values({
-          caseId: c.caseId,
-          idempotencyKey,
-          channel: 'email',
-          template: input.template,
-          tone: input.tone,
-          locale: c.customer.locale,
-          recipient: c.customer.email,
-          subject: message.subject,
-          body: message.text,
-          status: 'queued',
-          createdAt: new Date(input.at),
-        })
-        .onConflictDoUpdate({ target: communications.idempotencyKey, set: { status: sql`${communications.status}` } })
-        .returning();
+  let row = existing;
+  if (!row) {
+    [row] = await deps.db
+      .insert(communications)
+      .values({
+        caseId: c.caseId,
+        idempotencyKey,
+        channel: 'email',
+        template: input.template,
+        tone: input.tone,
+        locale: c.customer.locale,
+        recipient: c.customer.email,
+        subject: message.subject,
+        body: message.text,
+        status: 'queued',
+        createdAt: new Date(input.at),
+      })
+      .onConflictDoUpdate({ target: communications.idempotencyKey, set: { status: sql`${communications.status}` } })
+      .returning();
+  } else if (row.subject !== message.subject || row.body !== message.text) {
+    // A retry may state less than the attempt before it (a part payment meanwhile): the row keeps what is sent.
+    const [updated] = await deps.db
+      .update(communications)
+      .set({ subject: message.subject, body: message.text })
+      .where(and(eq(communications.id, row.id), ne(communications.status, 'sent')))
+      .returning();
+    row = updated ?? row;
+  }
 
   try {
     const { messageId } = await deps.mailer.send({

@@ -129,6 +129,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
   /** All money received, in minor units: promises, plans and settlements are kept by money, not credits. */
   let totalPaid = carried?.totalPaid ?? 0;
+  // Runs continued by code older than the carried total start it from 0: their contacts state
+  // what the case gives them, not less the money recorded since (activities/channels.ts).
+  const totalPaidKnown = carried === undefined || carried.totalPaid !== undefined;
+  const paidSoFar = () => (totalPaidKnown ? totalPaid : undefined);
   const appliedAdjustments = new Set<string>(carried?.appliedAdjustments ?? []);
   const seenMessages = new Set<string>(carried?.seenMessages ?? []);
   /** False for a message id seen before: the repeat changes nothing. */
@@ -374,7 +378,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         template: 'dispute_verification',
         tone: 'firm',
         amountOutstandingMinor: balance,
-        paidMinor: totalPaid,
+        paidMinor: paidSoFar(),
         at: now(),
         reason: r.note,
       });
@@ -503,7 +507,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   async function tryContact(args: Parameters<typeof sendEmail>[0], stop: () => boolean = isPaid): Promise<void> {
     try {
       if (!patched('contact-cancelled-on-payment')) await sendEmail(args);
-      else if (!(await unlessStopped(stop, () => sendEmail(args)))) note('cancelled', args.stepId);
+      else if (stop() || !(await unlessStopped(stop, () => sendEmail(args)))) note('cancelled', args.stepId);
     } catch (err) {
       if (!(err instanceof ActivityFailure)) throw err;
       note('contact_failed', (err.cause ?? err).message);
@@ -554,7 +558,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
           template: 'payment_plan_reminder',
           tone: 'friendly' as const,
           amountOutstandingMinor: balance,
-          paidMinor: totalPaid,
+          paidMinor: paidSoFar(),
           at: now(),
           instalment,
         };
@@ -665,7 +669,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   }
 
   async function runStep(step: PolicyStep, index: number): Promise<void> {
-    const base = { workflowId, stepId: step.id, template: step.template, tone: step.tone, amountOutstandingMinor: balance, paidMinor: totalPaid, at: now() };
+    const base = { workflowId, stepId: step.id, template: step.template, tone: step.tone, amountOutstandingMinor: balance, paidMinor: paidSoFar(), at: now() };
     switch (step.action) {
       case 'email':
         await sendEmail(base);
@@ -828,7 +832,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         template: step.template,
         tone: step.tone,
         amountOutstandingMinor: balance,
-        paidMinor: totalPaid,
+        paidMinor: paidSoFar(),
         at: now(),
       });
     }
@@ -867,11 +871,18 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         note('blocked', blockedReason);
         await publish('case.blocked', { stepId: step.id, reason: blockedReason });
         await waitFor(() => isPaid() || resumeRequested || (retryOnPayment && totalPaid !== paidWhenBlocked));
+        const resumed = resumeRequested;
         resumeRequested = false;
         blockedReason = null;
         stage = previous;
         if (isPaid()) return;
         await publish('case.unblocked', { stepId: step.id });
+        // Woken by a payment, not a person (a backlog delivered at 3 a.m., say): a contact
+        // waits for the debtor's window, as the step did in the first place.
+        if (retryOnPayment && !resumed && timedContact.has(step.action)) {
+          await waitForContactWindow();
+          if (isPaid()) return;
+        }
       }
     }
   }
