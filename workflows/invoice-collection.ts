@@ -1,5 +1,7 @@
 import {
+  ActivityCancellationType,
   ActivityFailure,
+  type ActivityOptions,
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
@@ -60,10 +62,17 @@ const isPositiveInt = (value: unknown): value is number => Number.isSafeInteger(
 // A delivery is retried with backoff for about an hour and a half, then the case is blocked
 // for a person to look at: never an endless retry. Permanent errors (bad key, bad address)
 // are not retried at all.
-const acts = proxyActivities<Activities>({
+const deliveryOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes', maximumAttempts: 15 },
-});
+} satisfies ActivityOptions;
+const acts = proxyActivities<Activities>(deliveryOptions);
+// The same, for contacts that a payment, a dispute or a cease may cancel: a contact waiting to
+// be retried is dropped at once, but an attempt already under way (SendGrid answering, a
+// letter's transaction committing) finishes, and what it did is recorded, not noted cancelled.
+// Cases that cancelled a contact before this patch replay the cancellation without waiting.
+const contactActs = proxyActivities<Activities>({ ...deliveryOptions, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
+const contacts = () => (patched('contact-cancel-waits-for-attempt') ? contactActs : acts);
 // Bookkeeping (the database copy, approvals, disputes, handovers) must never fail a case: a
 // database outage only delays it, so these retry until they succeed.
 const books = proxyActivities<Activities>({
@@ -469,7 +478,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       await acts.sendEmail(args);
       return;
     }
-    const delivery = await acts.deliverEmail(args);
+    const delivery = await contacts().deliverEmail(args);
     if (!delivery.sent) return;
     const { workflowId: id, stepId, template, at } = args;
     const mark = patched('email-mark-local-activity') ? localBooks.markEmailSent : books.markEmailSent;
@@ -675,7 +684,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         await sendEmail(base);
         break;
       case 'letter':
-        await acts.sendLetter({ ...base, certified: step.certified ?? false });
+        await contacts().sendLetter({ ...base, certified: step.certified ?? false });
         break;
       case 'final_notice': {
         const referralOffset = referralOffsetAfter(policy, index);
@@ -686,11 +695,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         await sendEmail({ ...base, referralDate });
         // Re-checked between the two sends: a payment, dispute or cease may have arrived.
         if (isPaid() || (dispute && !dispute.handled) || communicationCeased) break;
-        await acts.sendLetter({ ...base, certified: step.certified ?? true, referralDate });
+        await contacts().sendLetter({ ...base, certified: step.certified ?? true, referralDate });
         break;
       }
       case 'call_task':
-        await acts.createCallTask(base);
+        await contacts().createCallTask(base);
         break;
       case 'credit_hold':
         await acts.placeCreditHold(base);
