@@ -501,6 +501,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       return true;
     } catch (err) {
       if (isCancellation(err) && stop()) return false;
+      // An attempt left to finish (contacts()) that failed is not retried once cancelled: stopped too.
+      if (err instanceof ActivityFailure && stop() && patched('contact-cancel-waits-for-attempt')) return false;
       throw err;
     } finally {
       finished = true;
