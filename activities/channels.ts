@@ -181,7 +181,9 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
       html: message.html,
       idempotencyKey,
     });
-    return { communicationId: row!.id, sent: true, messageId };
+    const delivery = { communicationId: row!.id, sent: true, messageId };
+    await recordSentMeanwhile(deps, input, delivery);
+    return delivery;
   } catch (err) {
     if (err instanceof ApplicationFailure && err.nonRetryable) {
       await deps.db
@@ -191,6 +193,18 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
     }
     throw err;
   }
+}
+
+/**
+ * Marks the e-mail sent from the attempt itself, as well as by the workflow's markEmailSent
+ * (which retries until the database answers): a step stopped by a payment while this attempt
+ * was under way drops the attempt's result, yet the e-mail went out, and the record must say
+ * so. Best effort and brief: it must neither fail nor hold past its timeout an attempt whose
+ * e-mail SendGrid has accepted (a retry would send it again).
+ */
+async function recordSentMeanwhile(deps: ChannelDeps, input: StepInput, delivery: EmailDelivery): Promise<void> {
+  const marked = markEmailSent(deps, { ...input, ...delivery }).catch(() => undefined);
+  await Promise.race([marked, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
 }
 
 /** Marks a delivered e-mail sent, with its audit event; a repeat changes nothing. */

@@ -662,28 +662,6 @@ describe('invoice collection workflow (time-skipping server)', () => {
     await replayAndRecord(handle, 'blocked-by-payment-in-flight-v1');
   });
 
-  it('records an e-mail already on its way when a payment in full stops its step', async () => {
-    const address = 'paid-while-sending@muster.example';
-    const { payload, handle } = await register(0, { email: address });
-    const nextAction = await until('the first step scheduled', async () => (await handle.query(caseStatusQuery)).nextAction ?? undefined);
-    h.sendgrid.latency(3_000); // SendGrid takes the message at once, and answers 3 s later
-    try {
-      await env.sleep(Date.parse(nextAction.at) - (await env.currentTimeMs()) + 1_000);
-      await until('SendGrid to take the e-mail', async () => emailsTo(address).length > 0);
-      expect((await pay(payload.externalId, 'while-sending', 125_000)).statusCode).toBe(201);
-      expect(await handle.result()).toMatchObject({ outcome: 'paid' });
-    } finally {
-      h.sendgrid.latency(0);
-    }
-    expect(emailsTo(address)).toHaveLength(1);
-    // The case's records say what happened: the e-mail went out, before the payment closed it.
-    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
-    const { history } = await handle.query(caseStatusQuery);
-    expect(history).toContainEqual(expect.objectContaining({ kind: 'email', detail: nextAction.kind }));
-    expect(history.map((a) => a.kind)).not.toContain('cancelled');
-    await replayAndRecord(handle, 'contact-finished-when-cancelled-v1');
-  });
-
   it('cancels a dispute verification being retried when the invoice is paid in full meanwhile', async () => {
     const address = 'verify-then-paid@muster.example';
     const { payload, handle } = await register(0, { email: address });

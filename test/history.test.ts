@@ -59,7 +59,7 @@ describe('workflow history', () => {
     expect(await handle.result()).toMatchObject({ outcome: 'paid', paymentsApplied: 4 });
 
     // Same code, same history: the workflow is deterministic.
-    const history = await replayAndRecord(handle, 'full-escalation-v8');
+    const history = await replayAndRecord(handle, 'full-escalation-v7');
     const events = history.events?.length ?? 0;
     const largestPayload = Math.max(...(history.events ?? []).map((e) => JSON.stringify(e).length));
     console.log(`full escalation: ${events} events, largest event ${largestPayload} bytes (limits: 50,000 events, 2 MB payload)`);

@@ -1,7 +1,5 @@
 import {
-  ActivityCancellationType,
   ActivityFailure,
-  type ActivityOptions,
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
@@ -62,17 +60,10 @@ const isPositiveInt = (value: unknown): value is number => Number.isSafeInteger(
 // A delivery is retried with backoff for about an hour and a half, then the case is blocked
 // for a person to look at: never an endless retry. Permanent errors (bad key, bad address)
 // are not retried at all.
-const deliveryOptions = {
+const acts = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes', maximumAttempts: 15 },
-} satisfies ActivityOptions;
-const acts = proxyActivities<Activities>(deliveryOptions);
-// The same, for contacts that a payment, a dispute or a cease may cancel: a contact waiting to
-// be retried is dropped at once, but an attempt already under way (SendGrid answering, a
-// letter's transaction committing) finishes, and what it did is recorded, not noted cancelled.
-// Cases that cancelled a contact before this patch replay the cancellation without waiting.
-const contactActs = proxyActivities<Activities>({ ...deliveryOptions, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
-const contacts = () => (patched('contact-cancel-waits-for-attempt') ? contactActs : acts);
+});
 // Bookkeeping (the database copy, approvals, disputes, handovers) must never fail a case: a
 // database outage only delays it, so these retry until they succeed.
 const books = proxyActivities<Activities>({
@@ -478,7 +469,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       await acts.sendEmail(args);
       return;
     }
-    const delivery = await contacts().deliverEmail(args);
+    const delivery = await acts.deliverEmail(args);
     if (!delivery.sent) return;
     const { workflowId: id, stepId, template, at } = args;
     const mark = patched('email-mark-local-activity') ? localBooks.markEmailSent : books.markEmailSent;
@@ -487,8 +478,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
 
   /**
    * Runs `fn` in a scope that is cancelled the moment `stop()` holds: its activities, retrying
-   * or waiting to retry, end at once (an attempt already talking to SendGrid may still
-   * complete). Returns false when stopped.
+   * or waiting to retry, end at once. An attempt already under way may still complete, and
+   * records what it did itself (activities/channels.ts). Returns false when stopped.
    */
   async function unlessStopped(stop: () => boolean, fn: () => Promise<unknown>): Promise<boolean> {
     const scope = new CancellationScope();
@@ -501,8 +492,6 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       return true;
     } catch (err) {
       if (isCancellation(err) && stop()) return false;
-      // An attempt left to finish (contacts()) that failed is not retried once cancelled: stopped too.
-      if (err instanceof ActivityFailure && stop() && patched('contact-cancel-waits-for-attempt')) return false;
       throw err;
     } finally {
       finished = true;
@@ -686,7 +675,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         await sendEmail(base);
         break;
       case 'letter':
-        await contacts().sendLetter({ ...base, certified: step.certified ?? false });
+        await acts.sendLetter({ ...base, certified: step.certified ?? false });
         break;
       case 'final_notice': {
         const referralOffset = referralOffsetAfter(policy, index);
@@ -697,11 +686,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         await sendEmail({ ...base, referralDate });
         // Re-checked between the two sends: a payment, dispute or cease may have arrived.
         if (isPaid() || (dispute && !dispute.handled) || communicationCeased) break;
-        await contacts().sendLetter({ ...base, certified: step.certified ?? true, referralDate });
+        await acts.sendLetter({ ...base, certified: step.certified ?? true, referralDate });
         break;
       }
       case 'call_task':
-        await contacts().createCallTask(base);
+        await acts.createCallTask(base);
         break;
       case 'credit_hold':
         await acts.placeCreditHold(base);

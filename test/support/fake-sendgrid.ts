@@ -23,7 +23,7 @@ export type RecordedMessage = { messageId: string; body: SendGridMailBody; heade
 /** `to`: the first recipient, when the body named one; `at`: when the answer went out (epoch ms). */
 export type RecordedRequest = { method: string; url: string; status: number; at: number; to?: string };
 
-type Fault = { status: number; headers: Record<string, string>; body: unknown; to?: string };
+type Fault = { status: number; headers: Record<string, string>; body: unknown; to?: string; delayMs?: number };
 
 export type FakeSendGrid = {
   /** Base URL for SENDGRID_BASE_URL, e.g. http://127.0.0.1:41234 */
@@ -36,9 +36,10 @@ export type FakeSendGrid = {
   /** Answers the next `count` requests with `status` (before any other check). */
   /**
    * Answers the next `count` requests with `status` (before any other check); with `to`, only
-   * requests addressed to that recipient (other cases' mail on a shared server goes through).
+   * requests addressed to that recipient (other cases' mail on a shared server goes through);
+   * with `delayMs`, each such answer comes that long after the request (a slow failure).
    */
-  failNext(count: number, status: number, headers?: Record<string, string>, body?: unknown, to?: string): void;
+  failNext(count: number, status: number, headers?: Record<string, string>, body?: unknown, to?: string, delayMs?: number): void;
   /** Answers 429 with X-RateLimit-* once more than `perSecond` requests arrive in a second; null lifts it. */
   rateLimit(limit: { perSecond: number } | null): void;
   /** Answers every request with `status` (an outage) until called with null. */
@@ -115,6 +116,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
       const faultIndex = faults.findIndex((f) => f.to === undefined || f.to === recipient);
       if (faultIndex >= 0) {
         const [fault] = faults.splice(faultIndex, 1);
+        if (fault!.delayMs) return void setTimeout(() => answer(fault!.status, fault!.body, fault!.headers), fault!.delayMs);
         return answer(fault!.status, fault!.body, fault!.headers);
       }
 
@@ -169,12 +171,12 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
     apiKey,
     messages,
     requests,
-    failNext(count, status, headers = {}, body, to) {
+    failNext(count, status, headers = {}, body, to, delayMs) {
       const defaultBody =
         status === 429
           ? { errors: [{ field: null, message: 'too many requests' }] }
           : sendGridError(status >= 500 ? 'internal server error' : 'Bad Request');
-      for (let i = 0; i < count; i++) faults.push({ status, headers, body: body ?? defaultBody, to });
+      for (let i = 0; i < count; i++) faults.push({ status, headers, body: body ?? defaultBody, to, delayMs });
     },
     rateLimit(next) {
       limit = next;
