@@ -180,6 +180,11 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
       text: message.text,
       html: message.html,
       idempotencyKey,
+      // After a wait for SendGrid's rate limit: still owed, and the same amount (else written again).
+      stillDue: async () => {
+        const owedNow = await amountStillOwed(deps.db, c, input);
+        if (owedNow !== owed) throw paymentInFlight(`the balance of invoice ${c.invoice.number} changed from ${owed} to ${owedNow} while this e-mail waited its turn: it is written again`);
+      },
     });
     const delivery = { communicationId: row!.id, sent: true, messageId };
     await recordSentMeanwhile(deps, input, delivery);

@@ -42,6 +42,11 @@ export type SendEmailInput = {
   html: string;
   /** Ties SendGrid's event webhooks back to the communication: custom arg and mail header. */
   idempotencyKey: string;
+  /**
+   * Asked again when this send's turn comes after a wait for SendGrid's rate limit (seconds in
+   * which a payment may land): throws to send nothing.
+   */
+  stillDue?: () => Promise<void>;
   categories?: string[];
 };
 
@@ -112,6 +117,14 @@ export function createMailer(options: MailerOptions): Mailer {
       // The try cap guards against a reset that is always "now" (a skewed clock): no tight loop.
       for (let tries = 1; ; tries++) {
         const turn = await window.take(budgetLeft);
+        if (turn.waited && input.stillDue) {
+          try {
+            await input.stillDue();
+          } catch (error) {
+            turn.done(false);
+            throw error;
+          }
+        }
         let response: { headers?: unknown };
         try {
           [response] = await service.send(message);
@@ -163,21 +176,24 @@ function rateLimitWindow(now: () => number) {
      * Waiting behind the send ahead ends with the budget too: then it goes on its own.
      * `done(sent)` once the request is answered: whether SendGrid took it.
      */
-    async take(budgetLeft: () => number): Promise<{ done(sent: boolean): void }> {
+    async take(budgetLeft: () => number): Promise<{ waited: boolean; done(sent: boolean): void }> {
+      let waited = false;
       for (;;) {
         const closedFor = opensAt - now();
         if (closedFor > 0) {
           if (closedFor > budgetLeft()) throw windowClosedFailure(closedFor);
+          waited = true;
           await Promise.race([changed.promise, sleep(closedFor)]);
           continue;
         }
         if (used < limit) {
           used++;
-          return { done() {} };
+          return { waited, done() {} };
         }
         if (!scouting) {
           scouting = true;
           return {
+            waited,
             done(sent) {
               scouting = false;
               // Taken, and no 429 reset the count meanwhile: the window has room again.
@@ -186,7 +202,8 @@ function rateLimitWindow(now: () => number) {
             },
           };
         }
-        if (budgetLeft() <= 0) return { done() {} };
+        if (budgetLeft() <= 0) return { waited, done() {} };
+        waited = true;
         await Promise.race([changed.promise, sleep(budgetLeft())]);
       }
     },

@@ -250,6 +250,25 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
     expect(limited).toBeLessThanOrEqual(13);
   });
 
+  it('asks a send that waited for the rate limit whether it is still due, and sends nothing if not', async () => {
+    fake.rateLimit({ perSecond: 1 });
+    const fresh = createMailer({ apiKey: fake.apiKey, baseUrl: fake.url, from });
+    let asked = 0;
+    const paidMeanwhile = async () => {
+      asked += 1;
+      throw new Error('paid meanwhile');
+    };
+    // Both at the start of one of the fake's one-second windows.
+    await new Promise((resolve) => setTimeout(resolve, 1_010 - (Date.now() % 1_000)));
+    const results = await Promise.allSettled([fresh.send({ ...message(), stillDue: paidMeanwhile }), fresh.send({ ...message(), stillDue: paidMeanwhile })]);
+    // One went at once, without being asked; the other met the limit, waited, was asked, and stayed.
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(results.find((r) => r.status === 'rejected')).toMatchObject({ reason: { message: 'paid meanwhile' } });
+    expect(asked).toBe(1);
+    expect(fake.messages).toHaveLength(1);
+    expect(fake.requests.map((r) => r.status).sort()).toEqual([202, 429]);
+  });
+
   it('retries a 500', async () => {
     fake.failNext(1, 500);
     const failure = await failureOf(mailer.send(message()));

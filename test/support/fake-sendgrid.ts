@@ -33,6 +33,8 @@ export type FakeSendGrid = {
   messages: RecordedMessage[];
   /** Every request with the status it got, accepted or not. */
   requests: RecordedRequest[];
+  /** The recipient of every request as it arrives, before it is answered (a slow answer is still pending). */
+  arrivals: (string | undefined)[];
   /** Answers the next `count` requests with `status` (before any other check). */
   /**
    * Answers the next `count` requests with `status` (before any other check); with `to`, only
@@ -90,6 +92,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
   const apiKey = options.apiKey ?? `SG.fake-${randomBytes(8).toString('hex')}.${randomBytes(16).toString('hex')}`;
   const messages: RecordedMessage[] = [];
   const requests: RecordedRequest[] = [];
+  const arrivals: (string | undefined)[] = [];
   let faults: Fault[] = [];
   let limit: { perSecond: number } | null = null;
   let outageStatus: number | null = null;
@@ -107,6 +110,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
           return undefined;
         }
       })();
+      arrivals.push(recipient);
       const answer = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
         requests.push({ method: req.method ?? '', url: req.url ?? '', status, at: Date.now(), ...(recipient ? { to: recipient } : {}) });
         reply(res, status, body, headers);
@@ -171,6 +175,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
     apiKey,
     messages,
     requests,
+    arrivals,
     failNext(count, status, headers = {}, body, to, delayMs) {
       const defaultBody =
         status === 429
@@ -191,6 +196,7 @@ export async function startFakeSendGrid(options: { apiKey?: string } = {}): Prom
     reset() {
       messages.length = 0;
       requests.length = 0;
+      arrivals.length = 0;
       faults = [];
       limit = null;
       outageStatus = null;
