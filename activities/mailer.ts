@@ -116,15 +116,7 @@ export function createMailer(options: MailerOptions): Mailer {
       const budgetLeft = () => giveUpAt - performance.now();
       // The try cap guards against a reset that is always "now" (a skewed clock): no tight loop.
       for (let tries = 1; ; tries++) {
-        const turn = await window.take(budgetLeft);
-        if (turn.waited && input.stillDue) {
-          try {
-            await input.stillDue();
-          } catch (error) {
-            turn.done(false);
-            throw error;
-          }
-        }
+        const turn = await window.take(budgetLeft, input.stillDue);
         let response: { headers?: unknown };
         try {
           [response] = await service.send(message);
@@ -176,7 +168,7 @@ function rateLimitWindow(now: () => number) {
      * Waiting behind the send ahead ends with the budget too: then it goes on its own.
      * `done(sent)` once the request is answered: whether SendGrid took it.
      */
-    async take(budgetLeft: () => number): Promise<{ waited: boolean; done(sent: boolean): void }> {
+    async take(budgetLeft: () => number, stillDue?: () => Promise<void>): Promise<{ done(sent: boolean): void }> {
       let waited = false;
       for (;;) {
         const closedFor = opensAt - now();
@@ -186,14 +178,21 @@ function rateLimitWindow(now: () => number) {
           await Promise.race([changed.promise, sleep(closedFor)]);
           continue;
         }
+        // After a wait, asked once a turn is free and before it is claimed: the claim and the
+        // request stay adjacent (a request sent late spills into SendGrid's next second, and meets
+        // a 429 there), and a send that is not free to go asks nothing.
+        if (waited && stillDue && (used < limit || !scouting)) {
+          waited = false;
+          await stillDue();
+          continue;
+        }
         if (used < limit) {
           used++;
-          return { waited, done() {} };
+          return { done() {} };
         }
         if (!scouting) {
           scouting = true;
           return {
-            waited,
             done(sent) {
               scouting = false;
               // Taken, and no 429 reset the count meanwhile: the window has room again.
@@ -202,7 +201,7 @@ function rateLimitWindow(now: () => number) {
             },
           };
         }
-        if (budgetLeft() <= 0) return { waited, done() {} };
+        if (budgetLeft() <= 0) return { done() {} };
         waited = true;
         await Promise.race([changed.promise, sleep(budgetLeft())]);
       }
