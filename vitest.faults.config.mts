@@ -16,7 +16,7 @@ export default defineConfig({
     globalSetup: ['test/support/temporal-dev-server.ts'],
     setupFiles: ['test/support/quiet-runtime.ts'],
     // Each test waits out real timeouts (a dead worker's activities time out after a minute).
-    testTimeout: 360_000,
+    testTimeout: 600_000,
     hookTimeout: 120_000,
     maxWorkers: 2,
   },

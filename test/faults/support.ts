@@ -85,18 +85,24 @@ export async function markedSent(h: Harness): Promise<Set<string>> {
   return new Set(rows.filter((r) => r.status === 'sent').map((r) => r.key));
 }
 
-/** Waits until every case's database row is in `stage`; returns when that happened. */
+/**
+ * Waits until every case's database row is in `stage`; returns when that happened. On a
+ * timeout, the error says where the others are, by the database and by their workflows.
+ */
 export async function untilAllInStage(h: Harness, workflowIds: string[], stage: string, timeoutMs: number): Promise<number> {
-  await until(
-    `all ${workflowIds.length} cases in ${stage}`,
-    async () => {
-      const rows = await h.db.db
-        .select({ stage: collectionCases.stage })
-        .from(collectionCases)
-        .where(inArray(collectionCases.workflowId, workflowIds));
-      return rows.filter((r) => r.stage === stage).length === workflowIds.length;
+  const rows = () =>
+    h.db.db.select({ workflowId: collectionCases.workflowId, stage: collectionCases.stage }).from(collectionCases).where(inArray(collectionCases.workflowId, workflowIds));
+  await until(`all ${workflowIds.length} cases in ${stage}`, async () => (await rows()).filter((r) => r.stage === stage).length === workflowIds.length, timeoutMs).catch(
+    async (err: Error) => {
+      const others = (await rows()).filter((r) => r.stage !== stage).slice(0, 5);
+      const live = await Promise.all(
+        others.map(async (r) => {
+          const status = await h.client.workflow.getHandle(r.workflowId).query(caseStatusQuery).catch((e: Error) => ({ error: e.message }));
+          return { workflowId: r.workflowId, database: r.stage, workflow: status };
+        }),
+      );
+      throw new Error(`${err.message}; some of the others: ${JSON.stringify(live).slice(0, 4000)}`);
     },
-    timeoutMs,
   );
   return Date.now();
 }
