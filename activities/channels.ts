@@ -187,7 +187,7 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
       },
     });
     const delivery = { communicationId: row!.id, sent: true, messageId };
-    await recordSentMeanwhile(deps, input, delivery);
+    await recordSentMeanwhile(deps, c, input, delivery);
     return delivery;
   } catch (err) {
     if (err instanceof ApplicationFailure && err.nonRetryable) {
@@ -207,18 +207,20 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
  * so. Best effort and brief: it must neither fail nor hold past its timeout an attempt whose
  * e-mail SendGrid has accepted (a retry would send it again).
  */
-async function recordSentMeanwhile(deps: ChannelDeps, input: StepInput, delivery: EmailDelivery): Promise<void> {
-  const marked = markEmailSent(deps, { ...input, ...delivery }).catch(() => undefined);
+async function recordSentMeanwhile(deps: ChannelDeps, c: Awaited<ReturnType<typeof loadCase>>, input: StepInput, delivery: EmailDelivery): Promise<void> {
+  const marked = writeEmailSent(deps.db, c, { ...input, ...delivery }).catch(() => undefined);
   await Promise.race([marked, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
 }
 
+type SentEmail = Pick<StepInput, 'workflowId' | 'stepId' | 'template' | 'at'> & { communicationId: string; messageId: string | null };
+
 /** Marks a delivered e-mail sent, with its audit event; a repeat changes nothing. */
-export async function markEmailSent(
-  deps: { db: Database },
-  input: Pick<StepInput, 'workflowId' | 'stepId' | 'template' | 'at'> & { communicationId: string; messageId: string | null },
-): Promise<void> {
-  const c = await loadCase(deps.db, input.workflowId);
-  await deps.db.transaction(async (tx) => {
+export async function markEmailSent(deps: { db: Database }, input: SentEmail): Promise<void> {
+  await writeEmailSent(deps.db, await loadCase(deps.db, input.workflowId), input);
+}
+
+async function writeEmailSent(db: Database, c: Awaited<ReturnType<typeof loadCase>>, input: SentEmail): Promise<void> {
+  await db.transaction(async (tx) => {
     await tx
       .update(communications)
       .set({ status: 'sent', providerMessageId: input.messageId, failureReason: null })
