@@ -34,8 +34,16 @@ export type PaymentDelivery = 'applied' | 'case_closed' | 'no_case';
  * it has counted that payment already; so a crash between the two steps loses nothing.
  */
 async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment, fromEvent?: string) {
-  const { invoice, customer, caseRow } = target;
-  const { payment, created } = await deps.db.transaction(async (tx) => {
+  const stored = await storePayment(deps, target, input, fromEvent);
+  return { ...stored, delivery: await deliverPayment(deps, target, stored) };
+}
+
+type StoredPayment = { payment: PaymentRow; created: boolean };
+
+/** Records the money against the invoice, once per provider and reference (a 409 if that reference names other money). */
+async function storePayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment, fromEvent?: string): Promise<StoredPayment> {
+  const { invoice, caseRow } = target;
+  return deps.db.transaction(async (tx) => {
     const [inserted] = await tx
       .insert(payments)
       .values({ invoiceId: invoice.id, ...input })
@@ -67,14 +75,18 @@ async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewP
     }
     return { payment: existing!, created: false };
   });
+}
 
+/** Signals a stored payment to its case (503 if Temporal fails); money no open case takes is flagged for reconciliation. */
+async function deliverPayment(deps: ServiceDeps, target: FoundInvoice, { payment, created }: StoredPayment): Promise<PaymentDelivery> {
+  const { invoice, customer, caseRow } = target;
   // A case whose workflow is not running yet (not due, or its start failed) starts now, with
   // this payment in hand.
   let delivery: PaymentDelivery = 'no_case';
   if (caseRow) {
     delivery = await deliverToCase(deps, { invoice, customer, caseRow }, paymentReceivedSignal, paymentMessage(payment), {
       title: 'Payment stored but not yet applied',
-      detail: `Payment ${input.providerEventId} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
+      detail: `Payment ${payment.providerEventId} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
     });
   }
   if (created && delivery !== 'applied') {
@@ -82,12 +94,12 @@ async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewP
     await deps.db.insert(auditEvents).values({
       invoiceId: invoice.id,
       caseId: caseRow?.id ?? null,
-      actor: input.recordedBy,
+      actor: payment.recordedBy,
       type: 'payment.unapplied',
-      data: { paymentId: payment.id, reference: input.providerEventId, amountMinor: payment.amountMinor, reason: delivery },
+      data: { paymentId: payment.id, reference: payment.providerEventId, amountMinor: payment.amountMinor, reason: delivery },
     });
   }
-  return { payment, created, delivery };
+  return delivery;
 }
 
 export function paymentView(payment: PaymentRow) {
@@ -106,13 +118,18 @@ function currencyMismatch(externalId: string, invoiceCurrency: string, paymentCu
   return `Invoice ${externalId} is in ${invoiceCurrency}; the payment is in ${paymentCurrency}.`;
 }
 
-/** A payment a collector records by hand (a bank transfer seen on the statement). */
+/**
+ * A payment a collector records by hand (a bank transfer seen on the statement). If Temporal
+ * cannot take it, the stored payment goes into the webhooks' outbox (source "manual", the
+ * reference as its id) and the payment dispatcher delivers it when Temporal is back: the
+ * collector is told it is queued, and need not send it again.
+ */
 export async function recordPayment(deps: ServiceDeps, externalId: string, input: RecordPayment, caller: Caller) {
   const target = await findInvoice(deps, externalId);
   if (target.invoice.currency !== input.currency) {
     throw new HttpProblem(422, 'currency-mismatch', 'Payment currency differs from the invoice', currencyMismatch(externalId, target.invoice.currency, input.currency));
   }
-  const { payment, created, delivery } = await applyPayment(deps, target, {
+  const stored = await storePayment(deps, target, {
     provider: 'manual',
     providerEventId: input.reference,
     amountMinor: input.amountMinor,
@@ -120,7 +137,50 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
     receivedAt: input.receivedAt ? new Date(input.receivedAt) : new Date(),
     recordedBy: caller.name,
   });
-  return { created, delivery, payment: paymentView(payment) };
+  const result = { created: stored.created, payment: paymentView(stored.payment) };
+  try {
+    return { ...result, delivery: await deliverPayment(deps, target, stored) };
+  } catch (err) {
+    if (!(err instanceof HttpProblem && err.slug === 'temporal-unavailable')) throw err;
+    // The database answering is all the queue needs; if it does not, the 503 stands (send it again).
+    const queued = await queueManualPayment(deps, externalId, stored.payment, err).catch(() => {
+      throw err;
+    });
+    // Sent again after the queued delivery was done: what it did stands.
+    const delivery: PaymentDelivery | 'queued' = queued.status === 'applied' ? 'applied' : queued.status === 'unapplied' ? 'case_closed' : 'queued';
+    return { ...result, delivery, queuedEvent: queued.id };
+  }
+}
+
+/** The outbox row that has the dispatcher deliver a stored manual payment: once per reference. */
+async function queueManualPayment(deps: ServiceDeps, externalId: string, payment: PaymentRow, failure: HttpProblem): Promise<WebhookEventRow> {
+  const reference = payment.providerEventId;
+  const [queued] = await deps.db
+    .insert(webhookEvents)
+    .values({
+      source: payment.provider,
+      eventId: reference,
+      type: 'payment.recorded',
+      invoiceExternalId: externalId,
+      moneyId: reference,
+      amountMinor: payment.amountMinor,
+      currency: payment.currency,
+      paidAt: payment.receivedAt,
+      payload: paymentView(payment),
+      attempts: 1,
+      lastError: String(failure.cause instanceof Error ? failure.cause.message : failure.detail).slice(0, 1000),
+      nextAttemptAt: sql`now() + interval '1 second'`,
+    })
+    .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
+    .returning();
+  // Sent again while queued (or after): the row already there is the one.
+  return (
+    queued ??
+    (await deps.db
+      .select()
+      .from(webhookEvents)
+      .where(and(eq(webhookEvents.source, payment.provider), eq(webhookEvents.eventId, reference))))[0]!
+  );
 }
 
 /** A processor's event, verified and read into what Arrears needs from it. */

@@ -1,10 +1,11 @@
 // A payment webhook while Temporal is unreachable: the event is stored and answered 200, the
 // failed attempt is recorded (and shown on the stuck list), and another API process applies
-// the payment once when its retry time comes. Real database, real Temporal dev server.
+// the payment once when its retry time comes. A payment recorded by hand meanwhile is queued
+// the same way. Real database, real Temporal dev server.
 import { eq, sql } from 'drizzle-orm';
 import { temporalOutageRetrySeconds } from '../api/payment-service';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { webhookEvents } from '../db/schema';
+import { payments, webhookEvents } from '../db/schema';
 import { expectPaidOnce, signedBankDelivery, storedEvent } from './support/bank-payments';
 import { invoicePayload } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -71,4 +72,46 @@ it('answers 200 while Temporal is unreachable, and another API process applies t
     await other.close();
   }
   await expectPaidOnce(h, invoice.externalId);
+});
+
+it('queues a payment a collector records while Temporal is unreachable, and applies it once Temporal is back', async () => {
+  const invoice = invoicePayload();
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+  const payment = { reference: `BANK-TX-${Date.now()}`, amountMinor: invoice.amountTotalMinor, currency: 'EUR' };
+  const record = (app: typeof h.app) =>
+    app.inject({ method: 'POST', url: `/invoices/${invoice.externalId}/payments`, headers: h.auth('collector'), payload: payment });
+
+  // Stored and queued, not refused: the collector need not remember to send it again.
+  const cutOff = await h.appWithoutTemporal();
+  const queued = await record(cutOff);
+  expect(queued.statusCode, queued.body).toBe(202);
+  expect(queued.json()).toMatchObject({ delivery: 'queued', queuedEvent: expect.any(String), payment: { provider: 'manual', providerEventId: payment.reference } });
+  // Sent again anyway: the same queued delivery, and still one payment.
+  const again = await record(cutOff);
+  expect(again.statusCode, again.body).toBe(202);
+  expect(again.json().queuedEvent).toBe(queued.json().queuedEvent);
+  await cutOff.close();
+
+  const shown = await h.app.inject({ url: `/webhook-events/${queued.json().queuedEvent}`, headers: h.auth('viewer') });
+  expect(shown.json()).toMatchObject({
+    source: 'manual',
+    eventId: payment.reference,
+    status: 'received',
+    invoiceExternalId: invoice.externalId,
+    amountMinor: payment.amountMinor,
+    attempts: expect.any(Number),
+    lastError: expect.any(String),
+  });
+
+  // Any API process with Temporal delivers it when its retry time comes: once.
+  const other = await h.anotherApp();
+  try {
+    await other.ready();
+    await until('the queued payment to be applied', async () => (await storedEvent(h.db.db, payment.reference))?.status === 'applied');
+  } finally {
+    await other.close();
+  }
+  await expectPaidOnce(h, invoice.externalId);
+  const recorded = await h.db.db.select().from(payments).where(eq(payments.providerEventId, payment.reference));
+  expect(recorded).toHaveLength(1);
 });

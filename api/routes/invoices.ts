@@ -49,8 +49,12 @@ const caseStatusSchema = z.object({
 const paymentRecordedSchema = z.object({
   payment: paymentViewSchema,
   delivery: z
-    .enum(['applied', 'case_closed', 'no_case'])
-    .describe('applied: the case counted it; case_closed / no_case: kept and flagged for reconciliation'),
+    .enum(['applied', 'case_closed', 'no_case', 'queued'])
+    .describe(
+      'applied: the case counted it; case_closed / no_case: kept and flagged for reconciliation; ' +
+        'queued (202): stored, but Temporal could not be reached: the API delivers it when Temporal is back, no need to send it again',
+    ),
+  queuedEvent: z.uuid().optional().describe('With delivery queued: the stored delivery, GET /webhook-events/{id} (source "manual")'),
 });
 
 const invoiceDetailSchema = registeredSchema.extend({
@@ -117,16 +121,18 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
         description:
           'Stored once per reference, then delivered to the collection case: a full payment closes it as paid. ' +
           'Money for a case that is already closed is kept and flagged (delivery: case_closed). ' +
-          'Sending the same reference again returns 200 and changes nothing.',
+          'Sending the same reference again returns 200 and changes nothing. ' +
+          'If Temporal cannot be reached, the stored payment is queued (202, delivery: queued) and delivered when it is back.',
         security: [{ apiKey: [] }],
         params: externalIdParamsSchema,
         body: recordPaymentSchema,
-        response: { 200: paymentRecordedSchema, 201: paymentRecordedSchema, ...problemResponses },
+        response: { 200: paymentRecordedSchema, 201: paymentRecordedSchema, 202: paymentRecordedSchema, ...problemResponses },
       },
     },
     async (request, reply) => {
       const result = await recordPayment(services, request.params.externalId, request.body, request.caller!);
-      return reply.code(result.created ? 201 : 200).send({ payment: result.payment, delivery: result.delivery });
+      const { created, ...recorded } = result;
+      return reply.code(recorded.delivery === 'queued' ? 202 : created ? 201 : 200).send(recorded);
     },
   );
 };
