@@ -75,7 +75,7 @@ export const configSchema = z.object({
         const secret = pair.slice(eq + 1);
         if (eq < 1 || !webhookSourcePattern.test(source) || source === 'stripe' || source === 'manual' || secret.length < 16) {
           // The secret is never echoed back, not even in an error.
-          ctx.addIssue({ code: 'custom', message: `each entry must be source=secret, the source ${webhookSourcePattern} but not "stripe" (it has STRIPE_WEBHOOK_SECRET), and the secret at least 16 characters (entry for "${source || '?'}" is not)` });
+          ctx.addIssue({ code: 'custom', message: `each entry must be source=secret, the source ${webhookSourcePattern} but not "stripe" (it has STRIPE_WEBHOOK_SECRET) or "manual" (payments recorded by hand), and the secret at least 16 characters (entry for "${source || '?'}" is not)` });
           return z.NEVER;
         }
         (secrets[source] ??= []).push(secret);

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { and, eq, gt, isNotNull, isNull, ne, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters, payments, webhookEvents } from '../db/schema';
+import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters, manualPaymentSource, payments, webhookEvents } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import type { Tone } from '../domain/policy';
@@ -81,7 +81,7 @@ async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, 
     .limit(1);
   if (stored) {
     throw paymentInFlight(
-      `a payment for invoice ${c.invoice.number} (${stored.source} event ${stored.eventId}, ${stored.amountMinor} ${stored.currency} in minor units) is stored and not yet applied to the case: the debtor is not contacted until it is`,
+      `a payment for invoice ${c.invoice.number} (${stored.source === manualPaymentSource ? 'recorded by hand, reference' : `${stored.source} event`} ${stored.eventId}, ${stored.amountMinor} ${stored.currency} in minor units) is stored and not yet applied to the case: the debtor is not contacted until it is`,
     );
   }
   // Steps scheduled by workflow code from before `paidMinor` state what the case gave them.

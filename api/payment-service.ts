@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
 import type { PgInsertValue } from 'drizzle-orm/pg-core';
 import { paymentMessage } from '../cases/collection-start';
-import { auditEvents, payments, webhookEvents } from '../db/schema';
+import { auditEvents, manualPaymentSource, payments, webhookEvents } from '../db/schema';
 import type { Database } from '../db/client';
 import type { Currency } from '../domain/money';
 import { currencySchema } from '../domain/schemas';
@@ -32,18 +32,19 @@ export type PaymentDelivery = 'applied' | 'case_closed' | 'no_case';
  * Stores a payment once (provider + providerEventId unique) and then delivers it to the case.
  * A repeated delivery finds the stored payment and signals again, which the workflow ignores if
  * it has counted that payment already; so a crash between the two steps loses nothing.
+ * `fromEvent` is the outbox row being applied: if it recorded the payment (now or in an
+ * earlier attempt), money no open case takes is flagged for reconciliation.
  */
-async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment, fromEvent?: string) {
-  const stored = await storePayment(deps, target, input, fromEvent);
-  return { ...stored, delivery: await deliverPayment(deps, target, stored) };
+async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment, fromEvent: WebhookEventRow) {
+  const { payment, created } = await storePayment(deps.db, target, input, fromEvent.id);
+  const delivery = await deliverPayment(deps, target, payment, created || fromEvent.paymentId === payment.id);
+  return { payment, created, delivery };
 }
 
-type StoredPayment = { payment: PaymentRow; created: boolean };
-
 /** Records the money against the invoice, once per provider and reference (a 409 if that reference names other money). */
-async function storePayment(deps: ServiceDeps, target: FoundInvoice, input: NewPayment, fromEvent?: string): Promise<StoredPayment> {
+async function storePayment(db: Database, target: FoundInvoice, input: NewPayment, fromEvent?: string): Promise<{ payment: PaymentRow; created: boolean }> {
   const { invoice, caseRow } = target;
-  return deps.db.transaction(async (tx) => {
+  return db.transaction(async (tx) => {
     const [inserted] = await tx
       .insert(payments)
       .values({ invoiceId: invoice.id, ...input })
@@ -77,8 +78,11 @@ async function storePayment(deps: ServiceDeps, target: FoundInvoice, input: NewP
   });
 }
 
-/** Signals a stored payment to its case (503 if Temporal fails); money no open case takes is flagged for reconciliation. */
-async function deliverPayment(deps: ServiceDeps, target: FoundInvoice, { payment, created }: StoredPayment): Promise<PaymentDelivery> {
+/**
+ * Signals a stored payment to its case (503 if that fails). Money no open case takes is kept;
+ * `flag` writes the payment.unapplied audit event that reconciliation looks for.
+ */
+async function deliverPayment(deps: ServiceDeps, target: FoundInvoice, payment: PaymentRow, flag: boolean): Promise<PaymentDelivery> {
   const { invoice, customer, caseRow } = target;
   // A case whose workflow is not running yet (not due, or its start failed) starts now, with
   // this payment in hand.
@@ -86,10 +90,10 @@ async function deliverPayment(deps: ServiceDeps, target: FoundInvoice, { payment
   if (caseRow) {
     delivery = await deliverToCase(deps, { invoice, customer, caseRow }, paymentReceivedSignal, paymentMessage(payment), {
       title: 'Payment stored but not yet applied',
-      detail: `Payment ${payment.providerEventId} is stored; delivering it to the collection case failed. Send it again to retry; it is counted once.`,
+      detail: `Payment ${payment.providerEventId} is stored; delivering it to the collection case failed. It is retried automatically (it is counted once).`,
     });
   }
-  if (created && delivery !== 'applied') {
+  if (flag && delivery !== 'applied') {
     // Money for a case that is closed (or never needed one): kept and flagged for reconciliation.
     await deps.db.insert(auditEvents).values({
       invoiceId: invoice.id,
@@ -119,67 +123,66 @@ function currencyMismatch(externalId: string, invoiceCurrency: string, paymentCu
 }
 
 /**
- * A payment a collector records by hand (a bank transfer seen on the statement). If Temporal
- * cannot take it, the stored payment goes into the webhooks' outbox (source "manual", the
- * reference as its id) and the payment dispatcher delivers it when Temporal is back: the
- * collector is told it is queued, and need not send it again.
+ * A payment a collector records by hand (a bank transfer seen on the statement). It goes
+ * through the webhooks' outbox: the payment and its delivery row (source "manual", the
+ * reference as its id, claimed by this request) are written in one transaction, then applied
+ * at once. If the case cannot be reached (Temporal away), the row stays `received` and the
+ * payment dispatcher delivers it later: the answer says it is queued. Sent again, the row
+ * tells what became of it; one still waiting is tried again now.
  */
 export async function recordPayment(deps: ServiceDeps, externalId: string, input: RecordPayment, caller: Caller) {
   const target = await findInvoice(deps, externalId);
   if (target.invoice.currency !== input.currency) {
     throw new HttpProblem(422, 'currency-mismatch', 'Payment currency differs from the invoice', currencyMismatch(externalId, target.invoice.currency, input.currency));
   }
-  const stored = await storePayment(deps, target, {
-    provider: 'manual',
-    providerEventId: input.reference,
-    amountMinor: input.amountMinor,
-    currency: input.currency,
-    receivedAt: input.receivedAt ? new Date(input.receivedAt) : new Date(),
-    recordedBy: caller.name,
-  });
-  const result = { created: stored.created, payment: paymentView(stored.payment) };
-  try {
-    return { ...result, delivery: await deliverPayment(deps, target, stored) };
-  } catch (err) {
-    if (!(err instanceof HttpProblem && err.slug === 'temporal-unavailable')) throw err;
-    // The database answering is all the queue needs; if it does not, the 503 stands (send it again).
-    const queued = await queueManualPayment(deps, externalId, stored.payment, err).catch(() => {
-      throw err;
+  const claimToken = randomUUID();
+  const { stored, row } = await deps.db.transaction(async (tx) => {
+    const stored = await storePayment(tx, target, {
+      provider: manualPaymentSource,
+      providerEventId: input.reference,
+      amountMinor: input.amountMinor,
+      currency: input.currency,
+      receivedAt: input.receivedAt ? new Date(input.receivedAt) : new Date(),
+      recordedBy: caller.name,
     });
-    // Sent again after the queued delivery was done: what it did stands.
-    const delivery: PaymentDelivery | 'queued' = queued.status === 'applied' ? 'applied' : queued.status === 'unapplied' ? 'case_closed' : 'queued';
-    return { ...result, delivery, queuedEvent: queued.id };
+    return { stored, row: await manualDeliveryRow(tx, externalId, stored.payment, claimToken) };
+  });
+  let settled = row;
+  if (row.status === 'received') {
+    const [claimed] = row.claimToken === claimToken ? [row] : await reopenEvent(deps.db, row.id, externalId);
+    if (claimed) settled = await applyReopened(deps, claimed);
   }
+  const delivery: PaymentDelivery | 'queued' =
+    settled.status === 'received' ? 'queued' : settled.status === 'applied' ? 'applied' : target.caseRow ? 'case_closed' : 'no_case';
+  return { created: stored.created, delivery, deliveryEvent: settled.id, payment: paymentView(stored.payment) };
 }
 
-/** The outbox row that has the dispatcher deliver a stored manual payment: once per reference. */
-async function queueManualPayment(deps: ServiceDeps, externalId: string, payment: PaymentRow, failure: HttpProblem): Promise<WebhookEventRow> {
-  const reference = payment.providerEventId;
-  const [queued] = await deps.db
+/** Writes a manual payment's delivery row, claimed by `claimToken`; or reads the one written before. */
+async function manualDeliveryRow(db: Database, externalId: string, payment: PaymentRow, claimToken: string): Promise<WebhookEventRow> {
+  const [inserted] = await db
     .insert(webhookEvents)
     .values({
-      source: payment.provider,
-      eventId: reference,
+      source: manualPaymentSource,
+      eventId: payment.providerEventId,
       type: 'payment.recorded',
       invoiceExternalId: externalId,
-      moneyId: reference,
+      moneyId: payment.providerEventId,
       amountMinor: payment.amountMinor,
       currency: payment.currency,
       paidAt: payment.receivedAt,
+      paymentId: payment.id,
       payload: paymentView(payment),
-      attempts: 1,
-      lastError: String(failure.cause instanceof Error ? failure.cause.message : failure.detail).slice(0, 1000),
-      nextAttemptAt: sql`now() + interval '1 second'`,
+      claimToken,
+      nextAttemptAt: leaseEnd,
     })
     .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
     .returning();
-  // Sent again while queued (or after): the row already there is the one.
   return (
-    queued ??
-    (await deps.db
+    inserted ??
+    (await db
       .select()
       .from(webhookEvents)
-      .where(and(eq(webhookEvents.source, payment.provider), eq(webhookEvents.eventId, reference))))[0]!
+      .where(and(eq(webhookEvents.source, manualPaymentSource), eq(webhookEvents.eventId, payment.providerEventId))))[0]!
   );
 }
 
@@ -396,7 +399,7 @@ async function settleEvent(deps: ServiceDeps, stored: WebhookEventRow): Promise<
         receivedAt: stored.paidAt ?? stored.receivedAt,
         recordedBy: actor,
       },
-      stored.id,
+      stored,
     );
     if (!created) {
       // Another event recorded this same money (a Stripe invoice and its charge): that one
@@ -476,7 +479,7 @@ async function applyReopened(deps: ServiceDeps, reopened: WebhookEventRow): Prom
   try {
     return (await applyClaimedEvent(deps, { id: reopened.id, token: reopened.claimToken! })) ?? (await findWebhookEvent(deps, reopened.id));
   } catch (err) {
-    deps.log?.error({ err, webhookEventId: reopened.id }, 'applying a matched payment failed; it will be retried');
+    deps.log?.error({ err, webhookEventId: reopened.id }, 'applying a stored payment failed; the dispatcher retries it');
     return findWebhookEvent(deps, reopened.id);
   }
 }

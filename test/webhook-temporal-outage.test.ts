@@ -2,10 +2,11 @@
 // failed attempt is recorded (and shown on the stuck list), and another API process applies
 // the payment once when its retry time comes. A payment recorded by hand meanwhile is queued
 // the same way. Real database, real Temporal dev server.
-import { eq, sql } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
 import { temporalOutageRetrySeconds } from '../api/payment-service';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { payments, webhookEvents } from '../db/schema';
+import { auditEvents, invoices, payments, webhookEvents } from '../db/schema';
 import { expectPaidOnce, signedBankDelivery, storedEvent } from './support/bank-payments';
 import { invoicePayload } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -74,25 +75,36 @@ it('answers 200 while Temporal is unreachable, and another API process applies t
   await expectPaidOnce(h, invoice.externalId);
 });
 
-it('queues a payment a collector records while Temporal is unreachable, and applies it once Temporal is back', async () => {
-  const invoice = invoicePayload();
-  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
-  const payment = { reference: `BANK-TX-${Date.now()}`, amountMinor: invoice.amountTotalMinor, currency: 'EUR' };
+/** A collector's payment for `invoice`, as the API takes it; `record(app)` sends it. */
+function manualPayment(invoice: { externalId: string }, amountMinor: number) {
+  const payment = { reference: `BANK-TX-${randomUUID()}`, amountMinor, currency: 'EUR' };
   const record = (app: typeof h.app) =>
     app.inject({ method: 'POST', url: `/invoices/${invoice.externalId}/payments`, headers: h.auth('collector'), payload: payment });
+  return { payment, record };
+}
+
+async function registered() {
+  const invoice = invoicePayload();
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+  return invoice;
+}
+
+it('queues a payment a collector records while Temporal is unreachable, and applies it once Temporal is back', async () => {
+  const invoice = await registered();
+  const { payment, record } = manualPayment(invoice, invoice.amountTotalMinor);
 
   // Stored and queued, not refused: the collector need not remember to send it again.
   const cutOff = await h.appWithoutTemporal();
   const queued = await record(cutOff);
   expect(queued.statusCode, queued.body).toBe(202);
-  expect(queued.json()).toMatchObject({ delivery: 'queued', queuedEvent: expect.any(String), payment: { provider: 'manual', providerEventId: payment.reference } });
+  expect(queued.json()).toMatchObject({ delivery: 'queued', deliveryEvent: expect.any(String), payment: { provider: 'manual', providerEventId: payment.reference } });
   // Sent again anyway: the same queued delivery, and still one payment.
   const again = await record(cutOff);
   expect(again.statusCode, again.body).toBe(202);
-  expect(again.json().queuedEvent).toBe(queued.json().queuedEvent);
+  expect(again.json().deliveryEvent).toBe(queued.json().deliveryEvent);
   await cutOff.close();
 
-  const shown = await h.app.inject({ url: `/webhook-events/${queued.json().queuedEvent}`, headers: h.auth('viewer') });
+  const shown = await h.app.inject({ url: `/webhook-events/${queued.json().deliveryEvent}`, headers: h.auth('viewer') });
   expect(shown.json()).toMatchObject({
     source: 'manual',
     eventId: payment.reference,
@@ -115,3 +127,65 @@ it('queues a payment a collector records while Temporal is unreachable, and appl
   const recorded = await h.db.db.select().from(payments).where(eq(payments.providerEventId, payment.reference));
   expect(recorded).toHaveLength(1);
 });
+
+it('applies a queued payment at once when it is sent again with Temporal back', async () => {
+  const invoice = await registered();
+  const { payment, record } = manualPayment(invoice, invoice.amountTotalMinor);
+  const cutOff = await h.appWithoutTemporal();
+  expect((await record(cutOff)).statusCode).toBe(202);
+  await cutOff.close();
+  // This API never polls: only the request itself can apply it now.
+  const resent = await record(h.app);
+  expect(resent.statusCode, resent.body).toBe(200);
+  expect(resent.json()).toMatchObject({ delivery: 'applied' });
+  expect(await storedEvent(h.db.db, payment.reference)).toMatchObject({ status: 'applied' });
+  await expectPaidOnce(h, invoice.externalId);
+});
+
+it('answers a payment applied before and sent again during an outage from its record, without flagging it', async () => {
+  const invoice = await registered();
+  const { payment, record } = manualPayment(invoice, invoice.amountTotalMinor);
+  const first = await record(h.app);
+  expect(first.statusCode, first.body).toBe(201);
+  expect(first.json()).toMatchObject({ delivery: 'applied' });
+  await expectPaidOnce(h, invoice.externalId);
+
+  const cutOff = await h.appWithoutTemporal();
+  const resent = await record(cutOff);
+  await cutOff.close();
+  expect(resent.statusCode, resent.body).toBe(200);
+  expect(resent.json()).toMatchObject({ delivery: 'applied', deliveryEvent: first.json().deliveryEvent });
+  expect(await storedEvent(h.db.db, payment.reference)).toMatchObject({ status: 'applied' });
+  expect(await unappliedFlags(invoice.externalId)).toEqual([]);
+});
+
+it('flags a queued payment for reconciliation when the case closed before it was delivered', async () => {
+  const invoice = await registered();
+  const late = manualPayment(invoice, 40_000);
+  const cutOff = await h.appWithoutTemporal();
+  expect((await late.record(cutOff)).statusCode).toBe(202);
+  await cutOff.close();
+  // The customer also paid in full, and that arrived first: the case closes as paid.
+  expect((await manualPayment(invoice, invoice.amountTotalMinor).record(h.app)).statusCode).toBe(201);
+  await expectPaidOnce(h, invoice.externalId);
+
+  const other = await h.anotherApp();
+  try {
+    await other.ready();
+    await until('the queued payment to be settled', async () => (await storedEvent(h.db.db, late.payment.reference))?.status === 'unapplied');
+  } finally {
+    await other.close();
+  }
+  expect((await storedEvent(h.db.db, late.payment.reference))?.detail).toContain('refund or allocate');
+  expect(await unappliedFlags(invoice.externalId)).toEqual([expect.objectContaining({ reference: late.payment.reference, amountMinor: 40_000, reason: 'case_closed' })]);
+});
+
+/** The payment.unapplied audit events of an invoice: money reconciliation must refund or allocate. */
+async function unappliedFlags(externalId: string) {
+  const rows = await h.db.db
+    .select({ data: auditEvents.data })
+    .from(auditEvents)
+    .innerJoin(invoices, eq(invoices.id, auditEvents.invoiceId))
+    .where(and(eq(invoices.externalId, externalId), eq(auditEvents.type, 'payment.unapplied')));
+  return rows.map((row) => row.data);
+}

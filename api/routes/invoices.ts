@@ -52,9 +52,9 @@ const paymentRecordedSchema = z.object({
     .enum(['applied', 'case_closed', 'no_case', 'queued'])
     .describe(
       'applied: the case counted it; case_closed / no_case: kept and flagged for reconciliation; ' +
-        'queued (202): stored, but Temporal could not be reached: the API delivers it when Temporal is back, no need to send it again',
+        'queued (202): stored, but delivering it to the case failed (Temporal unreachable): the API retries until it is delivered, no need to send it again',
     ),
-  queuedEvent: z.uuid().optional().describe('With delivery queued: the stored delivery, GET /webhook-events/{id} (source "manual")'),
+  deliveryEvent: z.uuid().describe('The payment\'s delivery to its case, in the payment outbox: GET /webhook-events/{id} (source "manual")'),
 });
 
 const invoiceDetailSchema = registeredSchema.extend({
@@ -122,7 +122,7 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
           'Stored once per reference, then delivered to the collection case: a full payment closes it as paid. ' +
           'Money for a case that is already closed is kept and flagged (delivery: case_closed). ' +
           'Sending the same reference again returns 200 and changes nothing. ' +
-          'If Temporal cannot be reached, the stored payment is queued (202, delivery: queued) and delivered when it is back.',
+          'If the case cannot be reached (Temporal away), the stored payment is queued (202, delivery: queued) and delivered when it can be.',
         security: [{ apiKey: [] }],
         params: externalIdParamsSchema,
         body: recordPaymentSchema,

@@ -18,7 +18,7 @@ export const webhookEventRoutes =
         onRequest: requireRole(db.db, 'admin', 'collector', 'viewer'),
         schema: {
           tags: ['webhooks'],
-          summary: 'Webhook events as stored, newest first (status=unmatched: money waiting for reconciliation)',
+          summary: 'Webhook events as stored, and the deliveries of payments recorded by hand (source=manual), newest first (status=unmatched: money waiting for reconciliation)',
           security: [{ apiKey: [] }],
           querystring: z.object({
             status: z.enum(webhookEvents.status.enumValues).optional(),

@@ -12,17 +12,21 @@ import { payments } from './payments';
  * ignored: an event type that carries no payment for us;
  * duplicate: the same money as another event (a Stripe invoice and its charge), counted there.
  */
+/** The source of the rows that deliver payments recorded by hand; no webhook source may take this name. */
+export const manualPaymentSource = 'manual';
+
 export const webhookEventStatuses = ['received', 'applied', 'unapplied', 'unmatched', 'invalid', 'ignored', 'duplicate'] as const;
 
 /**
- * Every signed event a payment processor sends, stored once (source + event id unique) before
- * anything else happens, so a duplicate delivery finds it and a lost one can be replayed.
+ * The payment outbox. Every signed event a payment processor sends, stored once (source +
+ * event id unique) before anything else happens, so a duplicate delivery finds it and a lost
+ * one can be replayed; and the delivery of each payment recorded by hand (source "manual").
  */
 export const webhookEvents = pgTable(
   'webhook_events',
   {
     id: uuid('id').primaryKey().defaultRandom(),
-    /** "stripe" or the name of a generic signed-webhook source. */
+    /** "stripe", the name of a generic signed-webhook source, or "manual" (a payment recorded through the API). */
     source: text('source').notNull(),
     /** The processor's id for the event. */
     eventId: text('event_id').notNull(),
