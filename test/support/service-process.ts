@@ -33,7 +33,8 @@ export async function startServiceProcess(service: 'worker' | 'api', options: Se
   const code = options.code ?? 'source';
   if (code === 'built' && !built) {
     // Its output (webpack's report) is shown only if it fails: execFileSync's error carries it.
-    execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'pipe' });
+    // Under a lock on this checkout: two benchmarks started at once must not write dist/ together.
+    execFileSync('flock', [path.join(root, 'node_modules', '.arrears-build.lock'), 'npm', 'run', 'build', '--silent'], { cwd: root, stdio: 'pipe' });
     built = true;
   }
   // The worker from source needs its workflow code bundled from source too (./worker-main.ts).
