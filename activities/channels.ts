@@ -49,7 +49,11 @@ export async function loadCase(db: Db, workflowId: string) {
   return row;
 }
 
-/** A contact that must wait for a payment the case is about to hear of: retried every 10 s. */
+/**
+ * A contact that must wait for money (or a cancellation) the case is about to hear of: retried
+ * every 10 s. The workflow knows the type: it cancels the step when the case ends, and a step
+ * it blocked is tried again when a payment arrives.
+ */
 function paymentInFlight(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'PaymentInFlight', message, nextRetryDelay: '10 seconds' });
 }
@@ -67,6 +71,14 @@ function paymentInFlight(message: string): ApplicationFailure {
  * reason, for operations, instead of chasing a customer who paid.
  */
 async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, input: StepInput): Promise<number> {
+  // Stored by the API, but its delivery to the case failed (Temporal away) and has not been
+  // sent again yet: nobody is chased for an invoice the business has withdrawn. The case closes
+  // (cancelling this step) when the cancellation reaches it.
+  if (c.invoice.status === 'cancelled') {
+    throw paymentInFlight(
+      `invoice ${c.invoice.number} is cancelled, and its case has not heard of it yet: the debtor is not contacted; the case closes when the cancellation reaches it (if it does not within minutes, send the cancellation again: it is applied once)`,
+    );
+  }
   const [stored] = await db
     .select({ source: webhookEvents.source, eventId: webhookEvents.eventId, amountMinor: webhookEvents.amountMinor, currency: webhookEvents.currency })
     .from(webhookEvents)

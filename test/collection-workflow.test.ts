@@ -641,6 +641,27 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await contacts(handle.workflowId)).toEqual([]);
   });
 
+  it('contacts nobody about an invoice cancelled while Temporal was away, and closes as cancelled once the case hears of it', async () => {
+    const address = 'cancelled-in-flight@muster.example';
+    const { payload, handle } = await register(0, { email: address });
+    const cancel = (app: typeof h.app) =>
+      app.inject({ method: 'POST', url: `/invoices/${payload.externalId}/cancellation`, headers: h.auth('admin'), payload: { reason: 'issued to the wrong customer' } });
+    const broken = await h.appWithoutTemporal();
+    expect((await cancel(broken)).statusCode).toBe(503); // stored; the case did not hear of it
+    await broken.close();
+    await env.sleep('4 days'); // day 1's e-mail came due and was held
+    expect(emailsTo(address)).toEqual([]);
+    const held = await handle.query(caseStatusQuery);
+    expect(held.stage).toBe('Blocked');
+    expect(held.blockedReason).toContain('is cancelled, and its case has not heard of it yet');
+
+    expect((await cancel(h.app)).statusCode).toBe(200);
+    expect(await handle.result()).toMatchObject({ outcome: 'cancelled' });
+    await env.sleep('2 days');
+    expect(emailsTo(address)).toEqual([]);
+    expect(await contacts(handle.workflowId)).toEqual([]);
+  });
+
   it('tries a step blocked by a payment in flight again when a part payment arrives, stating what is left', async () => {
     const { payload, handle } = await register(0, { email: 'part-in-flight@muster.example' });
     const payment = await storeUnappliedPayment(payload.externalId, 100_000);
