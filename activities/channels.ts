@@ -364,6 +364,8 @@ export async function placeCreditHold(deps: ChannelDeps, input: StepInput): Prom
   const idempotencyKey = key(input, 'credit-hold');
   await deps.db.transaction(async (tx) => {
     const c = await loadCase(tx, input.workflowId);
+    // No hold for a customer whose invoice is paid or withdrawn, as far as the case has yet heard.
+    await amountStillOwed(tx, c, input);
     await tx
       .update(customers)
       .set({ creditHoldSince: new Date(input.at) })

@@ -2,7 +2,8 @@
  * Corrections of an invoice from the accounting system: credit notes, cancellation, and
  * changes to the fields a case has not yet acted on (number; due date before the case starts).
  */
-import { and, eq, gt, or, sql } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
+import { and, eq, gt, isNotNull, or, sql } from 'drizzle-orm';
 import { pinnedPolicy } from '../cases/policies';
 import { auditEvents, collectionCases, invoiceAdjustments, invoices } from '../db/schema';
 import { collectionStartsAt } from '../domain/collection';
@@ -11,6 +12,8 @@ import { invoiceAdjustedSignal } from '../workflows/messages';
 import { adjustmentMessage } from '../cases/collection-start';
 import type { Caller } from './auth';
 import { caseView, deliverToCase, findInvoice, invoiceView, startIfDue, type ServiceDeps } from './invoice-service';
+import { claimDue, failedAttempt, leaseEnd, type OutboxClaim } from './outbox';
+import { startDispatcher, type PaymentDispatcher, type PaymentDispatcherOptions } from './payment-dispatcher';
 import { HttpProblem } from './problem';
 
 type AdjustmentRow = typeof invoiceAdjustments.$inferSelect;
@@ -51,7 +54,8 @@ async function recordAdjustment(
   caller: Caller,
   check: (invoice: typeof invoices.$inferSelect) => void,
 ) {
-  const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
+  const { invoice, caseRow } = await findInvoice(deps, externalId);
+  const claimToken = randomUUID();
   const { row, created } = await deps.db.transaction(async (tx) => {
     // The invoice row is locked: adjustments of one invoice are recorded one after another.
     const [locked] = await tx.select().from(invoices).where(eq(invoices.id, invoice.id)).for('update');
@@ -69,13 +73,15 @@ async function recordAdjustment(
       if (existing.kind !== adjustment.kind || existing.amountMinor !== (adjustment.amountMinor ?? null) || existing.currency !== (adjustment.currency ?? null)) {
         throw new HttpProblem(409, 'adjustment-conflict', 'Adjustment id already used', `Adjustment ${adjustment.adjustmentId} of invoice ${externalId} is already recorded with other details.`);
       }
+      // Sent again: forwarded again (the workflow counts it once), under this request's claim.
+      await tx.update(invoiceAdjustments).set({ claimToken, nextAttemptAt: leaseEnd }).where(eq(invoiceAdjustments.id, existing.id));
       return { row: existing, created: false };
     }
     openCase(locked!, caseRow);
     check(locked!);
     const [inserted] = await tx
       .insert(invoiceAdjustments)
-      .values({ invoiceId: invoice.id, ...adjustment, recordedBy: caller.name })
+      .values({ invoiceId: invoice.id, ...adjustment, recordedBy: caller.name, claimToken, nextAttemptAt: leaseEnd })
       .returning();
     await tx
       .update(invoices)
@@ -95,15 +101,65 @@ async function recordAdjustment(
     return { row: inserted!, created: true };
   });
 
-  let delivery: 'applied' | 'case_closed' = 'case_closed';
-  if (caseRow) {
-    const message = adjustmentMessage(row);
-    delivery = await deliverToCase(deps, { invoice, customer, caseRow }, invoiceAdjustedSignal, message, {
-      title: 'Adjustment stored but not yet applied',
-      detail: `Adjustment ${row.adjustmentId} of invoice ${externalId} is stored; forwarding it to the collection case failed. Send it again with the same adjustmentId; it is applied once.`,
-    });
+  let delivery: AdjustmentDelivery | 'queued';
+  try {
+    // Undefined: a repeat of this same adjustment took it over meanwhile and is forwarding it.
+    delivery = (await applyClaimedAdjustment(deps, { id: row.id, token: claimToken })) ?? 'queued';
+  } catch (err) {
+    // Stored and recorded for a retry: the adjustment dispatcher forwards it when it can.
+    if (!(err instanceof HttpProblem && err.slug === 'temporal-unavailable')) throw err;
+    delivery = 'queued';
   }
   return { created, delivery, adjustment: adjustmentView(row) };
+}
+
+export type AdjustmentDelivery = 'applied' | 'case_closed';
+
+/**
+ * Forwards the adjustments whose forwarding failed (Temporal away) or whose process stopped
+ * before it finished: the same scheduling as the payment dispatcher, over this outbox.
+ */
+export function startAdjustmentDispatcher(deps: ServiceDeps, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
+  return startDispatcher(
+    { what: 'stored adjustment', apply: (claim) => applyClaimedAdjustment(deps, claim), claimDue: (limit) => claimDueAdjustments(deps, limit), log: deps.log },
+    { concurrency: 2, ...options },
+  );
+}
+
+/** Adjustments whose forwarding is due (a failed attempt's retry time, or an abandoned claim's lease), each claimed. */
+export function claimDueAdjustments(deps: ServiceDeps, limit: number): Promise<OutboxClaim[]> {
+  return claimDue(deps.db, invoiceAdjustments, isNotNull(invoiceAdjustments.nextAttemptAt), limit);
+}
+
+/**
+ * Forwards a claimed adjustment to its case (a case not running yet starts with it) and marks
+ * it forwarded; undefined if the claim was taken over. A failure is recorded for a retry
+ * (1 s, 2 s … 5 min; at most 10 s apart while Temporal is unreachable), then thrown.
+ */
+export async function applyClaimedAdjustment(deps: ServiceDeps, claim: OutboxClaim): Promise<AdjustmentDelivery | undefined> {
+  const claimed = and(eq(invoiceAdjustments.id, claim.id), eq(invoiceAdjustments.claimToken, claim.token));
+  const [held] = await deps.db.update(invoiceAdjustments).set({ nextAttemptAt: leaseEnd }).where(and(claimed, isNotNull(invoiceAdjustments.nextAttemptAt))).returning();
+  if (!held) return undefined;
+  try {
+    const [{ externalId }] = (await deps.db.select({ externalId: invoices.externalId }).from(invoices).where(eq(invoices.id, held.invoiceId))) as [{ externalId: string }];
+    const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
+    let delivery: AdjustmentDelivery = 'case_closed';
+    if (caseRow) {
+      delivery = await deliverToCase(deps, { invoice, customer, caseRow }, invoiceAdjustedSignal, adjustmentMessage(held), {
+        title: 'Adjustment stored but not yet applied',
+        detail: `Adjustment ${held.adjustmentId} of invoice ${externalId} is stored; forwarding it to the collection case failed. It is retried automatically (it is applied once).`,
+      });
+    }
+    await deps.db.update(invoiceAdjustments).set({ forwardedAt: new Date(), nextAttemptAt: null, claimToken: null, lastError: null }).where(claimed);
+    return delivery;
+  } catch (err) {
+    await deps.db
+      .update(invoiceAdjustments)
+      .set(failedAttempt(invoiceAdjustments, err))
+      .where(claimed)
+      .catch((recordErr) => deps.log?.error({ err: recordErr, adjustmentId: claim.id }, 'recording a failed attempt failed; the lease brings the adjustment back'));
+    throw err;
+  }
 }
 
 export type CreditNote = { adjustmentId: string; amountMinor: number; currency: Currency; reason: string };

@@ -7,6 +7,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTyp
 import { configSchema, type Config } from '../config';
 import type { DbHandle } from '../db/client';
 import type { ServiceDeps } from './invoice-service';
+import { startAdjustmentDispatcher } from './adjustment-service';
 import { startPaymentDispatcher, type PaymentDispatcher, type PaymentDispatcherOptions } from './payment-dispatcher';
 import { rejectNulCharacters } from './nul-guard';
 import { HttpProblem, registerProblemHandlers } from './problem';
@@ -52,7 +53,7 @@ export type AppDeps = {
   logLevel?: string;
   /** Webhook secrets and limits; each one left out takes its configuration default (no webhook secrets). */
   settings?: Partial<ApiSettings>;
-  /** How stored payment events are applied after their webhook answered. */
+  /** How stored payment events are applied after their webhook answered (and how often both outboxes are polled). */
   paymentDispatch?: PaymentDispatcherOptions;
 };
 
@@ -84,8 +85,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clock: deps.clock ?? (async () => new Date()),
   };
   const paymentDispatcher = startPaymentDispatcher(services, deps.paymentDispatch);
-  app.addHook('onReady', async () => paymentDispatcher.start());
-  app.addHook('onClose', () => paymentDispatcher.close());
+  // Credit notes and cancellations whose forwarding failed: polled as often, a few at a time.
+  const { pollIntervalMs, closeTimeoutMs } = deps.paymentDispatch ?? {};
+  const adjustmentDispatcher = startAdjustmentDispatcher(services, { pollIntervalMs, closeTimeoutMs });
+  app.addHook('onReady', async () => {
+    paymentDispatcher.start();
+    adjustmentDispatcher.start();
+  });
+  app.addHook('onClose', () => Promise.all([paymentDispatcher.close(), adjustmentDispatcher.close()]));
   const context: AppContext = { db: deps.db, services, settings, paymentDispatcher };
 
   app.setValidatorCompiler(validatorCompiler);

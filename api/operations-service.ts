@@ -1,10 +1,10 @@
-import { and, asc, eq, lte, ne, notInArray } from 'drizzle-orm';
-import { collectionCases, customers, invoices, webhookEvents } from '../db/schema';
+import { and, asc, eq, isNotNull, lte, ne, notInArray } from 'drizzle-orm';
+import { collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
 import { temporalUiLink, type ServiceDeps } from './invoice-service';
 
-export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long', 'payment_unfinished', 'start_failing'] as const;
+export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long', 'payment_unfinished', 'adjustment_unfinished', 'start_failing'] as const;
 export type StuckKind = (typeof stuckKinds)[number];
 
 export type StuckCase = {
@@ -71,7 +71,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     webhookEventId: null,
   });
 
-  const [blocked, paused, due, overdueApprovals, unfinished, unstarted] = await Promise.all([
+  const [blocked, paused, due, overdueApprovals, unfinished, unforwarded, unstarted] = await Promise.all([
     selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
     selectCases()
       .where(and(eq(collectionCases.stage, 'Paused'), lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000))))
@@ -88,6 +88,16 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .from(webhookEvents)
       .where(and(eq(webhookEvents.status, 'received'), lte(webhookEvents.receivedAt, new Date(now.getTime() - 5 * 60_000))))
       .orderBy(asc(webhookEvents.receivedAt))
+      .limit(200),
+    // A credit note or cancellation its case has not had for 5 minutes: its forwarding keeps failing.
+    deps.db
+      .select({ caseRow: collectionCases, invoiceExternalId: invoices.externalId, customerName: customers.name, adjustment: invoiceAdjustments })
+      .from(invoiceAdjustments)
+      .innerJoin(invoices, eq(invoices.id, invoiceAdjustments.invoiceId))
+      .innerJoin(customers, eq(customers.id, invoices.customerId))
+      .innerJoin(collectionCases, eq(collectionCases.invoiceId, invoices.id))
+      .where(and(isNotNull(invoiceAdjustments.nextAttemptAt), lte(invoiceAdjustments.createdAt, new Date(now.getTime() - 5 * 60_000))))
+      .orderBy(asc(invoiceAdjustments.createdAt))
       .limit(200),
     // The sweep starts a case within minutes of its start time; an hour late means its start keeps failing.
     selectCases()
@@ -159,6 +169,16 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       kind: 'start_failing' as const,
       reason: 'Its start time passed over an hour ago and the sweep has not started it: see the overdue sweep under Schedules in the Temporal UI',
       since: row.caseRow.startsAt.toISOString(),
+      action: null,
+    })),
+    ...unforwarded.map((row) => ({
+      ...base(row),
+      kind: 'adjustment_unfinished' as const,
+      reason:
+        `${row.adjustment.kind === 'cancellation' ? 'Cancellation' : 'Credit note'} ${row.adjustment.adjustmentId} is stored but its case does not have it yet` +
+        (row.adjustment.attempts > 0 ? ` after ${row.adjustment.attempts} attempts (last: ${row.adjustment.lastError ?? 'unknown'})` : '') +
+        '; it is retried automatically',
+      since: row.adjustment.createdAt.toISOString(),
       action: null,
     })),
     ...unfinished.map((event) => ({

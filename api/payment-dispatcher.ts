@@ -51,11 +51,16 @@ export type PaymentDispatcher = {
  * ran out). Only the holder of an event's claim records its outcome.
  */
 export function startPaymentDispatcher(deps: ServiceDeps, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
-  return startDispatcher({ apply: (claim) => applyClaimedEvent(deps, claim), claimDue: (limit) => claimDueEvents(deps, limit), log: deps.log }, options);
+  return startDispatcher(
+    { what: 'stored payment event', apply: (claim) => applyClaimedEvent(deps, claim), claimDue: (limit) => claimDueEvents(deps, limit), log: deps.log },
+    options,
+  );
 }
 
-/** What a dispatcher does with the events it holds; startPaymentDispatcher's applies stored payments. */
+/** What a dispatcher does with the outbox rows it holds; startPaymentDispatcher's applies stored payments. */
 export type DispatchWork = {
+  /** What a row is, for the log ("stored payment event"). */
+  what: string;
   apply(claim: EventClaim): Promise<unknown>;
   claimDue(limit: number): Promise<EventClaim[]>;
   log?: ServiceDeps['log'];
@@ -103,7 +108,7 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
       running++;
       work
         .apply(claim)
-        .catch((err) => work.log?.error({ err, webhookEventId: claim.id }, 'applying a stored payment event failed; it will be retried'))
+        .catch((err) => work.log?.error({ err, id: claim.id }, `applying a ${work.what} failed; it will be retried`))
         .finally(() => {
           running--;
           if (running === 0) drained?.();
@@ -126,7 +131,7 @@ export function startDispatcher(work: DispatchWork, options: PaymentDispatcherOp
   const pollInBackground = () => {
     polling = poll()
       .catch((err) => {
-        work.log?.error({ err }, 'looking for unapplied payment events failed');
+        work.log?.error({ err }, `looking for a ${work.what} to apply failed`);
         return 0;
       })
       .finally(() => {

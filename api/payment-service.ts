@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, count, desc, eq, inArray, isNotNull, isNull, lte, ne, or, sql } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, isNotNull, isNull, ne, or } from 'drizzle-orm';
 import type { PgInsertValue } from 'drizzle-orm/pg-core';
 import { paymentMessage } from '../cases/collection-start';
 import { auditEvents, manualPaymentSource, payments, webhookEvents } from '../db/schema';
@@ -8,7 +8,8 @@ import type { Currency } from '../domain/money';
 import { currencySchema } from '../domain/schemas';
 import { paymentReceivedSignal } from '../workflows/messages';
 import type { Caller } from './auth';
-import { deliverToCase, findInvoice, isTemporalUnreachable, lookupInvoice, registerInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
+import { deliverToCase, findInvoice, lookupInvoice, registerInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
+import { claimDue, failedAttempt, leaseEnd, type OutboxClaim } from './outbox';
 import { HttpProblem } from './problem';
 import type { RecordPayment, RegisterInvoice } from './schemas';
 
@@ -41,8 +42,10 @@ async function applyPayment(deps: ServiceDeps, target: FoundInvoice, input: NewP
   return { payment, created, delivery };
 }
 
+type StoredPayment = { payment: PaymentRow; created: boolean };
+
 /** Records the money against the invoice, once per provider and reference (a 409 if that reference names other money). */
-async function storePayment(db: Database, target: FoundInvoice, input: NewPayment, fromEvent?: string): Promise<{ payment: PaymentRow; created: boolean }> {
+async function storePayment(db: Database, target: FoundInvoice, input: NewPayment, fromEvent?: string): Promise<StoredPayment> {
   const { invoice, caseRow } = target;
   return db.transaction(async (tx) => {
     const [inserted] = await tx
@@ -94,14 +97,19 @@ async function deliverPayment(deps: ServiceDeps, target: FoundInvoice, payment: 
     });
   }
   if (flag && delivery !== 'applied') {
-    // Money for a case that is closed (or never needed one): kept and flagged for reconciliation.
-    await deps.db.insert(auditEvents).values({
-      invoiceId: invoice.id,
-      caseId: caseRow?.id ?? null,
-      actor: payment.recordedBy,
-      type: 'payment.unapplied',
-      data: { paymentId: payment.id, reference: payment.providerEventId, amountMinor: payment.amountMinor, reason: delivery },
-    });
+    // Money for a case that is closed (or never needed one): kept and flagged for reconciliation,
+    // once, whoever applies it (a retry after a lost claim, a re-send, a registration).
+    await deps.db
+      .insert(auditEvents)
+      .values({
+        invoiceId: invoice.id,
+        caseId: caseRow?.id ?? null,
+        actor: payment.recordedBy,
+        type: 'payment.unapplied',
+        data: { paymentId: payment.id, reference: payment.providerEventId, amountMinor: payment.amountMinor, reason: delivery },
+        dedupeKey: `payment.unapplied:${payment.id}`,
+      })
+      .onConflictDoNothing();
   }
   return delivery;
 }
@@ -145,20 +153,25 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
       receivedAt: input.receivedAt ? new Date(input.receivedAt) : new Date(),
       recordedBy: caller.name,
     });
-    return { stored, row: await manualDeliveryRow(tx, externalId, stored.payment, claimToken) };
+    return { stored, row: await manualDeliveryRow(tx, externalId, stored, claimToken) };
   });
   let settled = row;
   if (row.status === 'received') {
     const [claimed] = row.claimToken === claimToken ? [row] : await reopenEvent(deps.db, row.id, externalId);
-    if (claimed) settled = await applyReopened(deps, claimed);
+    // Not claimed: settled meanwhile by another holder; its outcome stands.
+    settled = claimed ? await applyReopened(deps, claimed) : await findWebhookEvent(deps, row.id);
   }
   const delivery: PaymentDelivery | 'queued' =
     settled.status === 'received' ? 'queued' : settled.status === 'applied' ? 'applied' : target.caseRow ? 'case_closed' : 'no_case';
   return { created: stored.created, delivery, deliveryEvent: settled.id, payment: paymentView(stored.payment) };
 }
 
-/** Writes a manual payment's delivery row, claimed by `claimToken`; or reads the one written before. */
-async function manualDeliveryRow(db: Database, externalId: string, payment: PaymentRow, claimToken: string): Promise<WebhookEventRow> {
+/**
+ * Writes a manual payment's delivery row, claimed by `claimToken`; or reads the one written
+ * before. The row records the payment (and so may flag it for reconciliation) only if the
+ * payment is new: one recorded before manual payments had rows was delivered then.
+ */
+async function manualDeliveryRow(db: Database, externalId: string, { payment, created }: StoredPayment, claimToken: string): Promise<WebhookEventRow> {
   const [inserted] = await db
     .insert(webhookEvents)
     .values({
@@ -170,7 +183,7 @@ async function manualDeliveryRow(db: Database, externalId: string, payment: Paym
       amountMinor: payment.amountMinor,
       currency: payment.currency,
       paidAt: payment.receivedAt,
-      paymentId: payment.id,
+      paymentId: created ? payment.id : null,
       payload: paymentView(payment),
       claimToken,
       nextAttemptAt: leaseEnd,
@@ -227,10 +240,6 @@ async function findWebhookEvent(deps: ServiceDeps, id: string): Promise<WebhookE
 export async function getWebhookEvent(deps: ServiceDeps, id: string) {
   return webhookEventView(await findWebhookEvent(deps, id));
 }
-
-/** How long a claim on a received event holds before another dispatcher may take it over. */
-const leaseSeconds = 30;
-const leaseEnd = sql`now() + make_interval(secs => ${leaseSeconds})`;
 
 // As drizzle's insert takes it: a column may be given as SQL (the lease's end is now() + 30 s).
 type NewWebhookEvent = PgInsertValue<typeof webhookEvents>;
@@ -312,31 +321,15 @@ export async function ingestPaymentEvent(
 }
 
 /** A claim on a received event: its holder applies it and records the outcome; no one else does. */
-export type EventClaim = { id: string; token: string };
+export type EventClaim = OutboxClaim;
 
 /**
  * Claims received events for a dispatcher: those whose retry time (or an abandoned claim's
  * lease) has come, oldest first. Each gets a claim of its own.
  */
-export async function claimDueEvents(deps: ServiceDeps, limit: number): Promise<EventClaim[]> {
-  if (limit <= 0) return [];
-  const due = deps.db
-    .select({ id: webhookEvents.id })
-    .from(webhookEvents)
-    .where(and(eq(webhookEvents.status, 'received'), lte(webhookEvents.nextAttemptAt, sql`now()`)))
-    .orderBy(asc(webhookEvents.nextAttemptAt))
-    .limit(limit)
-    .for('update', { skipLocked: true });
-  // The outer conditions are checked again on each row: two dispatchers never claim one event.
-  return deps.db
-    .update(webhookEvents)
-    .set({ claimToken: sql`gen_random_uuid()`, nextAttemptAt: leaseEnd })
-    .where(and(inArray(webhookEvents.id, due), eq(webhookEvents.status, 'received'), lte(webhookEvents.nextAttemptAt, sql`now()`)))
-    .returning({ id: webhookEvents.id, token: sql<string>`${webhookEvents.claimToken}::text` });
+export function claimDueEvents(deps: ServiceDeps, limit: number): Promise<EventClaim[]> {
+  return claimDue(deps.db, webhookEvents, eq(webhookEvents.status, 'received'), limit);
 }
-
-/** The longest wait between attempts to deliver a stored payment while Temporal is unreachable. */
-export const temporalOutageRetrySeconds = 10;
 
 /**
  * Applies a claimed event. The claim is renewed first (a claim that waited in a queue past its
@@ -354,18 +347,9 @@ export async function applyClaimedEvent(deps: ServiceDeps, claim: EventClaim): P
   try {
     return await settleEvent(deps, held);
   } catch (err) {
-    // Temporal being away is an outage, not something wrong with this event: the event is
-    // retried every few seconds at most, so it is applied soon after Temporal is back however
-    // long it was away. Anything else backs off to 5 minutes.
-    const ceilingSeconds = err instanceof HttpProblem && isTemporalUnreachable(err.cause) ? temporalOutageRetrySeconds : 300;
     await deps.db
       .update(webhookEvents)
-      .set({
-        attempts: sql`${webhookEvents.attempts} + 1`,
-        nextAttemptAt: sql`now() + make_interval(secs => least(power(2, least(${webhookEvents.attempts}, 9)), ${ceilingSeconds}))`,
-        lastError: (err instanceof Error ? err.message : String(err)).slice(0, 1000),
-        claimToken: null,
-      })
+      .set(failedAttempt(webhookEvents, err))
       .where(and(eq(webhookEvents.id, claim.id), eq(webhookEvents.claimToken, claim.token)))
       .catch((recordErr) => deps.log?.error({ err: recordErr, webhookEventId: claim.id }, 'recording a failed attempt failed; the lease brings the event back'));
     throw err;

@@ -14,6 +14,7 @@ import {
   customers,
   disputes,
   handovers,
+  invoiceAdjustments,
   invoices,
   letters,
   webhookEvents,
@@ -641,21 +642,26 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await contacts(handle.workflowId)).toEqual([]);
   });
 
-  it('contacts nobody about an invoice cancelled while Temporal was away, and closes as cancelled once the case hears of it', async () => {
+  it('contacts nobody about an invoice cancelled while Temporal was away, and closes as cancelled once the cancellation is forwarded', async () => {
     const address = 'cancelled-in-flight@muster.example';
     const { payload, handle } = await register(0, { email: address });
     const cancel = (app: typeof h.app) =>
       app.inject({ method: 'POST', url: `/invoices/${payload.externalId}/cancellation`, headers: h.auth('admin'), payload: { reason: 'issued to the wrong customer' } });
     const broken = await h.appWithoutTemporal();
-    expect((await cancel(broken)).statusCode).toBe(503); // stored; the case did not hear of it
+    expect((await cancel(broken)).statusCode).toBe(202); // stored and queued; the case did not hear of it
     await broken.close();
-    await env.sleep('4 days'); // day 1's e-mail came due and was held
+    // Temporal stays away for the dispatcher (its next attempt is a day off)...
+    const queued = eq(invoiceAdjustments.invoiceId, (await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId)))[0]!.id);
+    await h.db.db.update(invoiceAdjustments).set({ nextAttemptAt: new Date(Date.now() + 24 * 3_600_000) }).where(queued);
+    await env.sleep('4 days'); // ...while day 1's e-mail came due and was held
     expect(emailsTo(address)).toEqual([]);
     const held = await handle.query(caseStatusQuery);
     expect(held.stage).toBe('Blocked');
     expect(held.blockedReason).toContain('is cancelled, and its case has not heard of it yet');
 
-    expect((await cancel(h.app)).statusCode).toBe(200);
+    // The dispatcher's next attempt forwards it.
+    await h.db.db.update(invoiceAdjustments).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(queued);
+    await until('the cancellation forwarded', async () => (await h.db.db.select().from(invoiceAdjustments).where(queued))[0]?.forwardedAt);
     expect(await handle.result()).toMatchObject({ outcome: 'cancelled' });
     await env.sleep('2 days');
     expect(emailsTo(address)).toEqual([]);

@@ -32,7 +32,7 @@ describe('payment dispatcher', () => {
   it('applies up to its concurrency at once, one at a time while the process is busy, and catches up after', async () => {
     const work = heldApplies();
     let busy = false;
-    const dispatcher = startDispatcher({ apply: work.apply, claimDue: async () => [] }, { concurrency: 4, isBusy: () => busy });
+    const dispatcher = startDispatcher({ what: 'test row', apply: work.apply, claimDue: async () => [] }, { concurrency: 4, isBusy: () => busy });
     for (const claim of claims(0, 6)) dispatcher.wake(claim);
     expect(work.running()).toBe(4);
 
@@ -58,7 +58,7 @@ describe('payment dispatcher', () => {
 
   it('stops yielding to a burst that lasts, once an event has waited longer than maxYieldMs', async () => {
     const work = heldApplies();
-    const dispatcher = startDispatcher({ apply: work.apply, claimDue: async () => [] }, { concurrency: 4, isBusy: () => true, maxYieldMs: 100 });
+    const dispatcher = startDispatcher({ what: 'test row', apply: work.apply, claimDue: async () => [] }, { concurrency: 4, isBusy: () => true, maxYieldMs: 100 });
     for (const claim of claims(0, 8)) dispatcher.wake(claim);
     expect(work.running()).toBe(1);
     await work.finishOne();

@@ -4,9 +4,11 @@
 // the same way. Real database, real Temporal dev server.
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
-import { temporalOutageRetrySeconds } from '../api/payment-service';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { auditEvents, invoices, payments, webhookEvents } from '../db/schema';
+import { temporalOutageRetrySeconds } from '../api/outbox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditEvents, invoiceAdjustments, invoices, payments, webhookEvents } from '../db/schema';
+import { collectionWorkflowId } from '../domain/collection';
+import { caseStatusQuery } from '../workflows/messages';
 import { expectPaidOnce, signedBankDelivery, storedEvent } from './support/bank-payments';
 import { invoicePayload } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -189,3 +191,56 @@ async function unappliedFlags(externalId: string) {
     .where(and(eq(invoices.externalId, externalId), eq(auditEvents.type, 'payment.unapplied')));
   return rows.map((row) => row.data);
 }
+
+describe('credit notes and cancellations while Temporal is unreachable', () => {
+  const adjust = (app: typeof h.app, externalId: string, what: 'credit-notes' | 'cancellation', payload: object) =>
+    app.inject({ method: 'POST', url: `/invoices/${externalId}/${what}`, headers: h.auth('collector'), payload });
+  const storedAdjustment = async (adjustmentId: string) =>
+    (await h.db.db.select().from(invoiceAdjustments).where(eq(invoiceAdjustments.adjustmentId, adjustmentId)))[0];
+
+  it('queues a credit note, shows it on the stuck list, and another API process forwards it once Temporal is back', async () => {
+    const invoice = await registered();
+    const note = { adjustmentId: `CN-${randomUUID()}`, amountMinor: 25_000, currency: 'EUR', reason: 'one pallet short' };
+    const cutOff = await h.appWithoutTemporal();
+    const queued = await adjust(cutOff, invoice.externalId, 'credit-notes', note);
+    await cutOff.close();
+    expect(queued.statusCode, queued.body).toBe(202);
+    expect(queued.json()).toMatchObject({ delivery: 'queued', adjustment: { adjustmentId: note.adjustmentId } });
+    const waiting = await storedAdjustment(note.adjustmentId);
+    expect(waiting).toMatchObject({ forwardedAt: null, attempts: 1, lastError: expect.any(String), claimToken: null });
+
+    // Still not forwarded after 5 minutes: operations see it, and that it is being retried.
+    await h.db.db.update(invoiceAdjustments).set({ createdAt: new Date(Date.now() - 6 * 60_000) }).where(eq(invoiceAdjustments.id, waiting!.id));
+    const stuck = (await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') })).json();
+    expect(stuck.cases).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ kind: 'adjustment_unfinished', invoiceExternalId: invoice.externalId, reason: expect.stringContaining('retried automatically') }),
+      ]),
+    );
+
+    const other = await h.anotherApp();
+    try {
+      await other.ready();
+      await until('the credit note forwarded', async () => (await storedAdjustment(note.adjustmentId))?.forwardedAt);
+    } finally {
+      await other.close();
+    }
+    expect(await storedAdjustment(note.adjustmentId)).toMatchObject({ nextAttemptAt: null, claimToken: null });
+    const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
+    expect(status.amountOutstandingMinor).toBe(invoice.amountTotalMinor - 25_000);
+  });
+
+  it('forwards a queued cancellation at once when it is sent again with Temporal back, and the case closes', async () => {
+    const invoice = await registered();
+    const cancellation = { adjustmentId: `CANCEL-${randomUUID()}`, reason: 'issued to the wrong customer' };
+    const cutOff = await h.appWithoutTemporal();
+    expect((await adjust(cutOff, invoice.externalId, 'cancellation', cancellation)).statusCode).toBe(202);
+    await cutOff.close();
+    // This API never polls: only the request itself can forward it now.
+    const again = await adjust(h.app, invoice.externalId, 'cancellation', cancellation);
+    expect(again.statusCode, again.body).toBe(200);
+    expect(again.json()).toMatchObject({ delivery: 'applied' });
+    expect((await storedAdjustment(cancellation.adjustmentId))?.forwardedAt).toBeInstanceOf(Date);
+    expect(await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).result()).toMatchObject({ outcome: 'cancelled' });
+  });
+});

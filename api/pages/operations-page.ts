@@ -26,7 +26,7 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const notice = resumed.success ? resumed.data : undefined;
     const body = html`<h1>Stuck cases</h1>
 ${notice ? html`<p class="notice" role="status">Sent to invoice ${notice}: the case goes on.</p>` : ''}
-<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days, cases whose start keeps failing, and payments stored but not yet applied.</p>
+<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days, cases whose start keeps failing, and payments, credit notes and cancellations stored but not yet applied.</p>
 ${
   stuck.length === 0
     ? html`<p>Nothing is stuck.</p>`

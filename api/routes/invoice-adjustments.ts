@@ -31,8 +31,11 @@ const adjustmentRecordedSchema = z.object({
     createdAt: z.iso.datetime({ offset: true }),
   }),
   delivery: z
-    .enum(['applied', 'case_closed'])
-    .describe('applied: forwarded to the case, which counts it once; case_closed: stored, but the case had already ended'),
+    .enum(['applied', 'case_closed', 'queued'])
+    .describe(
+      'applied: forwarded to the case, which counts it once; case_closed: stored, but the case had already ended; ' +
+        'queued (202): stored, but forwarding it failed (Temporal unreachable): the API retries until the case has it, no need to send it again',
+    ),
 });
 
 const invoiceWithCaseSchema = z.object({ invoice: invoiceViewSchema, case: caseViewSchema.nullable() });
@@ -42,7 +45,8 @@ const adjustmentIdOf = (request: FastifyRequest, given: string | undefined, fall
 
 const description =
   'Stored once per adjustmentId (or Idempotency-Key), audited with the caller, then forwarded to the collection case; ' +
-  'a case not running yet starts with it. Sending it again returns 200 and changes nothing. 409 when the case is closed.';
+  'a case not running yet starts with it. Sending it again returns 200 and changes nothing. 409 when the case is closed. ' +
+  'If the case cannot be reached (Temporal away), 202 with delivery queued: it is forwarded as soon as it can be.';
 
 /** Corrections of an invoice from the accounting system, forwarded to its case. */
 export const invoiceAdjustmentRoutes =
@@ -59,13 +63,13 @@ export const invoiceAdjustmentRoutes =
           security: [{ apiKey: [] }],
           params: externalIdParamsSchema,
           body: z.object({ adjustmentId: adjustmentIdSchema, amountMinor: positiveMinorUnitsSchema, currency: currencySchema, reason: reasonSchema }),
-          response: { 200: adjustmentRecordedSchema, 201: adjustmentRecordedSchema, ...problemResponses },
+          response: { 200: adjustmentRecordedSchema, 201: adjustmentRecordedSchema, 202: adjustmentRecordedSchema, ...problemResponses },
         },
       },
       async (request, reply) => {
         const note = { ...request.body, adjustmentId: adjustmentIdOf(request, request.body.adjustmentId, randomUUID()) };
         const result = await creditInvoice(services, request.params.externalId, note, request.caller!);
-        return reply.code(result.created ? 201 : 200).send({ adjustment: result.adjustment, delivery: result.delivery });
+        return reply.code(result.delivery === 'queued' ? 202 : result.created ? 201 : 200).send({ adjustment: result.adjustment, delivery: result.delivery });
       },
     );
 
@@ -80,14 +84,14 @@ export const invoiceAdjustmentRoutes =
           security: [{ apiKey: [] }],
           params: externalIdParamsSchema,
           body: z.object({ adjustmentId: adjustmentIdSchema, reason: reasonSchema }),
-          response: { 200: adjustmentRecordedSchema, 201: adjustmentRecordedSchema, ...problemResponses },
+          response: { 200: adjustmentRecordedSchema, 201: adjustmentRecordedSchema, 202: adjustmentRecordedSchema, ...problemResponses },
         },
       },
       async (request, reply) => {
         // An invoice is cancelled once, so without an id of its own every repeat is the same cancellation.
         const adjustmentId = adjustmentIdOf(request, request.body.adjustmentId, 'cancellation');
         const result = await cancelInvoice(services, request.params.externalId, { adjustmentId, reason: request.body.reason }, request.caller!);
-        return reply.code(result.created ? 201 : 200).send({ adjustment: result.adjustment, delivery: result.delivery });
+        return reply.code(result.delivery === 'queued' ? 202 : result.created ? 201 : 200).send({ adjustment: result.adjustment, delivery: result.delivery });
       },
     );
 

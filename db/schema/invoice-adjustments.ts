@@ -1,12 +1,14 @@
 import { sql } from 'drizzle-orm';
-import { bigint, char, pgTable, text, timestamp, unique, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, char, index, integer, pgTable, text, timestamp, unique, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { invoices } from './invoices';
 
 export const adjustmentKinds = ['credit_note', 'cancellation'] as const;
 
 /**
  * Credit notes and cancellations of an invoice, as the accounting system issued them. Stored
- * once per adjustment id before the case hears of it; the workflow counts each id once.
+ * once per adjustment id before the case hears of it; the workflow counts each id once. Each
+ * is also its own outbox entry: forwarded in the request, or retried by the adjustment
+ * dispatcher until its case has it.
  */
 export const invoiceAdjustments = pgTable(
   'invoice_adjustments',
@@ -24,9 +26,22 @@ export const invoiceAdjustments = pgTable(
     reason: text('reason').notNull(),
     recordedBy: text('recorded_by').notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    /** When its case took it (or was found closed); null while it is being forwarded. */
+    forwardedAt: timestamp('forwarded_at', { withTimezone: true }),
+    /**
+     * While not forwarded: when the adjustment dispatcher may (next) try. Whoever forwards it
+     * claims it first (claimToken, and this moved ahead by a lease); a failed attempt moves it to
+     * its retry time. Null once forwarded.
+     */
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }),
+    claimToken: uuid('claim_token'),
+    /** Failed attempts to forward it, and why the last one failed. */
+    attempts: integer('attempts').notNull().default(0),
+    lastError: text('last_error'),
   },
   (t) => [
     unique('invoice_adjustments_invoice_adjustment_uq').on(t.invoiceId, t.adjustmentId),
+    index('invoice_adjustments_due_idx').on(t.nextAttemptAt).where(sql`next_attempt_at is not null`),
     // An invoice is cancelled once, whatever id a repeat carries.
     uniqueIndex('invoice_adjustments_one_cancellation_uq').on(t.invoiceId).where(sql`kind = 'cancellation'`),
   ],
