@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { and, eq, gt, isNotNull, isNull, ne, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { auditEvents, callTasks, collectionCases, communications, customers, invoices, letters, manualPaymentSource, payments, webhookEvents } from '../db/schema';
+import { auditEvents, callTasks, collectionCases, communications, customers, invoiceAdjustments, invoices, letters, manualPaymentSource, payments, webhookEvents } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import type { Tone } from '../domain/policy';
@@ -61,22 +61,35 @@ function paymentInFlight(message: string): ApplicationFailure {
 /**
  * What the debtor still owes as a contact goes out: the balance the case gave the step, less
  * money recorded against the invoice that the case had not counted then (a payment it has not
- * heard of yet, or heard of after the step began: a step's retries keep its first input). The
- * message states that amount, never one the debtor has already paid.
+ * heard of yet, or heard of after the step began: a step's retries keep their first input), and
+ * less credit notes that reached the case after the step began. The message states that amount,
+ * never one the debtor has already paid or been credited.
  *
- * While a payment for the invoice is stored and not yet applied (a processor's webhook taken
- * while Temporal was away, say), or when nothing is owed any more, no contact is made: the step
- * fails for a retry, and the workflow cancels it the moment it hears of a payment that covers
- * the balance. A payment still unheard of after the step's retries blocks the case with this
+ * While a payment, credit note or cancellation for the invoice is stored and not yet applied (a
+ * processor's webhook taken while Temporal was away, say), or when nothing is owed any more, no
+ * contact is made: the step fails for a retry, and the workflow cancels it the moment the case
+ * is paid or ends. One still not applied after the step's retries blocks the case with this
  * reason, for operations, instead of chasing a customer who paid.
  */
 async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, input: StepInput): Promise<number> {
-  // Stored by the API, but its delivery to the case failed (Temporal away) and has not been
-  // sent again yet: nobody is chased for an invoice the business has withdrawn. The case closes
-  // (cancelling this step) when the cancellation reaches it.
   if (c.invoice.status === 'cancelled') {
+    // Only a cancellation the case has not heard of yet: the case ends (and stops this step) when it does.
     throw paymentInFlight(
-      `invoice ${c.invoice.number} is cancelled, and its case has not heard of it yet: the debtor is not contacted; the case closes when the cancellation reaches it (if it does not within minutes, send the cancellation again: it is applied once)`,
+      `invoice ${c.invoice.number} is cancelled, and its case has not heard of it yet: the debtor is not contacted; the case closes when the cancellation reaches it (the API forwards it automatically)`,
+    );
+  }
+  // `forwarded_at` is when the forwarding that reached the case began, so one after the step
+  // began reached the case after the step's balance was taken.
+  const [credits] = (await db
+    .select({
+      pending: sql<string | null>`max(${invoiceAdjustments.adjustmentId}) filter (where ${invoiceAdjustments.nextAttemptAt} is not null)`,
+      sinceStep: sql<string>`coalesce(sum(${invoiceAdjustments.amountMinor}) filter (where ${invoiceAdjustments.forwardedAt} > ${input.at}::timestamptz), 0)`,
+    })
+    .from(invoiceAdjustments)
+    .where(eq(invoiceAdjustments.invoiceId, c.invoice.id))) as [{ pending: string | null; sinceStep: string }];
+  if (credits.pending) {
+    throw paymentInFlight(
+      `credit note ${credits.pending} for invoice ${c.invoice.number} is stored and not yet forwarded to the case: the debtor is not contacted until it is (the API forwards it automatically)`,
     );
   }
   const [stored] = await db
@@ -96,20 +109,27 @@ async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, 
       `a payment for invoice ${c.invoice.number} (${stored.source === manualPaymentSource ? 'recorded by hand, reference' : `${stored.source} event`} ${stored.eventId}, ${stored.amountMinor} ${stored.currency} in minor units) is stored and not yet applied to the case: the debtor is not contacted until it is`,
     );
   }
-  // Steps scheduled by workflow code from before `paidMinor` state what the case gave them.
-  if (input.paidMinor === undefined) return input.amountOutstandingMinor;
+  const credited = Number(credits.sinceStep);
+  // Steps scheduled by workflow code from before `paidMinor` state what the case gave them, less credits.
+  if (input.paidMinor === undefined) return owedOrHeld(c, input.amountOutstandingMinor - credited, `${credited} in minor units credited since this step began`);
   const [{ recorded }] = (await db
     .select({ recorded: sql<string>`coalesce(sum(${payments.amountMinor}), 0)` })
     .from(payments)
     .where(eq(payments.invoiceId, c.invoice.id))) as [{ recorded: string }];
   const uncounted = Math.max(0, Number(recorded) - input.paidMinor);
-  const owed = input.amountOutstandingMinor - uncounted;
-  if (owed <= 0) {
-    throw paymentInFlight(
-      `invoice ${c.invoice.number} is paid (${recorded} in minor units recorded, of which the case had counted ${input.paidMinor} when this step began): the debtor is not contacted, and the case closes when it hears of the payment; if it does not within minutes, send the payment again (same reference: it is counted once)`,
-    );
-  }
-  return owed;
+  return owedOrHeld(
+    c,
+    input.amountOutstandingMinor - uncounted - credited,
+    `${recorded} in minor units recorded, of which the case had counted ${input.paidMinor} when this step began${credited ? `, and ${credited} credited since` : ''}`,
+  );
+}
+
+/** The amount, if any is owed; else the contact waits for the case to hear why not (and close). */
+function owedOrHeld(c: Awaited<ReturnType<typeof loadCase>>, owed: number, why: string): number {
+  if (owed > 0) return owed;
+  throw paymentInFlight(
+    `nothing is owed on invoice ${c.invoice.number} (${why}): the debtor is not contacted, and the case closes when it hears of it; if it does not within minutes, send the payment again (same reference: it is counted once)`,
+  );
 }
 
 function render(deps: ChannelDeps, input: StepInput, c: Awaited<ReturnType<typeof loadCase>>, template = input.template) {

@@ -43,7 +43,8 @@ function openCase<C extends { stage: string }>(invoice: { externalId: string; st
 /**
  * Records a credit note or cancellation and forwards it to the case. Stored once per
  * adjustment id (and an invoice is cancelled once) before the case hears of it; a repeat
- * finds the stored one and forwards it again, which the workflow ignores if it counted it.
+ * finds the stored one: forwarded already, that is the answer; else it is forwarded again
+ * (the workflow counts it once).
  * `check` refuses a new adjustment the invoice cannot take. A case not running yet starts with
  * it (signal-with-start): the workflow stays the one writer of the balance.
  */
@@ -73,8 +74,8 @@ async function recordAdjustment(
       if (existing.kind !== adjustment.kind || existing.amountMinor !== (adjustment.amountMinor ?? null) || existing.currency !== (adjustment.currency ?? null)) {
         throw new HttpProblem(409, 'adjustment-conflict', 'Adjustment id already used', `Adjustment ${adjustment.adjustmentId} of invoice ${externalId} is already recorded with other details.`);
       }
-      // Sent again: forwarded again (the workflow counts it once), under this request's claim.
-      await tx.update(invoiceAdjustments).set({ claimToken, nextAttemptAt: leaseEnd }).where(eq(invoiceAdjustments.id, existing.id));
+      // Sent again before its case had it: forwarded now, under this request's claim.
+      if (!existing.forwardedAt) await tx.update(invoiceAdjustments).set({ claimToken, nextAttemptAt: leaseEnd }).where(eq(invoiceAdjustments.id, existing.id));
       return { row: existing, created: false };
     }
     openCase(locked!, caseRow);
@@ -101,16 +102,24 @@ async function recordAdjustment(
     return { row: inserted!, created: true };
   });
 
-  let delivery: AdjustmentDelivery | 'queued';
+  if (row.forwardedAt) return { created, delivery: 'applied' as const, adjustment: adjustmentView(row) };
+  let delivery: AdjustmentDelivery | undefined;
   try {
-    // Undefined: a repeat of this same adjustment took it over meanwhile and is forwarding it.
-    delivery = (await applyClaimedAdjustment(deps, { id: row.id, token: claimToken })) ?? 'queued';
+    delivery = await applyClaimedAdjustment(deps, { id: row.id, token: claimToken });
   } catch (err) {
-    // Stored and recorded for a retry: the adjustment dispatcher forwards it when it can.
-    if (!(err instanceof HttpProblem && err.slug === 'temporal-unavailable')) throw err;
-    delivery = 'queued';
+    // Stored, and retried by the adjustment dispatcher (the failure is recorded, or the claim's
+    // lease runs out): whatever failed, the caller must not send it again as if it were lost.
+    // (Temporal being away is logged where it is found.)
+    if (!(err instanceof HttpProblem && err.slug === 'temporal-unavailable')) deps.log?.error({ err, adjustmentId: row.adjustmentId }, 'forwarding an adjustment failed; it is queued');
   }
-  return { created, delivery, adjustment: adjustmentView(row) };
+  // Undefined: a repeat of it took it over meanwhile; what that one did stands.
+  delivery ??= await deps.db
+    .select({ forwardedAt: invoiceAdjustments.forwardedAt })
+    .from(invoiceAdjustments)
+    .where(eq(invoiceAdjustments.id, row.id))
+    .then(([now]) => (now?.forwardedAt ? 'applied' : undefined))
+    .catch(() => undefined);
+  return { created, delivery: delivery ?? ('queued' as const), adjustment: adjustmentView(row) };
 }
 
 export type AdjustmentDelivery = 'applied' | 'case_closed';
@@ -122,7 +131,8 @@ export type AdjustmentDelivery = 'applied' | 'case_closed';
 export function startAdjustmentDispatcher(deps: ServiceDeps, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
   return startDispatcher(
     { what: 'stored adjustment', apply: (claim) => applyClaimedAdjustment(deps, claim), claimDue: (limit) => claimDueAdjustments(deps, limit), log: deps.log },
-    { concurrency: 2, ...options },
+    // Never woken by a request, so never busy: no event-loop sampling.
+    { concurrency: 2, isBusy: () => false, ...options },
   );
 }
 
@@ -140,24 +150,28 @@ export async function applyClaimedAdjustment(deps: ServiceDeps, claim: OutboxCla
   const claimed = and(eq(invoiceAdjustments.id, claim.id), eq(invoiceAdjustments.claimToken, claim.token));
   const [held] = await deps.db.update(invoiceAdjustments).set({ nextAttemptAt: leaseEnd }).where(and(claimed, isNotNull(invoiceAdjustments.nextAttemptAt))).returning();
   if (!held) return undefined;
+  // When the forwarding began: a contact step that began after it has the credit in its balance.
+  const attemptedAt = await deps.clock();
   try {
     const [{ externalId }] = (await deps.db.select({ externalId: invoices.externalId }).from(invoices).where(eq(invoices.id, held.invoiceId))) as [{ externalId: string }];
     const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
     let delivery: AdjustmentDelivery = 'case_closed';
-    if (caseRow) {
+    // A closed case is not signalled again: once Temporal has forgotten the workflow, a signal
+    // with start would begin a new one.
+    if (caseRow && caseRow.stage !== 'Closed') {
       delivery = await deliverToCase(deps, { invoice, customer, caseRow }, invoiceAdjustedSignal, adjustmentMessage(held), {
         title: 'Adjustment stored but not yet applied',
         detail: `Adjustment ${held.adjustmentId} of invoice ${externalId} is stored; forwarding it to the collection case failed. It is retried automatically (it is applied once).`,
       });
     }
-    await deps.db.update(invoiceAdjustments).set({ forwardedAt: new Date(), nextAttemptAt: null, claimToken: null, lastError: null }).where(claimed);
+    await deps.db.update(invoiceAdjustments).set({ forwardedAt: attemptedAt, nextAttemptAt: null, claimToken: null, lastError: null }).where(claimed);
     return delivery;
   } catch (err) {
     await deps.db
       .update(invoiceAdjustments)
       .set(failedAttempt(invoiceAdjustments, err))
       .where(claimed)
-      .catch((recordErr) => deps.log?.error({ err: recordErr, adjustmentId: claim.id }, 'recording a failed attempt failed; the lease brings the adjustment back'));
+      .catch((recordErr) => deps.log?.error({ err: recordErr, adjustmentRowId: claim.id }, 'recording a failed attempt failed; the lease brings the adjustment back'));
     throw err;
   }
 }

@@ -1,4 +1,4 @@
-import { and, asc, eq, isNotNull, lte, ne, notInArray } from 'drizzle-orm';
+import { and, asc, eq, gt, isNotNull, lte, ne, notInArray } from 'drizzle-orm';
 import { collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
@@ -96,7 +96,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .innerJoin(invoices, eq(invoices.id, invoiceAdjustments.invoiceId))
       .innerJoin(customers, eq(customers.id, invoices.customerId))
       .innerJoin(collectionCases, eq(collectionCases.invoiceId, invoices.id))
-      .where(and(isNotNull(invoiceAdjustments.nextAttemptAt), lte(invoiceAdjustments.createdAt, new Date(now.getTime() - 5 * 60_000))))
+      .where(and(isNotNull(invoiceAdjustments.nextAttemptAt), gt(invoiceAdjustments.attempts, 0), lte(invoiceAdjustments.createdAt, new Date(now.getTime() - 5 * 60_000))))
       .orderBy(asc(invoiceAdjustments.createdAt))
       .limit(200),
     // The sweep starts a case within minutes of its start time; an hour late means its start keeps failing.
@@ -175,9 +175,8 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       ...base(row),
       kind: 'adjustment_unfinished' as const,
       reason:
-        `${row.adjustment.kind === 'cancellation' ? 'Cancellation' : 'Credit note'} ${row.adjustment.adjustmentId} is stored but its case does not have it yet` +
-        (row.adjustment.attempts > 0 ? ` after ${row.adjustment.attempts} attempts (last: ${row.adjustment.lastError ?? 'unknown'})` : '') +
-        '; it is retried automatically',
+        `${row.adjustment.kind === 'cancellation' ? 'Cancellation' : 'Credit note'} ${row.adjustment.adjustmentId} is stored but its case does not have it yet ` +
+        `after ${row.adjustment.attempts} attempts (last: ${row.adjustment.lastError ?? 'unknown'}); it is retried automatically`,
       since: row.adjustment.createdAt.toISOString(),
       action: null,
     })),

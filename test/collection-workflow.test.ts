@@ -642,30 +642,70 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await contacts(handle.workflowId)).toEqual([]);
   });
 
+  /**
+   * A correction the API stored while Temporal was away: recorded (the invoice credited or
+   * cancelled) and waiting for the adjustment dispatcher's next attempt, held back until
+   * `release()`, which waits until it is forwarded.
+   */
+  async function storeUnforwardedAdjustment(externalId: string, adjustment: { kind: 'cancellation' } | { kind: 'credit_note'; amountMinor: number }) {
+    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, externalId));
+    const [row] = await h.db.db
+      .insert(invoiceAdjustments)
+      .values({
+        invoiceId: invoice!.id,
+        adjustmentId: `in-flight-${externalId}`,
+        reason: 'issued in error',
+        recordedBy: 'accounting',
+        ...(adjustment.kind === 'credit_note' ? { kind: 'credit_note', amountMinor: adjustment.amountMinor, currency: 'EUR' } : { kind: 'cancellation' }),
+        attempts: 1,
+        nextAttemptAt: new Date(Date.now() + 24 * 3_600_000),
+      })
+      .returning();
+    await h.db.db
+      .update(invoices)
+      .set(adjustment.kind === 'cancellation' ? { status: 'cancelled' } : { amountCreditedMinor: adjustment.amountMinor })
+      .where(eq(invoices.id, invoice!.id));
+    const byId = eq(invoiceAdjustments.id, row!.id);
+    return {
+      async release() {
+        await h.db.db.update(invoiceAdjustments).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(byId);
+        await until('the correction forwarded', async () => (await h.db.db.select().from(invoiceAdjustments).where(byId))[0]?.forwardedAt);
+      },
+    };
+  }
+
   it('contacts nobody about an invoice cancelled while Temporal was away, and closes as cancelled once the cancellation is forwarded', async () => {
     const address = 'cancelled-in-flight@muster.example';
     const { payload, handle } = await register(0, { email: address });
-    const cancel = (app: typeof h.app) =>
-      app.inject({ method: 'POST', url: `/invoices/${payload.externalId}/cancellation`, headers: h.auth('admin'), payload: { reason: 'issued to the wrong customer' } });
-    const broken = await h.appWithoutTemporal();
-    expect((await cancel(broken)).statusCode).toBe(202); // stored and queued; the case did not hear of it
-    await broken.close();
-    // Temporal stays away for the dispatcher (its next attempt is a day off)...
-    const queued = eq(invoiceAdjustments.invoiceId, (await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId)))[0]!.id);
-    await h.db.db.update(invoiceAdjustments).set({ nextAttemptAt: new Date(Date.now() + 24 * 3_600_000) }).where(queued);
-    await env.sleep('4 days'); // ...while day 1's e-mail came due and was held
+    const cancellation = await storeUnforwardedAdjustment(payload.externalId, { kind: 'cancellation' });
+    await env.sleep('4 days'); // day 1's e-mail came due and was held
     expect(emailsTo(address)).toEqual([]);
     const held = await handle.query(caseStatusQuery);
     expect(held.stage).toBe('Blocked');
     expect(held.blockedReason).toContain('is cancelled, and its case has not heard of it yet');
 
-    // The dispatcher's next attempt forwards it.
-    await h.db.db.update(invoiceAdjustments).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(queued);
-    await until('the cancellation forwarded', async () => (await h.db.db.select().from(invoiceAdjustments).where(queued))[0]?.forwardedAt);
+    await cancellation.release();
     expect(await handle.result()).toMatchObject({ outcome: 'cancelled' });
     await env.sleep('2 days');
     expect(emailsTo(address)).toEqual([]);
     expect(await contacts(handle.workflowId)).toEqual([]);
+  });
+
+  it('states no credited amount: a contact waits for a credit note the case has not had yet', async () => {
+    const address = 'credited-in-flight@muster.example';
+    const { payload, handle } = await register(0, { email: address });
+    const credit = await storeUnforwardedAdjustment(payload.externalId, { kind: 'credit_note', amountMinor: 25_000 });
+    const nextAction = await until('the first step scheduled', async () => (await handle.query(caseStatusQuery)).nextAction ?? undefined);
+    await env.sleep(Date.parse(nextAction.at) - (await env.currentTimeMs()) + 60_000); // day 1's e-mail is due, and held
+    expect(emailsTo(address)).toEqual([]);
+
+    await credit.release();
+    await env.sleep('1 minute'); // the step's next retry
+    const [email, ...more] = emailsTo(address);
+    expect(more).toEqual([]);
+    const text = email?.body.content.find((p) => p.type === 'text/plain')?.value;
+    expect(text).toContain('1.000,00');
+    expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(100_000);
   });
 
   it('tries a step blocked by a payment in flight again when a part payment arrives, stating what is left', async () => {

@@ -115,7 +115,8 @@ describe('cancellation', () => {
 
     const repeat = await post(payload.externalId, 'cancellation', { reason: 'sent twice' }, { ...h.auth('collector'), 'idempotency-key': 'other' });
     expect(repeat.statusCode).toBe(200);
-    expect(repeat.json()).toMatchObject({ delivery: 'case_closed', adjustment: { id: res.json().adjustment.id } });
+    // It is what closed the case: applied, answered from its record without signalling again.
+    expect(repeat.json()).toMatchObject({ delivery: 'applied', adjustment: { id: res.json().adjustment.id } });
     expectProblem(await post(payload.externalId, 'credit-notes', { amountMinor: 100, currency: 'EUR', reason: 'late credit' }), 409, 'case-closed');
     expectProblem(await patch(payload.externalId, { number: 'NEW-1' }), 409, 'case-closed');
     expectProblem(await post(payload.externalId, 'cancellation', { reason: 'nope' }, h.auth('viewer')), 403, 'forbidden');

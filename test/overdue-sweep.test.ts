@@ -49,8 +49,11 @@ const notFound = (err: unknown) => err instanceof WorkflowNotFoundError;
 
 describe('when a case starts', () => {
   it('starts a case with the money and credit notes stored while it was not running', async () => {
-    // A payment and a credit note reach the database while Temporal is unreachable.
     const { payload, handle } = await registerWithFailedStart(-2);
+    // Its start time is days past: the stuck list shows it (until the money's delivery starts it).
+    const stuck = await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') });
+    expect(stuck.json().cases).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'start_failing', invoiceExternalId: payload.externalId })]));
+    // A payment and a credit note reach the database while Temporal is unreachable.
     const broken = await h.appWithoutTemporal();
     const paid = await broken.inject({
       method: 'POST',
@@ -67,9 +70,6 @@ describe('when a case starts', () => {
     await broken.close();
     // Both are stored and queued for delivery (202).
     expect([paid.statusCode, credited.statusCode]).toEqual([202, 202]);
-    // Its start time is days past: the stuck list shows it.
-    const stuck = await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') });
-    expect(stuck.json().cases).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'start_failing', invoiceExternalId: payload.externalId })]));
 
     // Nobody sends them again; the sweep (or their queued delivery) starts the case, which counts both.
     await sweep();

@@ -26,7 +26,10 @@ export const invoiceAdjustments = pgTable(
     reason: text('reason').notNull(),
     recordedBy: text('recorded_by').notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-    /** When its case took it (or was found closed); null while it is being forwarded. */
+    /**
+     * When the forwarding that reached its case began (the signal was accepted after this); null
+     * while it is being forwarded. A contact step that began later states the credited balance.
+     */
     forwardedAt: timestamp('forwarded_at', { withTimezone: true }),
     /**
      * While not forwarded: when the adjustment dispatcher may (next) try. Whoever forwards it

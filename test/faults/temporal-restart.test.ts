@@ -1,9 +1,10 @@
 // The Temporal dev server (persisting to a SQLite file) stopped while cases sleep on timers and
 // payments arrive, first with SIGTERM, then with SIGKILL, and started again on the same file
-// and port each time: no case is lost, the payments that arrived meanwhile are stored and
-// answered 200, and applied once by the payment dispatcher when Temporal is back; the timers
-// fire, including the ones that came due while it was dead; and nobody who paid meanwhile is
-// sent the reminder those timers bring.
+// and port each time: no case is lost, the payments that arrived meanwhile (by webhook, and
+// recorded by hand) are stored and answered, and applied once by the payment dispatcher when
+// Temporal is back, as are the cancellations; the timers fire, including the ones that came due
+// while it was dead; and nobody who paid, or whose invoice was cancelled, meanwhile is sent the
+// reminder those timers bring.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -59,6 +60,16 @@ function deliverPayment(externalId: string) {
   return h.app.inject({ method: 'POST', url: '/webhooks/bank', headers: signedHeaders(webhookSecrets.bank, raw), payload: raw });
 }
 
+/** The same payment, recorded by a collector from the bank statement (its outbox row has the same id). */
+function recordPayment(externalId: string) {
+  const payload = { reference: `evt-${externalId}`, amountMinor: 125_000, currency: 'EUR' };
+  return h.app.inject({ method: 'POST', url: `/invoices/${externalId}/payments`, headers: h.auth('collector'), payload });
+}
+
+function cancelInvoice(externalId: string) {
+  return h.app.inject({ method: 'POST', url: `/invoices/${externalId}/cancellation`, headers: h.auth('collector'), payload: { reason: 'issued in error' } });
+}
+
 /** Waits for the dispatcher to apply the stored payments (it retries with backoff while Temporal is away). */
 async function untilApplied(externalIds: string[]): Promise<void> {
   await until(
@@ -97,15 +108,20 @@ it('continues every case, fires the timers and applies each payment once across 
     }),
   });
   const prefix = `restart-${Date.now()}`;
-  const invoicesIn = Array.from({ length: 3 * perGroup }, (_, i) => {
+  const invoicesIn = Array.from({ length: 4 * perGroup }, (_, i) => {
     const payload = invoicePayload({ externalId: `${prefix}-${i}`, dueDate: isoDate(-3), policy: 'opens-soon' });
     payload.customer = { ...payload.customer, externalId: `${prefix}-C${i}`, email: `${prefix}-${i}@debtor.example`, timeZone: zone };
     return payload;
   });
   const registered = await h.app.inject({ method: 'POST', url: '/invoices/batch', headers: h.auth('collector'), payload: { invoices: invoicesIn } });
-  expect(registered.json()).toMatchObject({ created: 3 * perGroup, failed: 0 });
+  expect(registered.json()).toMatchObject({ created: 4 * perGroup, failed: 0 });
   const ids = invoicesIn.map((i) => i.externalId);
-  const [paidDuringTerm, paidDuringKill, unpaid] = [ids.slice(0, perGroup), ids.slice(perGroup, 2 * perGroup), ids.slice(2 * perGroup)];
+  const [paidDuringTerm, paidDuringKill, unpaid, cancelledDuringKill] = [0, 1, 2, 3].map((g) => ids.slice(g * perGroup, (g + 1) * perGroup)) as [
+    string[],
+    string[],
+    string[],
+    string[],
+  ];
   const workflowId = (externalId: string) => `collection-${externalId}`;
   // Every case is asleep on its timer, waiting for the window.
   await untilAllInStage(h, ids.map(workflowId), 'Scheduled', 60_000);
@@ -120,9 +136,14 @@ it('continues every case, fires the timers and applies each payment once across 
   expect(Date.now(), 'the first restart must be over before the window opens').toBeLessThan(opensAt.getTime());
 
   // 2. SIGKILL, down until past the window's opening: the timers come due while it is dead.
+  let queuedWhileDown = 0;
   const killDownMs = await restart('SIGKILL', async () => {
-    const answers = await Promise.all(paidDuringKill.map(deliverPayment));
-    storedWhileDown += answers.filter((a) => a.statusCode === 200).length;
+    // Half by webhook (200: stored), half recorded by hand (202: queued); and cancellations (202).
+    const byHand = paidDuringKill.slice(perGroup / 2);
+    const answers = await Promise.all(paidDuringKill.map((id) => (byHand.includes(id) ? recordPayment(id) : deliverPayment(id))));
+    storedWhileDown += answers.filter((a) => a.statusCode === 200 || (a.statusCode === 202 && a.json().delivery === 'queued')).length;
+    const cancellations = await Promise.all(cancelledDuringKill.map(cancelInvoice));
+    queuedWhileDown += cancellations.filter((a) => a.statusCode === 202 && a.json().delivery === 'queued').length;
     await until('the window to open', async () => Date.now() > opensAt.getTime() + 5_000, opensAt.getTime() + 35_000 - Date.now());
   });
   const restartedAt = Date.now();
@@ -130,11 +151,13 @@ it('continues every case, fires the timers and applies each payment once across 
   const appliedAt = Date.now();
 
   const paid = [...paidDuringTerm, ...paidDuringKill];
-  // Temporal being away never turned a processor away: every payment was stored and answered.
+  // Temporal being away never turned a processor or a collector away: every payment and
+  // cancellation was stored and answered, to be applied when it is back.
   expect(storedWhileDown).toBe(paid.length);
+  expect(queuedWhileDown).toBe(cancelledDuringKill.length);
   // Generous: a CI run under load once needed more than 2 minutes here (the error now says where
   // the stragglers were, by the database and by their workflows).
-  await untilAllInStage(h, paid.map(workflowId), 'Closed', 240_000);
+  await untilAllInStage(h, [...paid, ...cancelledDuringKill].map(workflowId), 'Closed', 240_000);
   const timersFiredAt = await untilAllInStage(h, unpaid.map(workflowId), afterTheEmail, 120_000);
 
   // Payments: one row each, applied once by the workflow, which closed as paid.
@@ -152,6 +175,11 @@ it('continues every case, fires the timers and applies each payment once across 
   // waiting for the dispatcher when their timers fired on the restarted server.
   const accepted = acceptedByKey(h);
   for (const externalId of paid) expect(accepted.get(emailKey(workflowId(externalId))), externalId).toBeUndefined();
+  // Cancelled while Temporal was dead, their windows opening meanwhile: closed, never contacted.
+  for (const externalId of cancelledDuringKill) {
+    expect(await h.client.workflow.getHandle(workflowId(externalId)).result()).toMatchObject({ outcome: 'cancelled' });
+    expect(accepted.get(emailKey(workflowId(externalId))), externalId).toBeUndefined();
+  }
   // Unpaid: the timer fired once the window opened, and the e-mail went out once.
   for (const externalId of unpaid) {
     expect(accepted.get(emailKey(workflowId(externalId))), externalId).toBe(1);
@@ -167,6 +195,7 @@ it('continues every case, fires the timers and applies each payment once across 
   await report('Temporal dev server restarts', {
     cases: ids.length,
     paymentsStoredWhileDown: storedWhileDown,
+    cancellationsQueuedWhileDown: queuedWhileDown,
     paymentsApplied: rows.length,
     emailsAccepted: h.sendgrid.messages.length,
     sigtermDownSeconds: Math.round(termDownMs / 1000),
