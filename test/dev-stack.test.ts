@@ -3,7 +3,7 @@
 // that continues where the first stopped.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -19,13 +19,19 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+/**
+ * `count` distinct free ports: all held open at once before any is let go, since a port just
+ * closed may be handed out again at once (a CI run got the same one for the API and Temporal).
+ */
+async function freePorts(count: number): Promise<number[]> {
+  const listen = () =>
+    new Promise<Server>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => resolve(server));
     });
-  });
+  const servers = await Promise.all(Array.from({ length: count }, listen));
+  const ports = servers.map((server) => (server.address() as { port: number }).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
 }
 
 type Stack = { child: ChildProcess; output: () => string; exited: Promise<number | null> };
@@ -53,7 +59,8 @@ async function startDevStack(ports: { api: number; temporal: number; ui: number 
 
 describe('npm run dev', () => {
   it('runs the whole system, stops cleanly on Ctrl-C, and continues where it stopped', async () => {
-    const ports = { api: await freePort(), temporal: await freePort(), ui: await freePort() };
+    const [apiPort, temporalPort, uiPort] = (await freePorts(3)) as [number, number, number];
+    const ports = { api: apiPort, temporal: temporalPort, ui: uiPort };
     const api = `http://127.0.0.1:${ports.api}`;
     const first = await startDevStack(ports);
     expect(first.output()).toContain(`${api}/docs`);
