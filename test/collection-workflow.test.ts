@@ -708,6 +708,24 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect((await handle.query(caseStatusQuery)).amountOutstandingMinor).toBe(100_000);
   });
 
+  it('tries a step blocked by a credit note in flight again when it is forwarded, stating what is left', async () => {
+    const address = 'credit-blocked@muster.example';
+    const { payload, handle } = await register(0, { email: address });
+    const credit = await storeUnforwardedAdjustment(payload.externalId, { kind: 'credit_note', amountMinor: 25_000 });
+    await env.sleep('4 days'); // held through the step's retries
+    expect((await handle.query(caseStatusQuery)).stage).toBe('Blocked');
+
+    await credit.release();
+    // No operator resumes it: the credit note does, and the e-mail waits for the debtor's window.
+    for (let i = 0; i < 7 * 96 && emailsTo(address).length === 0; i++) await env.sleep('15 minutes');
+    const status = await handle.query(caseStatusQuery);
+    expect(status).toMatchObject({ amountOutstandingMinor: 100_000, blockedReason: null });
+    const [email, ...more] = emailsTo(address);
+    expect(more).toEqual([]);
+    expect(email?.body.content.find((p) => p.type === 'text/plain')?.value).toContain('1.000,00');
+    await replayAndRecord(handle, 'blocked-by-credit-in-flight-v1');
+  });
+
   it('tries a step blocked by a payment in flight again when a part payment arrives, stating what is left', async () => {
     const { payload, handle } = await register(0, { email: 'part-in-flight@muster.example' });
     const payment = await storeUnappliedPayment(payload.externalId, 100_000);

@@ -859,10 +859,14 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       } catch (err) {
         const failure = err instanceof ActivityFailure ? err.cause : err;
         if (!(failure instanceof ApplicationFailure) && !(err instanceof ActivityFailure)) throw err;
-        // Blocked waiting for a payment to reach the case (activities/channels.ts): any payment
-        // that arrives tries the step again, with the balance it leaves.
+        // Blocked waiting for a payment or a credit note to reach the case (activities/channels.ts):
+        // any that arrives tries the step again, with the balance it leaves.
         const paidWhenBlocked = totalPaid;
+        const correctionsWhenBlocked = appliedAdjustments.size;
         const retryOnPayment = failure instanceof ApplicationFailure && failure.type === 'PaymentInFlight' && patched('blocked-step-retried-on-payment');
+        const retryOnCorrection = retryOnPayment && patched('blocked-step-retried-on-correction');
+        const moneyArrived = () =>
+          (retryOnPayment && totalPaid !== paidWhenBlocked) || (retryOnCorrection && appliedAdjustments.size !== correctionsWhenBlocked);
         blockedReason = `${step.id}: ${(failure as Error).message}`;
         const previous = stage;
         stage = 'Blocked';
@@ -870,14 +874,14 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         resumeRequested = false;
         note('blocked', blockedReason);
         await publish('case.blocked', { stepId: step.id, reason: blockedReason });
-        await waitFor(() => isPaid() || resumeRequested || (retryOnPayment && totalPaid !== paidWhenBlocked));
+        await waitFor(() => isPaid() || resumeRequested || moneyArrived());
         const resumed = resumeRequested;
         resumeRequested = false;
         blockedReason = null;
         stage = previous;
         if (isPaid()) return;
         await publish('case.unblocked', { stepId: step.id });
-        // Woken by a payment, not a person (a backlog delivered at 3 a.m., say): a contact
+        // Woken by money, not a person (a backlog delivered at 3 a.m., say): a contact
         // waits for the debtor's window, as the step did in the first place.
         if (retryOnPayment && !resumed && timedContact.has(step.action)) {
           await waitForContactWindow();
