@@ -46,16 +46,17 @@ export function invalidInput(where: string, error: z.ZodError): HttpProblem {
 }
 
 /** Shared problem responses for route schemas, so the OpenAPI document names them. */
+/** The problems a route may answer, each described for the OpenAPI document. */
 export const problemResponses = {
-  400: problemSchema,
-  401: problemSchema,
-  403: problemSchema,
-  404: problemSchema,
-  409: problemSchema,
-  413: problemSchema,
-  422: problemSchema,
-  429: problemSchema,
-  503: problemSchema,
+  400: problemSchema.describe('The request is malformed: the problem says which field is wrong and why'),
+  401: problemSchema.describe('No API key, or one that is unknown or revoked'),
+  403: problemSchema.describe("The key's role may not do this"),
+  404: problemSchema.describe('No such invoice, case or record'),
+  409: problemSchema.describe('It conflicts with what is stored (a closed case, an id used with other details)'),
+  413: problemSchema.describe('The body is too large'),
+  422: problemSchema.describe('Well-formed but not acceptable (an amount above the balance, another currency)'),
+  429: problemSchema.describe('Too many requests from this address: retry after the Retry-After header'),
+  503: problemSchema.describe('The database or Temporal did not answer: send it again (it is applied once)'),
 };
 
 function send(reply: FastifyReply, request: FastifyRequest, problem: Omit<Problem, 'instance' | 'requestId'>) {

@@ -258,13 +258,19 @@ describe('health and contract', () => {
     const validation = await new Validator().validate(doc);
     expect(validation.errors ?? []).toEqual([]);
     expect(validation.valid).toBe(true);
-    for (const [route, operations] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: unknown }> }>>)) {
+    for (const [route, operations] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: unknown; description?: string }> }>>)) {
       for (const [method, operation] of Object.entries(operations)) {
         const codes = Object.keys(operation.responses ?? {});
         expect(codes.some((c) => c.startsWith('2')), `${method} ${route}`).toBe(true);
         if (route !== '/healthz') expect(codes.some((c) => /^[45]/.test(c)), `${method} ${route}`).toBe(true);
+        // Each error says when it happens, not "Default Response".
+        for (const code of codes.filter((c) => /^[45]/.test(c))) {
+          expect(operation.responses[code]!.description, `${method} ${route} ${code}`).not.toBe('Default Response');
+        }
       }
     }
+    expect(doc.paths['/invoices/{externalId}/payments'].post.responses['202'].description).toContain('queued');
+    expect(doc.paths['/invoices/{externalId}/credit-notes'].post.responses['202'].description).toContain('queued');
     const ui = await h.app.inject({ url: '/docs/' });
     expect(ui.statusCode).toBe(200);
     expect(ui.headers['content-type']).toContain('text/html');

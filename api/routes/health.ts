@@ -24,7 +24,7 @@ export const healthRoutes = (context: AppContext): FastifyPluginAsyncZod => asyn
         summary: 'The database and Temporal answer',
         response: {
           200: z.object({ status: z.literal('ready'), database: z.literal('ok'), temporal: z.literal('ok') }),
-          503: problemSchema,
+          503: problemSchema.describe('Not ready: the problem names what does not answer (database, Temporal)'),
         },
       },
     },

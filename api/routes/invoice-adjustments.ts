@@ -38,6 +38,13 @@ const adjustmentRecordedSchema = z.object({
     ),
 });
 
+const adjustmentResponses = {
+  200: adjustmentRecordedSchema.describe('Recorded before under this id: what became of it'),
+  201: adjustmentRecordedSchema.describe('Recorded, and forwarded to the case'),
+  202: adjustmentRecordedSchema.describe('Recorded; forwarding it to the case is queued (Temporal unreachable) and retried automatically'),
+  ...problemResponses,
+};
+
 const invoiceWithCaseSchema = z.object({ invoice: invoiceViewSchema, case: caseViewSchema.nullable() });
 
 /** The adjustment's id: the caller's own, else its Idempotency-Key, else the fallback. */
@@ -63,7 +70,7 @@ export const invoiceAdjustmentRoutes =
           security: [{ apiKey: [] }],
           params: externalIdParamsSchema,
           body: z.object({ adjustmentId: adjustmentIdSchema, amountMinor: positiveMinorUnitsSchema, currency: currencySchema, reason: reasonSchema }),
-          response: { 200: adjustmentRecordedSchema, 201: adjustmentRecordedSchema, 202: adjustmentRecordedSchema, ...problemResponses },
+          response: adjustmentResponses,
         },
       },
       async (request, reply) => {
@@ -84,7 +91,7 @@ export const invoiceAdjustmentRoutes =
           security: [{ apiKey: [] }],
           params: externalIdParamsSchema,
           body: z.object({ adjustmentId: adjustmentIdSchema, reason: reasonSchema }),
-          response: { 200: adjustmentRecordedSchema, 201: adjustmentRecordedSchema, 202: adjustmentRecordedSchema, ...problemResponses },
+          response: adjustmentResponses,
         },
       },
       async (request, reply) => {

@@ -11,7 +11,12 @@ import { importQuerySchema, importReportSchema, invoiceBatchSchema, maxBatchInvo
 /** Room for maxBatchInvoices registrations of a few KiB each; the API's default is 1 MiB. */
 const batchByteLimit = 4 * 1024 * 1024;
 
-const responses = { 200: importReportSchema, ...problemResponses, 413: problemSchema, 415: problemSchema };
+const responses = {
+  200: importReportSchema,
+  ...problemResponses,
+  413: problemSchema.describe('More rows, or a larger file, than one request may carry: split it'),
+  415: problemSchema.describe('Not the content type this route reads'),
+};
 
 const reportDescription =
   'The answer counts the rows created, unchanged (already registered with the same details) and failed, and lists the ' +

@@ -126,7 +126,12 @@ export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZ
         security: [{ apiKey: [] }],
         params: externalIdParamsSchema,
         body: recordPaymentSchema,
-        response: { 200: paymentRecordedSchema, 201: paymentRecordedSchema, 202: paymentRecordedSchema, ...problemResponses },
+        response: {
+          200: paymentRecordedSchema.describe('Recorded before under this reference: what became of it'),
+          201: paymentRecordedSchema.describe('Recorded, and delivered to the case (or flagged: delivery says which)'),
+          202: paymentRecordedSchema.describe('Recorded; its delivery to the case is queued (Temporal unreachable) and retried automatically'),
+          ...problemResponses,
+        },
       },
     },
     async (request, reply) => {
