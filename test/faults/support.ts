@@ -95,13 +95,33 @@ export async function untilAllInStage(h: Harness, workflowIds: string[], stage: 
   await until(`all ${workflowIds.length} cases in ${stage}`, async () => (await rows()).filter((r) => r.stage === stage).length === workflowIds.length, timeoutMs).catch(
     async (err: Error) => {
       const others = (await rows()).filter((r) => r.stage !== stage).slice(0, 5);
+      // Where each straggler is, by the database, by its workflow's own view (a query may replay
+      // past what the worker has run), and by the server: run status, the pending workflow task
+      // and activities, and the last events of its history.
       const live = await Promise.all(
         others.map(async (r) => {
-          const status = await h.client.workflow.getHandle(r.workflowId).query(caseStatusQuery).catch((e: Error) => ({ error: e.message }));
-          return { workflowId: r.workflowId, database: r.stage, workflow: status };
+          const handle = h.client.workflow.getHandle(r.workflowId);
+          const status = await handle
+            .query(caseStatusQuery)
+            .then(({ stage: s, outcome, blockedReason }) => ({ stage: s, outcome, blockedReason }))
+            .catch((e: Error) => ({ error: e.message }));
+          const server = await handle
+            .describe()
+            .then((d) => ({
+              status: d.status.name,
+              historyLength: d.historyLength,
+              pendingWorkflowTask: d.raw.pendingWorkflowTask ?? null,
+              pendingActivities: (d.raw.pendingActivities ?? []).map((a) => ({ type: a.activityType?.name, state: a.state, attempt: a.attempt, lastFailure: a.lastFailure?.message })),
+            }))
+            .catch((e: Error) => ({ error: e.message }));
+          const lastEvents = await handle
+            .fetchHistory()
+            .then((history) => (history.events ?? []).slice(-8).map((e) => `${String(e.eventId)} ${String(e.eventType)}`))
+            .catch((e: Error) => [e.message]);
+          return { workflowId: r.workflowId, database: r.stage, workflow: status, server, lastEvents };
         }),
       );
-      throw new Error(`${err.message}; some of the others: ${JSON.stringify(live).slice(0, 4000)}`);
+      throw new Error(`${err.message}; some of the others: ${JSON.stringify(live).slice(0, 8000)}`);
     },
   );
   return Date.now();
