@@ -1,4 +1,5 @@
-import { and, eq, lt, sql } from 'drizzle-orm';
+import { Context } from '@temporalio/activity';
+import { and, eq, isNotNull, lt, ne, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, invoices } from '../db/schema';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
@@ -16,7 +17,18 @@ export type RecordCaseStateInput = {
   at: string;
   event: string;
   data: Record<string, unknown>;
+  /** The writing workflow run; by default the calling activity's (tests call it directly). */
+  runId?: string;
 };
+
+/** The workflow run of the activity calling, or null outside an activity. */
+function callingRunId(): string | null {
+  try {
+    return Context.current().info.workflowExecution?.runId ?? null;
+  } catch {
+    return null;
+  }
+}
 
 export type CaseStateDeps = { db: Database };
 
@@ -27,6 +39,13 @@ export type CaseStateDeps = { db: Database };
  */
 export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStateInput): Promise<void> {
   const now = new Date(input.at);
+  const runId = input.runId ?? callingRunId();
+  // Newer: a higher seq of the same run, or any state of another run. A run is started afresh
+  // only when its predecessor is gone from Temporal (its own seq starts at 1 again), and a
+  // predecessor that is gone writes nothing more.
+  const newer = runId
+    ? or(lt(collectionCases.stateSeq, input.seq), and(isNotNull(collectionCases.stateRunId), ne(collectionCases.stateRunId, runId)))
+    : lt(collectionCases.stateSeq, input.seq);
   await deps.db.transaction(async (tx) => {
     // Only a newer state may overwrite: an attempt that timed out and commits late must not
     // turn a closed case back into an open one.
@@ -42,9 +61,10 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         // The first state a workflow reports is the moment its case started (if the starter did not record it).
         startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
         stateSeq: input.seq,
+        ...(runId ? { stateRunId: runId } : {}),
         updatedAt: now,
       })
-      .where(and(eq(collectionCases.workflowId, input.workflowId), lt(collectionCases.stateSeq, input.seq)))
+      .where(and(eq(collectionCases.workflowId, input.workflowId), newer))
       .returning({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId });
     const target =
       updated ??
@@ -75,7 +95,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         actor: 'workflow',
         type: input.event,
         data: { stage: input.stage, amountOutstandingMinor: input.amountOutstandingMinor, ...input.data },
-        dedupeKey: `${input.workflowId}:state:${input.seq}`,
+        dedupeKey: runId ? `${input.workflowId}:${runId}:state:${input.seq}` : `${input.workflowId}:state:${input.seq}`,
         occurredAt: now,
       })
       .onConflictDoNothing({ target: auditEvents.dedupeKey });

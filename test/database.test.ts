@@ -94,6 +94,34 @@ describe('database schema', () => {
     const [inv] = await db.db.select().from(invoices).where(eq(invoices.id, invoice.id));
     expect(inv).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });
   });
+
+  it("takes the state of a run started afresh (its predecessor gone from Temporal), whose seq starts again at 1", async () => {
+    const invoice = await seedInvoice('rerun');
+    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-rerun', stage: 'Scheduled', amountOutstandingMinor: 100, startsAt: new Date() });
+    const state = (seq: number, stage: 'Scheduled' | 'Closed', runId: string) => ({
+      workflowId: 'wf-rerun',
+      seq,
+      stage,
+      outcome: stage === 'Closed' ? ('cancelled' as const) : null,
+      amountOutstandingMinor: 100,
+      nextActionAt: null,
+      blockedReason: null,
+      at: new Date().toISOString(),
+      event: stage === 'Closed' ? 'case.closed' : 'case.scheduled',
+      data: {},
+      runId,
+    });
+    for (const seq of [1, 2, 3]) await recordCaseState({ db: db.db }, state(seq, 'Scheduled', 'run-a'));
+    // The first run is lost; a signal-with-start begins another, which closes at its seq 2.
+    await recordCaseState({ db: db.db }, state(1, 'Scheduled', 'run-b'));
+    await recordCaseState({ db: db.db }, state(2, 'Closed', 'run-b'));
+    // A late retry of the new run's own first write changes nothing.
+    await recordCaseState({ db: db.db }, state(1, 'Scheduled', 'run-b'));
+    const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-rerun'));
+    expect(row).toMatchObject({ stage: 'Closed', outcome: 'cancelled', stateSeq: 2, stateRunId: 'run-b' });
+    const closed = await db.db.select().from(auditEvents).where(eq(auditEvents.dedupeKey, 'wf-rerun:run-b:state:2'));
+    expect(closed).toHaveLength(1);
+  });
 });
 
 describe('embedded database', () => {

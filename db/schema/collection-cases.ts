@@ -20,6 +20,11 @@ export const collectionCases = pgTable(
     nextActionAt: timestamp('next_action_at', { withTimezone: true }),
     /** The workflow's state sequence number last written: an older write arriving late is ignored. */
     stateSeq: integer('state_seq').notNull().default(0),
+    /**
+     * The workflow run that wrote the state. A later write of the same run must have a higher
+     * stateSeq; a run that starts afresh (its predecessor gone from Temporal) counts from 1 again.
+     */
+    stateRunId: text('state_run_id'),
     /** The policy version the case follows, pinned when it started. */
     policyId: uuid('policy_id').references(() => collectionPolicies.id),
     /** Why the case cannot go on by itself (e.g. the e-mail address was refused), until someone acts. */
