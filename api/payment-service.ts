@@ -172,9 +172,8 @@ export async function recordPayment(deps: ServiceDeps, externalId: string, input
  * payment is new: one recorded before manual payments had rows was delivered then.
  */
 async function manualDeliveryRow(db: Database, externalId: string, { payment, created }: StoredPayment, claimToken: string): Promise<WebhookEventRow> {
-  const [inserted] = await db
-    .insert(webhookEvents)
-    .values({
+  const [inserted] = await insertWebhookEvents(db, [
+    {
       source: manualPaymentSource,
       eventId: payment.providerEventId,
       type: 'payment.recorded',
@@ -187,16 +186,18 @@ async function manualDeliveryRow(db: Database, externalId: string, { payment, cr
       payload: paymentView(payment),
       claimToken,
       nextAttemptAt: leaseEnd,
-    })
-    .onConflictDoNothing({ target: [webhookEvents.source, webhookEvents.eventId] })
-    .returning();
-  return (
-    inserted ??
-    (await db
-      .select()
-      .from(webhookEvents)
-      .where(and(eq(webhookEvents.source, manualPaymentSource), eq(webhookEvents.eventId, payment.providerEventId))))[0]!
-  );
+    },
+  ]);
+  return inserted ?? storedEventByKey(db, manualPaymentSource, payment.providerEventId);
+}
+
+/** The stored event with this source and event id (one exists: it was just found to conflict). */
+async function storedEventByKey(db: Database, source: string, eventId: string): Promise<WebhookEventRow> {
+  const [row] = await db
+    .select()
+    .from(webhookEvents)
+    .where(and(eq(webhookEvents.source, source), eq(webhookEvents.eventId, eventId)));
+  return row!;
 }
 
 /** A processor's event, verified and read into what Arrears needs from it. */
@@ -300,12 +301,7 @@ export async function ingestPaymentEvent(
     nextAttemptAt: leaseEnd,
   };
   const inserted = await insert({ source: event.source, eventId: event.eventId, ...values });
-  let stored =
-    inserted ??
-    (await deps.db
-      .select()
-      .from(webhookEvents)
-      .where(and(eq(webhookEvents.source, event.source), eq(webhookEvents.eventId, event.eventId))))[0]!;
+  let stored = inserted ?? (await storedEventByKey(deps.db, event.source, event.eventId));
   let fresh = Boolean(inserted);
   // The sender fixed an event we refused as invalid and sent it again under its id: read it anew.
   if (!inserted && stored.status === 'invalid' && !('invalid' in event.money)) {
