@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import { and, eq, isNotNull, lt, ne, or, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import { auditEvents, collectionCases, invoices } from '../db/schema';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
@@ -19,6 +19,8 @@ export type RecordCaseStateInput = {
   data: Record<string, unknown>;
   /** The writing workflow run; by default the calling activity's (tests call it directly). */
   runId?: string;
+  /** When the writing run started (ISO instant): a later run's state wins over an earlier's. */
+  runStartedAt?: string;
 };
 
 /** The workflow run of the activity calling, or null outside an activity. */
@@ -28,6 +30,25 @@ function callingRunId(): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether a state is newer than the row's. Within one run a higher seq is newer. Across runs the
+ * one that started later wins: its predecessor may have been continued as new, reset by an
+ * operator, or lost by the server (a signal-with-start then begins a new run counting from 1
+ * again), and a lost run the server still fires timers for must not write over its successor.
+ * Rows written before runs were dated fall back to "another run wins".
+ */
+function newerState(seq: number, runId: string | null, runStartedAt: Date | null) {
+  const higherSeq = lt(collectionCases.stateSeq, seq);
+  if (!runId) return higherSeq;
+  const otherRun = and(isNotNull(collectionCases.stateRunId), ne(collectionCases.stateRunId, runId));
+  if (!runStartedAt) return or(higherSeq, otherRun);
+  return or(
+    and(isNull(collectionCases.stateRunStartedAt), or(higherSeq, otherRun)),
+    lt(collectionCases.stateRunStartedAt, runStartedAt),
+    and(eq(collectionCases.stateRunStartedAt, runStartedAt), higherSeq),
+  );
 }
 
 export type CaseStateDeps = { db: Database };
@@ -40,12 +61,7 @@ export type CaseStateDeps = { db: Database };
 export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStateInput): Promise<void> {
   const now = new Date(input.at);
   const runId = input.runId ?? callingRunId();
-  // Newer: a higher seq of the same run, or any state of another run. A run is started afresh
-  // only when its predecessor is gone from Temporal (its own seq starts at 1 again), and a
-  // predecessor that is gone writes nothing more.
-  const newer = runId
-    ? or(lt(collectionCases.stateSeq, input.seq), and(isNotNull(collectionCases.stateRunId), ne(collectionCases.stateRunId, runId)))
-    : lt(collectionCases.stateSeq, input.seq);
+  const runStartedAt = input.runStartedAt ? new Date(input.runStartedAt) : null;
   await deps.db.transaction(async (tx) => {
     // Only a newer state may overwrite: an attempt that timed out and commits late must not
     // turn a closed case back into an open one.
@@ -62,9 +78,10 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
         stateSeq: input.seq,
         ...(runId ? { stateRunId: runId } : {}),
+        ...(runStartedAt ? { stateRunStartedAt: runStartedAt } : {}),
         updatedAt: now,
       })
-      .where(and(eq(collectionCases.workflowId, input.workflowId), newer))
+      .where(and(eq(collectionCases.workflowId, input.workflowId), newerState(input.seq, runId, runStartedAt)))
       .returning({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId });
     const target =
       updated ??

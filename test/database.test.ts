@@ -95,10 +95,11 @@ describe('database schema', () => {
     expect(inv).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });
   });
 
-  it("takes the state of a run started afresh (its predecessor gone from Temporal), whose seq starts again at 1", async () => {
+  it('takes the state of a run started afresh (its predecessor gone from Temporal), whose seq starts again at 1, and ignores the predecessor after', async () => {
     const invoice = await seedInvoice('rerun');
     await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-rerun', stage: 'Scheduled', amountOutstandingMinor: 100, startsAt: new Date() });
-    const state = (seq: number, stage: 'Scheduled' | 'Closed', runId: string) => ({
+    const runs = { 'run-a': '2026-11-02T09:00:00.000Z', 'run-b': '2026-11-02T09:05:00.000Z' };
+    const state = (seq: number, stage: 'Scheduled' | 'Closed', runId: keyof typeof runs) => ({
       workflowId: 'wf-rerun',
       seq,
       stage,
@@ -110,17 +111,35 @@ describe('database schema', () => {
       event: stage === 'Closed' ? 'case.closed' : 'case.scheduled',
       data: {},
       runId,
+      runStartedAt: runs[runId],
     });
     for (const seq of [1, 2, 3]) await recordCaseState({ db: db.db }, state(seq, 'Scheduled', 'run-a'));
-    // The first run is lost; a signal-with-start begins another, which closes at its seq 2.
+    // The server loses the first run; a signal-with-start begins another, which closes at its seq 2.
     await recordCaseState({ db: db.db }, state(1, 'Scheduled', 'run-b'));
     await recordCaseState({ db: db.db }, state(2, 'Closed', 'run-b'));
     // A late retry of the new run's own first write changes nothing.
     await recordCaseState({ db: db.db }, state(1, 'Scheduled', 'run-b'));
+    // Nor does the lost run, should the server still fire a timer of it (the dev server did, after a SIGKILL).
+    await recordCaseState({ db: db.db }, state(4, 'Scheduled', 'run-a'));
     const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-rerun'));
     expect(row).toMatchObject({ stage: 'Closed', outcome: 'cancelled', stateSeq: 2, stateRunId: 'run-b' });
+    const [inv] = await db.db.select().from(invoices).where(eq(invoices.id, invoice.id));
+    expect(inv?.status).toBe('cancelled');
     const closed = await db.db.select().from(auditEvents).where(eq(auditEvents.dedupeKey, 'wf-rerun:run-b:state:2'));
     expect(closed).toHaveLength(1);
+  });
+
+  it('takes a state of another run over a row written before runs were dated', async () => {
+    const invoice = await seedInvoice('undated');
+    await db.db
+      .insert(collectionCases)
+      .values({ invoiceId: invoice.id, workflowId: 'wf-undated', stage: 'Scheduled', amountOutstandingMinor: 100, startsAt: new Date(), stateSeq: 5, stateRunId: 'run-a' });
+    await recordCaseState(
+      { db: db.db },
+      { workflowId: 'wf-undated', seq: 1, stage: 'Closed', outcome: 'paid', amountOutstandingMinor: 0, nextActionAt: null, blockedReason: null, at: new Date().toISOString(), event: 'case.closed', data: {}, runId: 'run-b', runStartedAt: '2026-11-02T09:05:00.000Z' },
+    );
+    const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-undated'));
+    expect(row).toMatchObject({ stage: 'Closed', stateSeq: 1, stateRunId: 'run-b', stateRunStartedAt: new Date('2026-11-02T09:05:00.000Z') });
   });
 });
 

@@ -325,6 +325,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       at: now(),
       event,
       data,
+      runStartedAt: workflowInfo().runStartTime.toISOString(),
     });
   }
 

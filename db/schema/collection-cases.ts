@@ -25,6 +25,12 @@ export const collectionCases = pgTable(
      * stateSeq; a run that starts afresh (its predecessor gone from Temporal) counts from 1 again.
      */
     stateRunId: text('state_run_id'),
+    /**
+     * When that run started. A run that started later wins whatever its seq: a continued-as-new,
+     * reset or afresh-started run supersedes its predecessor, and a predecessor that still
+     * writes (a dev server that lost track of it) is ignored.
+     */
+    stateRunStartedAt: timestamp('state_run_started_at', { withTimezone: true }),
     /** The policy version the case follows, pinned when it started. */
     policyId: uuid('policy_id').references(() => collectionPolicies.id),
     /** Why the case cannot go on by itself (e.g. the e-mail address was refused), until someone acts. */

@@ -91,13 +91,15 @@ export async function markedSent(h: Harness): Promise<Set<string>> {
  */
 export async function untilAllInStage(h: Harness, workflowIds: string[], stage: string, timeoutMs: number): Promise<number> {
   const rows = () =>
-    h.db.db.select({ workflowId: collectionCases.workflowId, stage: collectionCases.stage }).from(collectionCases).where(inArray(collectionCases.workflowId, workflowIds));
+    h.db.db
+      .select({ workflowId: collectionCases.workflowId, stage: collectionCases.stage, seq: collectionCases.stateSeq, runId: collectionCases.stateRunId })
+      .from(collectionCases).where(inArray(collectionCases.workflowId, workflowIds));
   await until(`all ${workflowIds.length} cases in ${stage}`, async () => (await rows()).filter((r) => r.stage === stage).length === workflowIds.length, timeoutMs).catch(
     async (err: Error) => {
       const others = (await rows()).filter((r) => r.stage !== stage).slice(0, 5);
       // Where each straggler is, by the database, by its workflow's own view (a query may replay
       // past what the worker has run), and by the server: run status, the pending workflow task
-      // and activities, and the last events of its history.
+      // and activities, the last events of its history, and every run it has of the workflow.
       const live = await Promise.all(
         others.map(async (r) => {
           const handle = h.client.workflow.getHandle(r.workflowId);
@@ -108,6 +110,7 @@ export async function untilAllInStage(h: Harness, workflowIds: string[], stage: 
           const server = await handle
             .describe()
             .then((d) => ({
+              runId: d.runId,
               status: d.status.name,
               historyLength: d.historyLength,
               pendingWorkflowTask: d.raw.pendingWorkflowTask ?? null,
@@ -116,9 +119,17 @@ export async function untilAllInStage(h: Harness, workflowIds: string[], stage: 
             .catch((e: Error) => ({ error: e.message }));
           const lastEvents = await handle
             .fetchHistory()
-            .then((history) => (history.events ?? []).slice(-8).map((e) => `${String(e.eventId)} ${String(e.eventType)}`))
+            .then((history) => (history.events ?? []).slice(-12).map((e) => `${String(e.eventId)} ${String(e.eventType)}`))
             .catch((e: Error) => [e.message]);
-          return { workflowId: r.workflowId, database: r.stage, workflow: status, server, lastEvents };
+          const runs: unknown[] = [];
+          try {
+            for await (const run of h.client.workflow.list({ query: `WorkflowId = '${r.workflowId}'` })) {
+              runs.push({ runId: run.runId, status: run.status.name, start: run.startTime.toISOString(), end: run.closeTime?.toISOString() });
+            }
+          } catch (e) {
+            runs.push((e as Error).message);
+          }
+          return { workflowId: r.workflowId, database: { stage: r.stage, seq: r.seq, runId: r.runId }, workflow: status, server, lastEvents, runs };
         }),
       );
       throw new Error(`${err.message}; some of the others: ${JSON.stringify(live).slice(0, 8000)}`);

@@ -192,12 +192,21 @@ it('continues every case, fires the timers and applies each payment once across 
     .where(inArray(collectionCases.workflowId, unpaid.map(workflowId)));
   expect(unpaidEmails.every((e) => e.createdAt.getTime() >= opensAt.getTime())).toBe(true);
 
+  // Cases the restarted server had lost track of, recovered by a new run (see recordCaseState).
+  let startedAfresh = 0;
+  for (const externalId of ids) {
+    const runIds: string[] = [];
+    for await (const run of h.client.workflow.list({ query: `WorkflowId = '${workflowId(externalId)}'` })) runIds.push(run.runId);
+    if (runIds.length > 1) startedAfresh += 1;
+  }
+
   await report('Temporal dev server restarts', {
     cases: ids.length,
     paymentsStoredWhileDown: storedWhileDown,
     cancellationsQueuedWhileDown: queuedWhileDown,
     paymentsApplied: rows.length,
     emailsAccepted: h.sendgrid.messages.length,
+    casesStartedAfresh: startedAfresh,
     sigtermDownSeconds: Math.round(termDownMs / 1000),
     sigkillDownSeconds: Math.round(killDownMs / 1000),
     serverStartMs: server.startMs,

@@ -1,0 +1,1 @@
+ALTER TABLE "collection_cases" ADD COLUMN "state_run_started_at" timestamp with time zone;
