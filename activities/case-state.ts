@@ -34,20 +34,23 @@ function callingRunId(): string | null {
 
 /**
  * Whether a state is newer than the row's. Within one run a higher seq is newer. Across runs the
- * one that started later wins: its predecessor may have been continued as new, reset by an
- * operator, or lost by the server (a signal-with-start then begins a new run counting from 1
- * again), and a lost run the server still fires timers for must not write over its successor.
- * Rows written before runs were dated fall back to "another run wins".
+ * one that started later wins: its predecessor may have been continued as new, or lost by the
+ * server (a signal-with-start or a restart then begins a new run counting from 1 again), and a
+ * lost run the server still fires timers for must not write over its successor. A reset run
+ * keeps its original's start time, so at the same start time another run wins too. Rows written
+ * before runs were dated, and writes from a worker that does not date them, fall back to
+ * "another run wins", but an undated write never overwrites another run's dated row.
  */
 function newerState(seq: number, runId: string | null, runStartedAt: Date | null) {
   const higherSeq = lt(collectionCases.stateSeq, seq);
   if (!runId) return higherSeq;
   const otherRun = and(isNotNull(collectionCases.stateRunId), ne(collectionCases.stateRunId, runId));
-  if (!runStartedAt) return or(higherSeq, otherRun);
+  const undatedRow = and(isNull(collectionCases.stateRunStartedAt), or(higherSeq, otherRun));
+  if (!runStartedAt) return or(undatedRow, and(eq(collectionCases.stateRunId, runId), higherSeq));
   return or(
-    and(isNull(collectionCases.stateRunStartedAt), or(higherSeq, otherRun)),
+    undatedRow,
     lt(collectionCases.stateRunStartedAt, runStartedAt),
-    and(eq(collectionCases.stateRunStartedAt, runStartedAt), higherSeq),
+    and(eq(collectionCases.stateRunStartedAt, runStartedAt), or(higherSeq, otherRun)),
   );
 }
 
@@ -77,8 +80,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         // The first state a workflow reports is the moment its case started (if the starter did not record it).
         startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
         stateSeq: input.seq,
-        ...(runId ? { stateRunId: runId } : {}),
-        ...(runStartedAt ? { stateRunStartedAt: runStartedAt } : {}),
+        ...(runId ? { stateRunId: runId, stateRunStartedAt: runStartedAt } : {}),
         updatedAt: now,
       })
       .where(and(eq(collectionCases.workflowId, input.workflowId), newerState(input.seq, runId, runStartedAt)))

@@ -170,6 +170,7 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
           workflowId,
           stage: 'NotStarted',
           amountOutstandingMinor: invoice.amountOutstandingMinor,
+          openingAmountMinor: invoice.amountOutstandingMinor,
           policyId: policy.id,
           startsAt: collectionStartsAt(policy.definition, invoice.dueDate),
         })

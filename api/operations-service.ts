@@ -1,10 +1,24 @@
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
 import { and, asc, eq, gt, isNotNull, lte, ne, notInArray } from 'drizzle-orm';
-import { collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
+import { restartCollection } from '../cases/collection-start';
+import { auditEvents, collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
-import { temporalUiLink, type ServiceDeps } from './invoice-service';
+import type { Caller } from './auth';
+import { findInvoice, isTemporalUnreachable, temporalUiLink, type ServiceDeps } from './invoice-service';
+import { HttpProblem } from './problem';
 
-export const stuckKinds = ['activity_failing', 'blocked', 'approval_overdue', 'paused_too_long', 'payment_unfinished', 'adjustment_unfinished', 'start_failing'] as const;
+export const stuckKinds = [
+  'activity_failing',
+  'blocked',
+  'approval_overdue',
+  'paused_too_long',
+  'payment_unfinished',
+  'adjustment_unfinished',
+  'start_failing',
+  'workflow_missing',
+  'workflow_ended',
+] as const;
 export type StuckKind = (typeof stuckKinds)[number];
 
 export type StuckCase = {
@@ -21,8 +35,11 @@ export type StuckCase = {
   attempts: number | null;
   /** The approval a person is late deciding. */
   approvalId: string | null;
-  /** What an operator can do from here: resume retries a blocked step or ends a pause; finish applies a half-handled payment. */
-  action: 'resume' | 'decide' | 'finish' | null;
+  /**
+   * What an operator can do from here: resume retries a blocked step or ends a pause; finish
+   * applies a half-handled payment; restart starts a lost or ended workflow again, paused.
+   */
+  action: 'resume' | 'decide' | 'finish' | 'restart' | null;
   /** For an unfinished payment: the webhook event. */
   webhookEventId: string | null;
   temporalUiUrl: string;
@@ -43,6 +60,32 @@ async function mapInBatches<T, R>(items: T[], size: number, fn: (item: T) => Pro
   const results: R[] = [];
   for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
   return results;
+}
+
+/**
+ * What Temporal says of an open case's workflow: running (with its pending activities), gone
+ * (the server has no record of it), ended without closing the case (terminated from the UI,
+ * failed, timed out), or completed (the case closed; its database row catches up).
+ */
+type WorkflowView =
+  | { state: 'running'; pendingActivities: NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']> }
+  | { state: 'missing' }
+  | { state: 'ended'; status: string }
+  | { state: 'completed' };
+
+async function viewWorkflow(deps: ServiceDeps, workflowId: string): Promise<WorkflowView> {
+  try {
+    const handle = deps.temporal.workflow.getHandle(workflowId);
+    const description = await deps.temporal.connection.withDeadline(Date.now() + 3000, () => handle.describe());
+    const status = description.status.name;
+    if (status === 'RUNNING') return { state: 'running', pendingActivities: description.raw.pendingActivities ?? [] };
+    // Continued as new: described between two runs; the next one runs.
+    if (status === 'CONTINUED_AS_NEW') return { state: 'running', pendingActivities: [] };
+    return status === 'COMPLETED' ? { state: 'completed' } : { state: 'ended', status };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return { state: 'missing' };
+    throw err;
+  }
 }
 
 /**
@@ -110,15 +153,29 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     due,
     8,
     async (row): Promise<StuckCase | undefined> => {
-      let activities;
+      let view: WorkflowView;
       try {
-        const handle = deps.temporal.workflow.getHandle(row.caseRow.workflowId);
-        const description = await deps.temporal.connection.withDeadline(Date.now() + 3000, () => handle.describe());
-        activities = description.raw.pendingActivities ?? [];
+        view = await viewWorkflow(deps, row.caseRow.workflowId);
       } catch {
         return undefined; // Temporal did not answer for this one; the others still count.
       }
-      const worst = activities
+      const since = row.caseRow.nextActionAt?.toISOString() ?? null;
+      if (view.state === 'missing' || view.state === 'ended') {
+        return {
+          ...base(row),
+          kind: view.state === 'missing' ? 'workflow_missing' : 'workflow_ended',
+          reason:
+            (view.state === 'missing'
+              ? 'Temporal has no record of its workflow (its execution was lost)'
+              : `Its workflow ended (${view.status.toLowerCase()}) without closing the case`) +
+            ', so nothing will happen to it: restart it (it comes back paused, to be resumed once its timeline is checked)',
+          since,
+          attempts: null,
+          action: 'restart',
+        };
+      }
+      if (view.state !== 'running') return undefined;
+      const worst = view.pendingActivities
         .filter((a) => (a.attempt ?? 0) >= options.minAttempts)
         .sort((a, b) => (b.attempt ?? 0) - (a.attempt ?? 0))[0];
       if (!worst) return undefined;
@@ -127,7 +184,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
         ...base(row),
         kind: 'activity_failing',
         reason: `${worst.activityType?.name ?? 'an activity'} failed ${(worst.attempt ?? 1) - 1} times; last: ${failure}`,
-        since: row.caseRow.nextActionAt?.toISOString() ?? null,
+        since,
         attempts: worst.attempt ?? null,
         action: null,
       };
@@ -197,4 +254,58 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       temporalUiUrl: temporalUiLink(deps, collectionWorkflowId(event.invoiceExternalId ?? '?')),
     })),
   ];
+}
+
+/**
+ * Starts an open case's workflow again when Temporal lost it or it ended without closing the
+ * case (see restartCollection): refused while it runs, and for one that completed. The new run
+ * comes up paused, and the restart is on the case's timeline with who did it and why.
+ */
+export async function restartCase(deps: ServiceDeps, externalId: string, reason: string, caller: Caller) {
+  const stored = await findInvoice(deps, externalId);
+  const { caseRow } = stored;
+  if (!caseRow || caseRow.stage === 'Closed' || caseRow.stage === 'NotStarted') {
+    throw new HttpProblem(
+      409,
+      'case-not-restartable',
+      'No running case to restart',
+      `Invoice ${externalId} has ${!caseRow ? 'no collection case' : caseRow.stage === 'Closed' ? 'a closed case' : 'a case that has not started yet (the overdue sweep starts it)'}.`,
+    );
+  }
+  const unavailable = (err: unknown) => {
+    deps.log?.error({ err }, 'restart: Temporal unavailable');
+    return new HttpProblem(503, 'temporal-unavailable', 'Temporal did not answer', 'Nothing was restarted; send it again.', undefined, err);
+  };
+  let view: WorkflowView;
+  try {
+    view = await viewWorkflow(deps, caseRow.workflowId);
+  } catch (err) {
+    throw unavailable(err);
+  }
+  if (view.state === 'running' || view.state === 'completed') {
+    throw new HttpProblem(
+      409,
+      view.state === 'running' ? 'case-running' : 'case-completed',
+      view.state === 'running' ? 'The case\'s workflow runs' : 'The case\'s workflow completed',
+      view.state === 'running'
+        ? `The workflow of invoice ${externalId} is running: there is nothing to restart (see GET /operations/stuck for why it may not move).`
+        : `The workflow of invoice ${externalId} completed, which closed the case; a closed case is never started again.`,
+    );
+  }
+  const previously = view.state === 'missing' ? 'lost' : view.status.toLowerCase();
+  let runId: string;
+  try {
+    runId = await restartCollection(deps, { ...stored, caseRow }, { by: caller.name, reason: `restarted after its workflow was ${previously}: ${reason}; check the timeline, then resume` });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new HttpProblem(409, 'case-running', 'The case\'s workflow runs', `A run of invoice ${externalId}'s workflow started (or completed) meanwhile: there is nothing to restart.`);
+    }
+    if (isTemporalUnreachable(err)) throw unavailable(err);
+    throw err;
+  }
+  await deps.db
+    .insert(auditEvents)
+    .values({ caseId: caseRow.id, invoiceId: stored.invoice.id, actor: caller.name, type: 'case.restarted', data: { reason, previously, runId }, dedupeKey: `${caseRow.workflowId}:restart:${runId}` })
+    .onConflictDoNothing({ target: auditEvents.dedupeKey });
+  return { restarted: true as const, runId, stage: 'Paused' as const };
 }

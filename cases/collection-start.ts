@@ -22,7 +22,7 @@ export type StoredCase = {
   caseRow: typeof collectionCases.$inferSelect;
 };
 
-/** The workflow's input: the stored invoice, the balance its case starts with, and its pinned policy. */
+/** The workflow's input: the stored invoice, the balance its case opened with, and its pinned policy. */
 async function collectionInput(db: Database, { invoice, customer, caseRow }: StoredCase): Promise<CollectionInput> {
   const policy = await pinnedPolicy(db, caseRow.policyId);
   return {
@@ -32,7 +32,8 @@ async function collectionInput(db: Database, { invoice, customer, caseRow }: Sto
     customerExternalId: customer.externalId,
     customerTimeZone: customer.timeZone,
     currency: invoice.currency as Currency,
-    amountOutstandingMinor: caseRow.amountOutstandingMinor,
+    // With every stored payment and correction applied again below, by id.
+    amountOutstandingMinor: caseRow.openingAmountMinor,
     dueDate: invoice.dueDate,
     policyId: policy.id,
     policy: policy.definition,
@@ -69,14 +70,18 @@ export function adjustmentMessage(row: typeof invoiceAdjustments.$inferSelect): 
   };
 }
 
-/** The id derived from the invoice, and a closed case never started again. */
-async function startOptions(deps: CaseStartDeps, stored: StoredCase) {
-  const input = await collectionInput(deps.db, stored);
+/**
+ * The id derived from the invoice. A workflow that completed closed its case, which is never
+ * started again; one that ended otherwise (terminated from the Temporal UI, failed, timed out)
+ * left its case open, and a start begins a new run for it.
+ */
+async function startOptions(deps: CaseStartDeps, stored: StoredCase, pausedAtStart?: CollectionInput['pausedAtStart']) {
+  const input = { ...(await collectionInput(deps.db, stored)), ...(pausedAtStart ? { pausedAtStart } : {}) };
   return {
     workflowId: collectionWorkflowId(input.invoiceExternalId),
     taskQueue: deps.taskQueue,
     args: [input] as [CollectionInput],
-    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
     typedSearchAttributes: [
       { key: searchAttributes.invoiceId, value: input.invoiceExternalId },
       { key: searchAttributes.customerId, value: input.customerExternalId },
@@ -118,8 +123,9 @@ export async function startCollection(deps: CaseStartDeps, stored: StoredCase, a
 /**
  * Delivers a message (payment, credit note, cancellation) with signal-with-start: a case whose
  * workflow is not running yet (its start time has not come, or its start failed) starts now
- * with the message in hand, so the workflow stays the one writer of the balance.
- * 'case_closed' when the workflow has ended: a closed case is never started again.
+ * with the message in hand, so the workflow stays the one writer of the balance; so does one
+ * whose workflow Temporal lost or that ended without closing the case (see startOptions).
+ * 'case_closed' when the workflow completed: a closed case is never started again.
  */
 export async function signalCollection<Message>(
   deps: CaseStartDeps,
@@ -138,13 +144,29 @@ export async function signalCollection<Message>(
       if (!(err instanceof WorkflowNotFoundError)) throw err;
     }
   }
+  // A case that ran before and is not running now lost its workflow, or it ended without closing
+  // the case: its new run starts paused, as an operator's restart does (restartCollection).
+  const pause = stored.caseRow.stage === 'NotStarted' ? undefined : { by: 'arrears', reason: `started again by a ${signal.name} message after its workflow was lost or ended; check the timeline, then resume` };
   try {
     const signalArgs: [Message] = [message];
-    await deps.temporal.workflow.signalWithStart('invoiceCollection', { ...(await startOptions(deps, stored)), signal, signalArgs });
+    await deps.temporal.workflow.signalWithStart('invoiceCollection', { ...(await startOptions(deps, stored, pause)), signal, signalArgs });
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     return 'case_closed';
   }
   await markStarted(deps.db, stored.caseRow.id, at);
   return 'delivered';
+}
+
+/**
+ * Starts a case's workflow again after Temporal lost it or it ended without closing the case
+ * (terminated from the Temporal UI, failed, timed out): a new run from the invoice's opening
+ * balance and every stored payment and correction, paused from its first moment, because what
+ * the lost run knew of disputes, promises and plans is only in the audit trail, for a person to
+ * read before resuming. Refused (WorkflowExecutionAlreadyStartedError) while a run is open and
+ * for one that completed. Returns the new run's id.
+ */
+export async function restartCollection(deps: CaseStartDeps, stored: StoredCase, pausedAtStart: NonNullable<CollectionInput['pausedAtStart']>): Promise<string> {
+  const handle = await deps.temporal.workflow.start('invoiceCollection', await startOptions(deps, stored, pausedAtStart));
+  return handle.firstExecutionRunId;
 }

@@ -55,6 +55,12 @@ export type CollectionInput = {
    */
   priorPayments?: { paymentId: string; amountMinor: number; currency: Currency; receivedAt: string }[];
   priorAdjustments?: { adjustmentId: string; by: string; kind: 'cancelled' | 'credited'; creditMinor?: number; reason: string }[];
+  /**
+   * Set when the case is started again after its workflow was lost or ended without closing
+   * it: the new run is paused from its first moment (what the old one knew of disputes,
+   * promises and plans is only on the timeline), until a person resumes it.
+   */
+  pausedAtStart?: { by: string; reason: string };
 };
 
 /** A case's state handed from one run to the next by continue-as-new. */

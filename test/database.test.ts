@@ -74,7 +74,7 @@ describe('database schema', () => {
 
   it('ignores a case state that arrives after a newer one (a late retry never reopens a case)', async () => {
     const invoice = await seedInvoice('seq');
-    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100, startsAt: new Date() });
+    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100, openingAmountMinor: 100, startsAt: new Date() });
     const state = (seq: number, stage: 'Scheduled' | 'Closed', amount: number) => ({
       workflowId: 'wf-seq',
       seq,
@@ -97,7 +97,7 @@ describe('database schema', () => {
 
   it('takes the state of a run started afresh (its predecessor gone from Temporal), whose seq starts again at 1, and ignores the predecessor after', async () => {
     const invoice = await seedInvoice('rerun');
-    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-rerun', stage: 'Scheduled', amountOutstandingMinor: 100, startsAt: new Date() });
+    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-rerun', stage: 'Scheduled', amountOutstandingMinor: 100, openingAmountMinor: 100, startsAt: new Date() });
     const runs = { 'run-a': '2026-11-02T09:00:00.000Z', 'run-b': '2026-11-02T09:05:00.000Z' };
     const state = (seq: number, stage: 'Scheduled' | 'Closed', runId: keyof typeof runs) => ({
       workflowId: 'wf-rerun',
@@ -121,6 +121,8 @@ describe('database schema', () => {
     await recordCaseState({ db: db.db }, state(1, 'Scheduled', 'run-b'));
     // Nor does the lost run, should the server still fire a timer of it (the dev server did, after a SIGKILL).
     await recordCaseState({ db: db.db }, state(4, 'Scheduled', 'run-a'));
+    // Nor a worker on an older bundle that does not date its runs.
+    await recordCaseState({ db: db.db }, { ...state(5, 'Scheduled', 'run-a'), runStartedAt: undefined });
     const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-rerun'));
     expect(row).toMatchObject({ stage: 'Closed', outcome: 'cancelled', stateSeq: 2, stateRunId: 'run-b' });
     const [inv] = await db.db.select().from(invoices).where(eq(invoices.id, invoice.id));
@@ -129,11 +131,25 @@ describe('database schema', () => {
     expect(closed).toHaveLength(1);
   });
 
+  it('takes the state of a run reset from another (its start time is the original\'s)', async () => {
+    const invoice = await seedInvoice('reset');
+    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-reset', stage: 'Scheduled', amountOutstandingMinor: 100, openingAmountMinor: 100, startsAt: new Date() });
+    const write = (seq: number, stage: 'Scheduled' | 'Blocked', runId: string) =>
+      recordCaseState(
+        { db: db.db },
+        { workflowId: 'wf-reset', seq, stage, outcome: null, amountOutstandingMinor: 100, nextActionAt: null, blockedReason: null, at: new Date().toISOString(), event: 'case.state', data: {}, runId, runStartedAt: '2026-11-02T09:00:00.000Z' },
+      );
+    await write(4, 'Blocked', 'run-a');
+    await write(3, 'Scheduled', 'run-reset');
+    const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-reset'));
+    expect(row).toMatchObject({ stage: 'Scheduled', stateSeq: 3, stateRunId: 'run-reset' });
+  });
+
   it('takes a state of another run over a row written before runs were dated', async () => {
     const invoice = await seedInvoice('undated');
     await db.db
       .insert(collectionCases)
-      .values({ invoiceId: invoice.id, workflowId: 'wf-undated', stage: 'Scheduled', amountOutstandingMinor: 100, startsAt: new Date(), stateSeq: 5, stateRunId: 'run-a' });
+      .values({ invoiceId: invoice.id, workflowId: 'wf-undated', stage: 'Scheduled', amountOutstandingMinor: 100, openingAmountMinor: 100, startsAt: new Date(), stateSeq: 5, stateRunId: 'run-a' });
     await recordCaseState(
       { db: db.db },
       { workflowId: 'wf-undated', seq: 1, stage: 'Closed', outcome: 'paid', amountOutstandingMinor: 0, nextActionAt: null, blockedReason: null, at: new Date().toISOString(), event: 'case.closed', data: {}, runId: 'run-b', runStartedAt: '2026-11-02T09:05:00.000Z' },

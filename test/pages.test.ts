@@ -279,4 +279,33 @@ describe('operations view', () => {
     h.sendgrid.reset();
     await page.close();
   }, 90_000);
+
+  it('restarts, paused, a case whose workflow Temporal lost, with a click', async () => {
+    const lost = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
+    lost.customer = { ...lost.customer, name: 'Lost Workflow BV', timeZone: afternoonZone() };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: lost })).statusCode).toBe(201);
+    await until('the ladder to finish', async () => (await caseStage(lost.externalId)) === 'AwaitingPayment');
+    const workflowId = `collection-${lost.externalId}`;
+    await h.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId } });
+    // Its next action comes due, and nothing takes it.
+    await h.db.db.update(collectionCases).set({ nextActionAt: new Date(Date.now() - 60_000) }).where(eq(collectionCases.workflowId, workflowId));
+
+    const page = await signIn('collector', '/ui/operations');
+    const row = page.locator(`tr[data-workflow-id="${workflowId}"]`);
+    await until(
+      'the lost case in the list',
+      async () => {
+        await page.reload();
+        return (await row.count()) === 1 && (await row.innerText()).includes('Workflow missing');
+      },
+      20_000,
+    );
+    expect(await row.innerText()).toContain('no record of its workflow');
+    await screenshot(page, 'operations-workflow-missing');
+    await row.getByLabel('Reason').fill('Temporal lost it in the storage incident');
+    await row.getByRole('button', { name: 'Restart, paused' }).click();
+    expect(await page.getByRole('status').innerText()).toContain(`The case of invoice ${lost.externalId} runs again, paused`);
+    await until('the case to be paused', async () => (await caseStage(lost.externalId)) === 'Paused');
+    await page.close();
+  });
 });

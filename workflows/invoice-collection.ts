@@ -99,7 +99,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   let overpaid = carried?.overpaid ?? 0;
   let nextAction: CaseStatus['nextAction'] = null;
   let blockedReason: string | null = null;
-  let pausedReason: string | null = carried?.pausedReason ?? null;
+  const startPause = input.pausedAtStart;
+  // A continued run takes its predecessor's pause (or none), never the first run's start pause again.
+  let pausedReason: string | null = carried ? (carried.pausedReason ?? null) : startPause ? `${startPause.reason} (${startPause.by})` : null;
   let resumeRequested = false;
   let communicationCeased = carried?.communicationCeased ?? false;
   let pendingApproval: PendingApproval | null = null;

@@ -7,12 +7,15 @@ import { formatInstant, kindLabel } from './format';
 import { html, layout, type PageUser } from './html';
 import { requirePageRole } from './session';
 
-/** The resume form: on a blocked case it retries the step; on a paused one it ends the pause. */
-export function resumeForm(externalId: string, user: PageUser, label: string) {
-  return html`<form method="post" action="/ui/cases/${encodeURIComponent(externalId)}/resume" class="actions">
+/**
+ * An operator's action on a case, with a reason: resume (on a blocked case it retries the step;
+ * on a paused one it ends the pause) or restart (a lost or ended workflow starts again, paused).
+ */
+export function caseActionForm(externalId: string, user: PageUser, action: 'resume' | 'restart', label: string) {
+  return html`<form method="post" action="/ui/cases/${encodeURIComponent(externalId)}/${action}" class="actions">
   <input type="hidden" name="csrf" value="${user.csrfToken}">
-  <label class="muted" for="resume-${externalId}">Reason</label>
-  <input id="resume-${externalId}" name="reason" type="text" required minlength="3" maxlength="2000">
+  <label class="muted" for="${action}-${externalId}">Reason</label>
+  <input id="${action}-${externalId}" name="reason" type="text" required minlength="3" maxlength="2000">
   <button type="submit">${label}</button>
 </form>`;
 }
@@ -57,7 +60,7 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
     ${live?.promise ? html`<dt>Promise to pay</dt><dd>${formatMoney(live.promise.amountMinor, currency)} by ${live.promise.promisedDate}</dd>` : ''}
   </dl>
   ${caseView ? html`<p><a href="${caseView.temporalUiUrl}">Open the workflow in the Temporal UI</a></p>` : ''}
-  ${caseView && canAct && (caseView.stage === 'Blocked' || caseView.stage === 'Paused') ? resumeForm(invoice.externalId, user, caseView.stage === 'Blocked' ? 'Retry the step' : 'Resume') : ''}
+  ${caseView && canAct && (caseView.stage === 'Blocked' || caseView.stage === 'Paused') ? caseActionForm(invoice.externalId, user, 'resume', caseView.stage === 'Blocked' ? 'Retry the step' : 'Resume') : ''}
   ${live || notStarted || !caseView ? '' : html`<p class="muted">Temporal did not answer, so this shows the database copy.</p>`}
 </section>
 <h2>Communications</h2>

@@ -3,15 +3,15 @@ import { z } from 'zod';
 import { externalIdSchema } from '../../domain/schemas';
 import type { AppContext } from '../app';
 import { sendCaseCommand } from '../case-command-service';
-import { findStuckCases } from '../operations-service';
+import { findStuckCases, restartCase } from '../operations-service';
 import { HttpProblem } from '../problem';
 import { stuckQuerySchema } from '../routes/operations';
-import { resumeForm } from './case-page';
+import { caseActionForm } from './case-page';
 import { formatInstant, kindLabel } from './format';
 import { html, layout } from './html';
 import { csrfValid, requirePageRole } from './session';
 
-const resumeFormSchema = z.object({ reason: z.string().trim().min(3, 'Give a reason of at least 3 characters').max(2000) });
+const reasonFormSchema = z.object({ reason: z.string().trim().min(3, 'Give a reason of at least 3 characters').max(2000) });
 
 /** Cases that will not move on by themselves, with the reason, a Temporal UI link and what to do. */
 export function registerOperationsPages({ db, services }: AppContext, app: FastifyInstance): void {
@@ -22,11 +22,13 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const stuck = await findStuckCases(services, { ...options, describeLimit: 100 });
     const canAct = user.role !== 'viewer';
     // Only an invoice id is echoed back, never free text from the URL.
-    const resumed = externalIdSchema.safeParse((request.query as { resumed?: unknown }).resumed);
-    const notice = resumed.success ? resumed.data : undefined;
+    const notices = request.query as { resumed?: unknown; restarted?: unknown };
+    const resumed = externalIdSchema.safeParse(notices.resumed);
+    const restarted = externalIdSchema.safeParse(notices.restarted);
     const body = html`<h1>Stuck cases</h1>
-${notice ? html`<p class="notice" role="status">Sent to invoice ${notice}: the case goes on.</p>` : ''}
-<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days, cases whose start keeps failing, and payments, credit notes and cancellations stored but not yet applied.</p>
+${resumed.success ? html`<p class="notice" role="status">Sent to invoice ${resumed.data}: the case goes on.</p>` : ''}
+${restarted.success ? html`<p class="notice" role="status">The case of invoice ${restarted.data} runs again, paused: check its timeline, then resume it.</p>` : ''}
+<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days, cases whose start keeps failing or whose workflow is gone, and payments, credit notes and cancellations stored but not yet applied.</p>
 ${
   stuck.length === 0
     ? html`<p>Nothing is stuck.</p>`
@@ -42,8 +44,8 @@ ${stuck.map(
   <td>${c.reason}</td>
   <td>${formatInstant(c.since)}</td>
   <td>${
-    c.action === 'resume' && canAct
-      ? resumeForm(c.invoiceExternalId, user, c.kind === 'blocked' ? 'Retry the step' : 'Resume')
+    (c.action === 'resume' || c.action === 'restart') && canAct
+      ? caseActionForm(c.invoiceExternalId, user, c.action, c.action === 'restart' ? 'Restart, paused' : c.kind === 'blocked' ? 'Retry the step' : 'Resume')
       : c.action === 'decide'
         ? html`<a href="/ui/approvals">Decide</a>`
         : c.action === 'finish'
@@ -59,20 +61,26 @@ ${stuck.map(
     return reply.type('text/html; charset=utf-8').send(layout({ title: 'Stuck cases', user, body }));
   });
 
-  app.post('/ui/cases/:externalId/resume', { onRequest: requirePageRole(db.db, 'admin', 'collector') }, async (request, reply) => {
-    const { externalId } = request.params as { externalId: string };
-    const user = request.pageUser!;
-    const form = resumeFormSchema.safeParse(request.body);
-    const fail = (status: number, text: string) =>
-      reply.code(status).type('text/html; charset=utf-8').send(layout({ title: 'Not resumed', user, body: html`<h1>Not resumed</h1><p class="error" role="alert">${text}</p><p><a href="/ui/operations">Back to the stuck cases</a></p>` }));
-    if (!csrfValid(request, (request.body as { csrf?: unknown } | undefined)?.csrf)) return fail(403, 'The form had expired. Nothing was sent; try again.');
-    if (!form.success) return fail(400, form.error.issues.map((i) => i.message).join('; '));
-    try {
-      await sendCaseCommand(services, { externalId, name: 'resume', body: form.data, caller: request.caller! });
-    } catch (err) {
-      if (err instanceof HttpProblem && err.status < 500) return fail(err.status, err.detail);
-      throw err;
-    }
-    return reply.redirect(`/ui/operations?resumed=${encodeURIComponent(externalId)}`, 303);
-  });
+  /** The operator's action from a form, with its reason; a refusal (4xx) is shown on a page, not thrown. */
+  const caseAction = (action: 'resume' | 'restart', done: 'resumed' | 'restarted') =>
+    app.post(`/ui/cases/:externalId/${action}`, { onRequest: requirePageRole(db.db, 'admin', 'collector') }, async (request, reply) => {
+      const { externalId } = request.params as { externalId: string };
+      const user = request.pageUser!;
+      const form = reasonFormSchema.safeParse(request.body);
+      const title = action === 'resume' ? 'Not resumed' : 'Not restarted';
+      const fail = (status: number, text: string) =>
+        reply.code(status).type('text/html; charset=utf-8').send(layout({ title, user, body: html`<h1>${title}</h1><p class="error" role="alert">${text}</p><p><a href="/ui/operations">Back to the stuck cases</a></p>` }));
+      if (!csrfValid(request, (request.body as { csrf?: unknown } | undefined)?.csrf)) return fail(403, 'The form had expired. Nothing was sent; try again.');
+      if (!form.success) return fail(400, form.error.issues.map((i) => i.message).join('; '));
+      try {
+        if (action === 'resume') await sendCaseCommand(services, { externalId, name: 'resume', body: form.data, caller: request.caller! });
+        else await restartCase(services, externalId, form.data.reason, request.caller!);
+      } catch (err) {
+        if (err instanceof HttpProblem && err.status < 500) return fail(err.status, err.detail);
+        throw err;
+      }
+      return reply.redirect(`/ui/operations?${done}=${encodeURIComponent(externalId)}`, 303);
+    });
+  caseAction('resume', 'resumed');
+  caseAction('restart', 'restarted');
 }

@@ -2,8 +2,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
-import { findStuckCases, stuckKinds } from '../operations-service';
+import { findStuckCases, restartCase, stuckKinds } from '../operations-service';
 import { problemResponses } from '../problem';
+import { externalIdParamsSchema, reasonSchema } from '../schemas';
 
 export const stuckQuerySchema = z.object({
   minAttempts: z.coerce.number().int().min(2).max(100).default(3).describe('A pending activity on this attempt or later is failing'),
@@ -36,7 +37,10 @@ export const operationsRoutes =
                   since: z.string().nullable(),
                   attempts: z.number().int().nullable(),
                   approvalId: z.string().nullable(),
-                  action: z.enum(['resume', 'decide', 'finish']).nullable().describe('finish: POST /webhook-events/{webhookEventId}/match with the invoice'),
+                  action: z
+                    .enum(['resume', 'decide', 'finish', 'restart'])
+                    .nullable()
+                    .describe('finish: POST /webhook-events/{webhookEventId}/match with the invoice; restart: POST /invoices/{invoiceExternalId}/restart'),
                   webhookEventId: z.string().nullable(),
                   temporalUiUrl: z.string(),
                 }),
@@ -47,5 +51,29 @@ export const operationsRoutes =
         },
       },
       async (request) => ({ cases: await findStuckCases(services, { ...request.query, describeLimit: 100 }) }),
+    );
+
+    app.post(
+      '/invoices/:externalId/restart',
+      {
+        onRequest: requireRole(db.db, 'admin', 'collector'),
+        schema: {
+          tags: ['operations'],
+          summary: 'Start a case again whose workflow Temporal lost, or that ended without closing the case',
+          description:
+            'For a case on the stuck list as `workflow_missing` or `workflow_ended`. The new run starts from the invoice\'s opening balance ' +
+            'and every stored payment, credit note and cancellation, and comes up **paused**: what the lost run knew of disputes, promises ' +
+            'and plans is on the timeline, for a person to check before `resume`. Refused (409) while the workflow runs, and when it completed.',
+          security: [{ apiKey: [] }],
+          params: externalIdParamsSchema,
+          body: z.object({ reason: reasonSchema }),
+          response: {
+            202: z.object({ restarted: z.literal(true), runId: z.string().describe('The new workflow run'), stage: z.literal('Paused') }),
+            ...problemResponses,
+          },
+        },
+      },
+      async (request, reply) =>
+        reply.code(202).send(await restartCase(services, request.params.externalId, request.body.reason, request.caller!)),
     );
   };

@@ -71,6 +71,7 @@ export async function insertCases(db: Database, spec: BulkCases): Promise<Stored
             workflowId: collectionWorkflowId(invoice.externalId),
             stage: 'NotStarted' as const,
             amountOutstandingMinor: amount,
+            openingAmountMinor: amount,
             policyId: spec.policyId,
             startsAt: sql`now()`,
           })),

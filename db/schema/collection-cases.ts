@@ -17,6 +17,12 @@ export const collectionCases = pgTable(
     stage: text('stage', { enum: collectionStages }).notNull(),
     outcome: text('outcome', { enum: collectionOutcomes }),
     amountOutstandingMinor: bigint('amount_outstanding_minor', { mode: 'number' }).notNull(),
+    /**
+     * The balance the case opened with, at registration. A workflow started afresh (its
+     * predecessor lost or ended) starts from it and applies every stored payment and correction
+     * again, by id; amountOutstandingMinor already has those taken off.
+     */
+    openingAmountMinor: bigint('opening_amount_minor', { mode: 'number' }).notNull(),
     nextActionAt: timestamp('next_action_at', { withTimezone: true }),
     /** The workflow's state sequence number last written: an older write arriving late is ignored. */
     stateSeq: integer('state_seq').notNull().default(0),

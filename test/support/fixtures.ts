@@ -12,7 +12,10 @@ export const anyDay = { weekdays: [1, 2, 3, 4, 5, 6, 7], start: '08:00', end: '2
 
 /** A fixed-offset zone (whole hours) where the local hour is `hour` now. */
 export function zoneAtHour(hour: number, now = new Date()): string {
-  const offset = hour - now.getUTCHours();
+  let offset = hour - now.getUTCHours();
+  // Etc zones run from UTC-12 to UTC+14: the same local hour, a day earlier or later.
+  if (offset < -12) offset += 24;
+  if (offset > 14) offset -= 24;
   return offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
 }
 

@@ -1,0 +1,168 @@
+// A case whose workflow Temporal no longer has (its execution lost, as a dev server killed with
+// SIGKILL lost some) or that ended without closing the case (terminated from the Temporal UI):
+// it shows on the stuck list with a restart action, and a restart, or the next payment, begins
+// a new run from the opening balance and every stored payment, paused for a person to check
+// its timeline: the balance is right and the debtor hears nothing until someone resumes.
+// Real Temporal dev server.
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { auditEvents, collectionCases, collectionPolicies, customers } from '../db/schema';
+import { collectionWorkflowId } from '../domain/collection';
+import { caseStatusQuery } from '../workflows/messages';
+import { signedBankDelivery, storedEvent } from './support/bank-payments';
+import { afternoonZone, emailFirstPolicy, invoicePayload, isoDate, zoneAtHour } from './support/fixtures';
+import { startDevServerHarness } from './support/harness';
+import { until } from './support/until';
+
+let h: Awaited<ReturnType<typeof startDevServerHarness>>;
+
+beforeAll(async () => {
+  h = await startDevServerHarness();
+  await h.db.db.insert(collectionPolicies).values(emailFirstPolicy('lost-email-first'));
+});
+
+afterAll(async () => {
+  await h?.stop();
+});
+
+const caseRow = async (workflowId: string) => (await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, workflowId)))[0]!;
+const emailsTo = (address: string) => h.sendgrid.messages.filter((m) => m.body.personalizations[0]?.to[0]?.email === address).length;
+
+function pay(externalId: string, id: string, amountMinor: number) {
+  return h.app.inject(signedBankDelivery({ id, type: 'payment.succeeded', data: { invoiceExternalId: externalId, amountMinor, currency: 'EUR' } }));
+}
+
+/**
+ * A running case with a part payment of 25,000 of its 125,000 applied. Its debtor's contact
+ * window is closed (it is 2 a.m. there), so its e-mail, due since yesterday, waits.
+ */
+async function partPaidCase() {
+  const invoice = invoicePayload({ dueDate: isoDate(-3), policy: 'lost-email-first' });
+  const email = `${invoice.externalId.toLowerCase()}@debtor.example`;
+  invoice.customer = { ...invoice.customer, email, timeZone: zoneAtHour(2) };
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+  const workflowId = collectionWorkflowId(invoice.externalId);
+  expect((await pay(invoice.externalId, `evt_part_${invoice.externalId}`, 25_000)).statusCode).toBe(200);
+  await until('the part payment on the case', async () => (await caseRow(workflowId)).amountOutstandingMinor === 100_000);
+  return { externalId: invoice.externalId, customerExternalId: invoice.customer.externalId, email, workflowId };
+}
+
+async function untilGone(workflowId: string) {
+  await until('the execution to be gone', async () =>
+    h.client.workflow
+      .getHandle(workflowId)
+      .describe()
+      .then(() => false)
+      .catch((err: unknown) => err instanceof WorkflowNotFoundError),
+  );
+}
+
+/** Temporal loses the case's execution. */
+async function lose(workflowId: string) {
+  await h.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId } });
+  await untilGone(workflowId);
+}
+
+/** The case's entry on the stuck list once its next step is due (a lost run never takes it). */
+async function stuckEntry(workflowId: string) {
+  await h.db.db.update(collectionCases).set({ nextActionAt: new Date(Date.now() - 60_000) }).where(eq(collectionCases.workflowId, workflowId));
+  const list = await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') });
+  expect(list.statusCode, list.body).toBe(200);
+  return (list.json() as { cases: { workflowId: string; kind: string; action: string; reason: string }[] }).cases.find((c) => c.workflowId === workflowId);
+}
+
+function restart(externalId: string, role: 'collector' | 'viewer' = 'collector', payload: object = { reason: 'its workflow was lost' }) {
+  return h.app.inject({ method: 'POST', url: `/invoices/${externalId}/restart`, headers: h.auth(role), payload });
+}
+
+async function untilStage(workflowId: string, stage: string) {
+  return until(`the case in ${stage}`, async () => {
+    const row = await caseRow(workflowId);
+    return row.stage === stage && row;
+  });
+}
+
+it('lists a case whose workflow Temporal lost, restarts it paused from the right balance, and contacts nobody until it is resumed', async () => {
+  const { externalId, customerExternalId, email, workflowId } = await partPaidCase();
+  // A running workflow is not restarted.
+  const running = await restart(externalId);
+  expect(running.statusCode, running.body).toBe(409);
+  expect(running.json()).toMatchObject({ type: expect.stringContaining('case-running') });
+
+  await lose(workflowId);
+  expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'workflow_missing', action: 'restart', reason: expect.stringContaining('no record of its workflow') });
+  // Meanwhile the debtor's contact window has opened: a run that is not paused e-mails at once.
+  await h.db.db.update(customers).set({ timeZone: afternoonZone() }).where(eq(customers.externalId, customerExternalId));
+
+  // Viewers may not; a reason is required.
+  expect((await restart(externalId, 'viewer')).statusCode).toBe(403);
+  const noReason = await restart(externalId, 'collector', {});
+  expect(noReason.statusCode).toBe(400);
+  expect(noReason.headers['content-type']).toContain('application/problem+json');
+
+  const restarted = await restart(externalId);
+  expect(restarted.statusCode, restarted.body).toBe(202);
+  expect(restarted.json()).toMatchObject({ restarted: true, runId: expect.any(String), stage: 'Paused' });
+  // Paused, with the balance after the part payment (applied again from the stored payments, once).
+  const paused = await untilStage(workflowId, 'Paused');
+  expect(paused).toMatchObject({ amountOutstandingMinor: 100_000, stateRunId: restarted.json().runId });
+  const status = await h.client.workflow.getHandle(workflowId).query(caseStatusQuery);
+  expect(status).toMatchObject({ stage: 'Paused', amountOutstandingMinor: 100_000, pausedReason: expect.stringContaining('restarted after its workflow was lost') });
+  const [audit] = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, paused.id)));
+  expect(audit).toMatchObject({ actor: expect.any(String), data: expect.objectContaining({ reason: 'its workflow was lost', previously: 'lost' }) });
+  expect(await stuckEntry(workflowId)).toBeUndefined();
+  // Once is enough: it runs now.
+  expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-running') });
+
+  // Nothing goes out while it is paused; the collector checks the timeline and resumes, and the e-mail goes out, once.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  expect(emailsTo(email)).toBe(0);
+  const resumed = await h.app.inject({ method: 'POST', url: `/invoices/${externalId}/resume`, headers: h.auth('collector'), payload: { reason: 'timeline checked: no dispute' } });
+  expect(resumed.statusCode, resumed.body).toBe(202);
+  await until('the e-mail', async () => emailsTo(email) === 1);
+
+  // The rest of the money closes it exactly: no overpayment from a payment counted twice.
+  expect((await pay(externalId, `evt_rest_${externalId}`, 100_000)).statusCode).toBe(200);
+  expect(await h.client.workflow.getHandle(workflowId).result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 2 });
+  await untilStage(workflowId, 'Closed');
+  // A closed case is not restarted; nor one whose workflow completed while its row lags behind.
+  expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-not-restartable') });
+  await h.db.db.update(collectionCases).set({ stage: 'AwaitingPayment' }).where(eq(collectionCases.workflowId, workflowId));
+  expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-completed') });
+  expect(emailsTo(email)).toBe(1);
+});
+
+it('lists a case whose workflow was terminated without closing it, and restarts it paused', async () => {
+  const { externalId, workflowId } = await partPaidCase();
+  await h.client.workflow.getHandle(workflowId).terminate('by mistake, from the Temporal UI');
+  expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'workflow_ended', action: 'restart', reason: expect.stringContaining('terminated') });
+
+  const restarted = await restart(externalId);
+  expect(restarted.statusCode, restarted.body).toBe(202);
+  const paused = await untilStage(workflowId, 'Paused');
+  expect(paused.amountOutstandingMinor).toBe(100_000);
+  const [audit] = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, paused.id)));
+  expect(audit?.data).toMatchObject({ previously: 'terminated' });
+});
+
+it('applies a payment to a case whose workflow was lost or terminated: a new run takes it, paused, and a payment in full closes the case', async () => {
+  const lost = await partPaidCase();
+  await lose(lost.workflowId);
+  const terminated = await partPaidCase();
+  await h.client.workflow.getHandle(terminated.workflowId).terminate('by mistake, from the Temporal UI');
+
+  expect((await pay(lost.externalId, `evt_more_${lost.externalId}`, 50_000)).statusCode).toBe(200);
+  expect((await pay(terminated.externalId, `evt_rest_${terminated.externalId}`, 100_000)).statusCode).toBe(200);
+  // Applied after the answer: to the cases, not flagged as money for closed ones.
+  for (const id of [`evt_more_${lost.externalId}`, `evt_rest_${terminated.externalId}`]) {
+    await until(`payment ${id} applied`, async () => (await storedEvent(h.db.db, id))?.status === 'applied');
+  }
+  // The part payment: paused at the balance after both payments, each counted once.
+  const paused = await untilStage(lost.workflowId, 'Paused');
+  expect(paused.amountOutstandingMinor).toBe(50_000);
+  expect((await h.client.workflow.getHandle(lost.workflowId).query(caseStatusQuery)).pausedReason).toContain('started again by a paymentReceived message');
+  // The payment in full: closed as paid.
+  expect(await h.client.workflow.getHandle(terminated.workflowId).result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 2 });
+  await untilStage(terminated.workflowId, 'Closed');
+});
