@@ -1,4 +1,4 @@
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, desc, eq, gte, inArray, isNotNull, lt, lte, type SQL } from 'drizzle-orm';
 import type { approvalKinds, approvalStatuses} from '../db/schema';
@@ -115,6 +115,15 @@ export async function decideApproval(deps: ServiceDeps, id: string, input: { dec
     }
     if (approval.status !== 'pending') {
       throw new HttpProblem(409, 'approval-already-decided', 'Decision not accepted', `This request was already ${approval.status}.`);
+    }
+    if (err instanceof WorkflowNotFoundError) {
+      throw new HttpProblem(
+        409,
+        'case-workflow-missing',
+        'Decision not accepted',
+        `The case's workflow is gone from Temporal (lost, or ended without closing the case). Restart it (POST /invoices/${approval.invoice.externalId}/restart), ` +
+          'check its timeline and resume it: it asks for this decision again, and the request keeps its id.',
+      );
     }
     deps.log?.error({ err }, 'deciding an approval failed');
     throw new HttpProblem(503, 'temporal-unavailable', 'Decision not delivered', 'The case could not be reached; try again.');

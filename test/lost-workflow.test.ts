@@ -7,11 +7,12 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { auditEvents, collectionCases, collectionPolicies, customers } from '../db/schema';
+import { approvals, auditEvents, collectionCases, collectionPolicies, customers } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
+import { policySchema } from '../domain/policy';
 import { caseStatusQuery } from '../workflows/messages';
 import { signedBankDelivery, storedEvent } from './support/bank-payments';
-import { afternoonZone, emailFirstPolicy, invoicePayload, isoDate, zoneAtHour } from './support/fixtures';
+import { afternoonZone, anyDay, emailFirstPolicy, invoicePayload, isoDate, zoneAtHour } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
 import { until } from './support/until';
 
@@ -19,7 +20,20 @@ let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 
 beforeAll(async () => {
   h = await startDevServerHarness();
-  await h.db.db.insert(collectionPolicies).values(emailFirstPolicy('lost-email-first'));
+  await h.db.db.insert(collectionPolicies).values([
+    emailFirstPolicy('lost-email-first'),
+    {
+      name: 'lost-agency-first',
+      version: 1,
+      createdBy: 'test',
+      definition: policySchema.parse({
+        name: 'lost-agency-first',
+        version: 1,
+        contactWindow: anyDay,
+        steps: [{ id: 'agency', offsetDays: 1, action: 'agency_referral', template: 'agency_referral', tone: 'final', approval: { deadlineDays: 5 } }],
+      }),
+    },
+  ]);
 });
 
 afterAll(async () => {
@@ -165,4 +179,30 @@ it('applies a payment to a case whose workflow was lost or terminated: a new run
   // The payment in full: closed as paid.
   expect(await h.client.workflow.getHandle(terminated.workflowId).result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 2 });
   await untilStage(terminated.workflowId, 'Closed');
+});
+
+it('tells an approver deciding for a lost case to restart it; the restarted case asks again, under the same request, and takes the decision', async () => {
+  const invoice = invoicePayload({ dueDate: isoDate(-5), policy: 'lost-agency-first', amountTotalMinor: 250_000 });
+  invoice.customer = { ...invoice.customer, timeZone: afternoonZone() };
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+  const workflowId = collectionWorkflowId(invoice.externalId);
+  const paused = await untilStage(workflowId, 'AwaitingApproval');
+  const [approval] = await h.db.db.select().from(approvals).where(eq(approvals.caseId, paused.id));
+  const decide = () =>
+    h.app.inject({ method: 'POST', url: `/approvals/${approval!.id}/decision`, headers: h.auth('approver'), payload: { decision: 'approve', reason: 'no answer to five contacts' } });
+
+  await lose(workflowId);
+  const refused = await decide();
+  expect(refused.statusCode, refused.body).toBe(409);
+  expect(refused.json()).toMatchObject({ type: expect.stringContaining('case-workflow-missing'), detail: expect.stringContaining(`/invoices/${invoice.externalId}/restart`) });
+
+  expect((await restart(invoice.externalId)).statusCode).toBe(202);
+  await untilStage(workflowId, 'Paused');
+  const resumed = await h.app.inject({ method: 'POST', url: `/invoices/${invoice.externalId}/resume`, headers: h.auth('collector'), payload: { reason: 'timeline checked' } });
+  expect(resumed.statusCode).toBe(202);
+  await untilStage(workflowId, 'AwaitingApproval');
+  expect(await h.db.db.select({ id: approvals.id }).from(approvals).where(eq(approvals.caseId, paused.id))).toEqual([{ id: approval!.id }]);
+  const decided = await decide();
+  expect(decided.statusCode, decided.body).toBe(200);
+  await untilStage(workflowId, 'HandedOver');
 });
