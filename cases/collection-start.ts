@@ -121,6 +121,17 @@ export async function startCollection(deps: CaseStartDeps, stored: StoredCase, a
 }
 
 /**
+ * How long a message's delivery may wait for Temporal. While the server is down the client
+ * retries for about 18 s before it gives up; a collector recording a payment should hear
+ * "queued" (the outbox delivers it later, and the workflow counts it once) well before that.
+ */
+const deliveryDeadlineMs = 5_000;
+
+function bounded<T>(deps: CaseStartDeps, call: () => Promise<T>): Promise<T> {
+  return deps.temporal.connection.withDeadline(Date.now() + deliveryDeadlineMs, call);
+}
+
+/**
  * Delivers a message (payment, credit note, cancellation) with signal-with-start: a case whose
  * workflow is not running yet (its start time has not come, or its start failed) starts now
  * with the message in hand, so the workflow stays the one writer of the balance; so does one
@@ -137,7 +148,7 @@ export async function signalCollection<Message>(
   // Most cases run already: a plain signal needs neither the policy nor the workflow input.
   if (stored.caseRow.stage !== 'NotStarted') {
     try {
-      await deps.temporal.workflow.getHandle(stored.caseRow.workflowId).signal(signal, message);
+      await bounded(deps, () => deps.temporal.workflow.getHandle(stored.caseRow.workflowId).signal(signal, message));
       return 'delivered';
     } catch (err) {
       // Not running (its start failed, or it has ended): signal-with-start sorts out which.
@@ -149,7 +160,8 @@ export async function signalCollection<Message>(
   const pause = stored.caseRow.stage === 'NotStarted' ? undefined : { by: 'arrears', reason: `started again by a ${signal.name} message after its workflow was lost or ended; check the timeline, then resume` };
   try {
     const signalArgs: [Message] = [message];
-    await deps.temporal.workflow.signalWithStart('invoiceCollection', { ...(await startOptions(deps, stored, pause)), signal, signalArgs });
+    const options = { ...(await startOptions(deps, stored, pause)), signal, signalArgs };
+    await bounded(deps, () => deps.temporal.workflow.signalWithStart('invoiceCollection', options));
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     return 'case_closed';

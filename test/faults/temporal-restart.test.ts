@@ -137,12 +137,20 @@ it('continues every case, fires the timers and applies each payment once across 
 
   // 2. SIGKILL, down until past the window's opening: the timers come due while it is dead.
   let queuedWhileDown = 0;
+  // How long a collector waited for "queued" (a payment by hand, a cancellation) while Temporal was dead.
+  let slowestByHandMs = 0;
   const killDownMs = await restart('SIGKILL', async () => {
     // Half by webhook (200: stored), half recorded by hand (202: queued); and cancellations (202).
     const byHand = paidDuringKill.slice(perGroup / 2);
-    const answers = await Promise.all(paidDuringKill.map((id) => (byHand.includes(id) ? recordPayment(id) : deliverPayment(id))));
+    const timed = async <T>(call: () => Promise<T>) => {
+      const started = Date.now();
+      const answer = await call();
+      slowestByHandMs = Math.max(slowestByHandMs, Date.now() - started);
+      return answer;
+    };
+    const answers = await Promise.all(paidDuringKill.map((id) => (byHand.includes(id) ? timed(() => recordPayment(id)) : deliverPayment(id))));
     storedWhileDown += answers.filter((a) => a.statusCode === 200 || (a.statusCode === 202 && a.json().delivery === 'queued')).length;
-    const cancellations = await Promise.all(cancelledDuringKill.map(cancelInvoice));
+    const cancellations = await Promise.all(cancelledDuringKill.map((id) => timed(() => cancelInvoice(id))));
     queuedWhileDown += cancellations.filter((a) => a.statusCode === 202 && a.json().delivery === 'queued').length;
     await until('the window to open', async () => Date.now() > opensAt.getTime() + 5_000, opensAt.getTime() + 35_000 - Date.now());
   });
@@ -207,6 +215,7 @@ it('continues every case, fires the timers and applies each payment once across 
     paymentsApplied: rows.length,
     emailsAccepted: h.sendgrid.messages.length,
     casesStartedAfresh: startedAfresh,
+    slowestQueuedAnswerWhileDownMs: slowestByHandMs,
     sigtermDownSeconds: Math.round(termDownMs / 1000),
     sigkillDownSeconds: Math.round(killDownMs / 1000),
     serverStartMs: server.startMs,
