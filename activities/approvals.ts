@@ -121,8 +121,12 @@ async function loadApproval(db: Database, approvalId: string) {
 
 export type ApproverNotice = 'request' | 'reminder' | 'escalation';
 
-/** Records an approval request, once per workflow + step; the workflow then asks the approvers. */
-export async function requestApproval(deps: ApprovalDeps, input: RequestApprovalInput): Promise<{ approvalId: string }> {
+/**
+ * Records an approval request, once per workflow + step; the workflow then asks the approvers.
+ * A request decided before (by a run of the case that Temporal then lost, the case started
+ * again) comes back with its decision, which stands.
+ */
+export async function requestApproval(deps: ApprovalDeps, input: RequestApprovalInput): Promise<{ approvalId: string; decided?: 'approve' | 'reject' }> {
   const requestKey = `${input.workflowId}:${input.stepId}:approval`;
   const c = await loadCase(deps.db, input.workflowId);
   const request = await deps.db.transaction(async (tx) => {
@@ -157,6 +161,7 @@ export async function requestApproval(deps: ApprovalDeps, input: RequestApproval
     }
     return (await tx.select().from(approvals).where(eq(approvals.requestKey, requestKey)))[0]!;
   });
+  if (request.status === 'approved' || request.status === 'rejected') return { approvalId: request.id, decided: request.status === 'approved' ? 'approve' : 'reject' };
   return { approvalId: request.id };
 }
 

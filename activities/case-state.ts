@@ -80,7 +80,9 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         // The first state a workflow reports is the moment its case started (if the starter did not record it).
         startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
         stateSeq: input.seq,
-        ...(runId ? { stateRunId: runId, stateRunStartedAt: runStartedAt } : {}),
+        // An undated write keeps the row's date: only its own run's row can be dated (newerState).
+        ...(runId ? { stateRunId: runId } : {}),
+        ...(runStartedAt ? { stateRunStartedAt: runStartedAt } : {}),
         updatedAt: now,
       })
       .where(and(eq(collectionCases.workflowId, input.workflowId), newerState(input.seq, runId, runStartedAt)))

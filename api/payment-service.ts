@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, count, desc, eq, inArray, isNotNull, isNull, ne, or } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, isNotNull, isNull, ne, or, sql } from 'drizzle-orm';
 import type { PgInsertValue } from 'drizzle-orm/pg-core';
 import { paymentMessage } from '../cases/collection-start';
 import { auditEvents, manualPaymentSource, payments, webhookEvents } from '../db/schema';
@@ -96,6 +96,9 @@ async function deliverPayment(deps: ServiceDeps, target: FoundInvoice, payment: 
       detail: `Payment ${payment.providerEventId} is stored; delivering it to the collection case failed. It is retried automatically (it is counted once).`,
     });
   }
+  // A delivery whose answer was lost (a timeout after the server took it) is sent again: if the
+  // case closed having counted this payment, it was applied.
+  if (delivery === 'case_closed' && caseRow && (await closedCounting(deps.db, caseRow.id, payment.id))) delivery = 'applied';
   if (flag && delivery !== 'applied') {
     // Money for a case that is closed (or never needed one): kept and flagged for reconciliation,
     // once, whoever applies it (a retry after a lost claim, a re-send, a registration).
@@ -112,6 +115,16 @@ async function deliverPayment(deps: ServiceDeps, target: FoundInvoice, payment: 
       .onConflictDoNothing();
   }
   return delivery;
+}
+
+/** Whether the case closed with this payment among those its workflow counted. */
+async function closedCounting(db: Database, caseId: string, paymentId: string): Promise<boolean> {
+  const [row] = await db
+    .select({ id: auditEvents.id })
+    .from(auditEvents)
+    .where(and(eq(auditEvents.caseId, caseId), eq(auditEvents.type, 'case.closed'), sql`${auditEvents.data}->'appliedPayments' @> ${JSON.stringify([paymentId])}::jsonb`))
+    .limit(1);
+  return Boolean(row);
 }
 
 export function paymentView(payment: PaymentRow) {

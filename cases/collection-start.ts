@@ -145,6 +145,8 @@ export async function signalCollection<Message>(
   message: Message,
   at: Date,
 ): Promise<'delivered' | 'case_closed'> {
+  // A closed case stays closed, also once Temporal's retention has deleted its workflow.
+  if (stored.caseRow.stage === 'Closed') return 'case_closed';
   // Most cases run already: a plain signal needs neither the policy nor the workflow input.
   if (stored.caseRow.stage !== 'NotStarted') {
     try {

@@ -7,13 +7,14 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { approvals, auditEvents, collectionCases, collectionPolicies, customers } from '../db/schema';
+import { approvals, auditEvents, collectionCases, collectionPolicies, customers, handovers } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { policySchema } from '../domain/policy';
 import { caseStatusQuery } from '../workflows/messages';
 import { signedBankDelivery, storedEvent } from './support/bank-payments';
 import { afternoonZone, anyDay, emailFirstPolicy, invoicePayload, isoDate, zoneAtHour } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
+import { replayAndRecord } from './support/histories';
 import { until } from './support/until';
 
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
@@ -181,7 +182,7 @@ it('applies a payment to a case whose workflow was lost or terminated: a new run
   await untilStage(terminated.workflowId, 'Closed');
 });
 
-it('tells an approver deciding for a lost case to restart it; the restarted case asks again, under the same request, and takes the decision', async () => {
+it('tells an approver deciding for a lost case to restart it; the restarted case asks again, under the same request, and takes the decision, which stands if it is lost again', async () => {
   const invoice = invoicePayload({ dueDate: isoDate(-5), policy: 'lost-agency-first', amountTotalMinor: 250_000 });
   invoice.customer = { ...invoice.customer, timeZone: afternoonZone() };
   expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
@@ -205,4 +206,18 @@ it('tells an approver deciding for a lost case to restart it; the restarted case
   const decided = await decide();
   expect(decided.statusCode, decided.body).toBe(200);
   await untilStage(workflowId, 'HandedOver');
+
+  // Lost once more, after the handover: restarted and resumed, it passes the gate on the
+  // decision taken, without asking anyone again, and is handed over (once) as before.
+  await lose(workflowId);
+  expect((await restart(invoice.externalId)).statusCode).toBe(202);
+  await untilStage(workflowId, 'Paused');
+  expect((await h.app.inject({ method: 'POST', url: `/invoices/${invoice.externalId}/resume`, headers: h.auth('collector'), payload: { reason: 'timeline checked' } })).statusCode).toBe(202);
+  await untilStage(workflowId, 'HandedOver');
+  expect(await h.db.db.select({ id: approvals.id, status: approvals.status }).from(approvals).where(eq(approvals.caseId, paused.id))).toEqual([{ id: approval!.id, status: 'approved' }]);
+  const status = await h.client.workflow.getHandle(workflowId).query(caseStatusQuery);
+  expect(status.pendingApproval).toBeNull();
+  expect(await h.db.db.select().from(handovers).where(eq(handovers.approvalId, approval!.id))).toHaveLength(1);
+  // The new run's history replays (and is kept for future code to replay: RECORD_HISTORIES=1).
+  await replayAndRecord(h.client.workflow.getHandle(workflowId), 'approval-decided-before-restart-v1');
 });

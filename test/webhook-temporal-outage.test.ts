@@ -182,6 +182,27 @@ it('flags a queued payment for reconciliation when the case closed before it was
   expect(await unappliedFlags(invoice.externalId)).toEqual([expect.objectContaining({ reference: late.payment.reference, amountMinor: 40_000, reason: 'case_closed' })]);
 });
 
+it('knows a payment as applied when its delivery reached the case but the answer was lost, and it is sent again after the case closed', async () => {
+  const invoice = await registered();
+  const event = { id: `evt_answer_lost_${Date.now()}`, type: 'payment.succeeded', data: { invoiceExternalId: invoice.externalId, amountMinor: 125_000, currency: 'EUR' } };
+  expect((await h.app.inject(signedBankDelivery(event))).statusCode).toBe(200);
+  await until('the payment applied', async () => (await storedEvent(h.db.db, event.id))?.status === 'applied');
+  await expectPaidOnce(h, invoice.externalId);
+  // As if the signal had reached Temporal but its answer had not come back in time: the
+  // delivery is still waiting, and a dispatcher delivers it again.
+  await h.db.db.update(webhookEvents).set({ status: 'received', nextAttemptAt: new Date() }).where(eq(webhookEvents.eventId, event.id));
+  const other = await h.anotherApp();
+  try {
+    await other.ready();
+    await until('the delivery settled', async () => (await storedEvent(h.db.db, event.id))?.status !== 'received');
+  } finally {
+    await other.close();
+  }
+  // The case closed counting it: applied, not money for a closed case.
+  expect(await storedEvent(h.db.db, event.id)).toMatchObject({ status: 'applied' });
+  expect(await unappliedFlags(invoice.externalId)).toEqual([]);
+});
+
 /** The payment.unapplied audit events of an invoice: money reconciliation must refund or allocate. */
 async function unappliedFlags(externalId: string) {
   const rows = await h.db.db

@@ -722,11 +722,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     requestedBy: string;
     amountMinor: number;
     reason: string;
-  }): Promise<ApprovalDecision | null> {
+  }): Promise<Pick<ApprovalDecision, 'approvalId' | 'decision'> | null> {
     const { stepId, kind, rule, requestedBy, amountMinor, reason } = request;
     const deadline = new Date(Date.now() + rule.deadlineDays * DAY_MS);
     const cost = kind === 'settlement' ? balance - amountMinor : costOf(kind);
-    const { approvalId } = await books.requestApproval({
+    const { approvalId, decided: decidedBefore } = await books.requestApproval({
       workflowId,
       stepId,
       kind,
@@ -738,6 +738,12 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       deadlineAt: deadline.toISOString(),
       at: now(),
     });
+    // A case started again after Temporal lost its workflow passes a gate it passed before: the
+    // decision taken then stands (nobody is asked twice, and no request waits for ever).
+    if (decidedBefore && patched('approval-decided-before-restart')) {
+      note('approval', `${kind} ${decidedBefore === 'approve' ? 'approved' : 'rejected'} before the case was started again (${approvalId})`);
+      return isPaid() ? null : { approvalId, decision: decidedBefore };
+    }
     decision = null;
     deciding = false;
     pendingApproval = {
@@ -982,7 +988,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   stage = 'Closed';
   outcome = endedAs ?? 'paid';
   nextAction = null;
-  await publish('case.closed', { outcome, overpaidMinor: overpaid });
+  // Which payments it counted: a delivery answered too late, sent again to the closed case, is
+  // then known as applied rather than flagged as money for a closed case.
+  await publish('case.closed', { outcome, overpaidMinor: overpaid, appliedPayments: [...appliedPayments] });
   // Let an approver's update that is still being recorded finish before the workflow ends.
   await condition(allHandlersFinished);
   return { outcome, amountOutstandingMinor: balance, overpaidMinor: overpaid, paymentsApplied: appliedPayments.size };
