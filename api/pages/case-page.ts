@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { formatMoney, type Currency } from '../../domain/money';
 import type { AppContext } from '../app';
@@ -12,8 +13,10 @@ import { requirePageRole } from './session';
  * on a paused one it ends the pause) or restart (a lost or ended workflow starts again, paused).
  */
 export function caseActionForm(externalId: string, user: PageUser, action: 'resume' | 'restart', label: string) {
+  // The form's own key: sent again (a reload after a timeout), it is the same command, applied once.
   return html`<form method="post" action="/ui/cases/${encodeURIComponent(externalId)}/${action}" class="actions">
   <input type="hidden" name="csrf" value="${user.csrfToken}">
+  <input type="hidden" name="key" value="${randomUUID()}">
   <label class="muted" for="${action}-${externalId}">Reason</label>
   <input id="${action}-${externalId}" name="reason" type="text" required minlength="3" maxlength="2000">
   <button type="submit">${label}</button>

@@ -11,7 +11,7 @@ import { formatInstant, kindLabel } from './format';
 import { html, layout } from './html';
 import { csrfValid, requirePageRole } from './session';
 
-const reasonFormSchema = z.object({ reason: z.string().trim().min(3, 'Give a reason of at least 3 characters').max(2000) });
+const reasonFormSchema = z.object({ reason: z.string().trim().min(3, 'Give a reason of at least 3 characters').max(2000), key: z.uuid().optional() });
 
 /** Cases that will not move on by themselves, with the reason, a Temporal UI link and what to do. */
 export function registerOperationsPages({ db, services }: AppContext, app: FastifyInstance): void {
@@ -73,8 +73,9 @@ ${stuck.map(
       if (!csrfValid(request, (request.body as { csrf?: unknown } | undefined)?.csrf)) return fail(403, 'The form had expired. Nothing was sent; try again.');
       if (!form.success) return fail(400, form.error.issues.map((i) => i.message).join('; '));
       try {
-        if (action === 'resume') await sendCaseCommand(services, { externalId, name: 'resume', body: form.data, caller: request.caller! });
-        else await restartCase(services, externalId, form.data.reason, request.caller!);
+        const { reason, key } = form.data;
+        if (action === 'resume') await sendCaseCommand(services, { externalId, name: 'resume', body: { reason }, caller: request.caller!, ...(key ? { idempotencyKey: key } : {}) });
+        else await restartCase(services, externalId, reason, request.caller!);
       } catch (err) {
         if (err instanceof HttpProblem && err.status < 500) return fail(err.status, err.detail);
         throw err;
