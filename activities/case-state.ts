@@ -80,6 +80,9 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         // The first state a workflow reports is the moment its case started (if the starter did not record it).
         startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
         stateSeq: input.seq,
+        // A run that writes exists: whatever the sweep's check found gone before, is not.
+        workflowGone: null,
+        workflowGoneSince: null,
         // An undated write keeps the row's date: only its own run's row can be dated (newerState).
         ...(runId ? { stateRunId: runId } : {}),
         ...(runStartedAt ? { stateRunStartedAt: runStartedAt } : {}),

@@ -19,7 +19,7 @@ import {
   sendLetter,
   type StepInput,
 } from './channels';
-import { startDueCases, type StartDueCasesInput } from './sweep';
+import { checkOpenCases, startDueCases, type CheckOpenCasesInput, type StartDueCasesInput } from './sweep';
 
 /** The channels, the database, and the Temporal client and task queue the overdue sweep starts cases with. */
 export type ActivityDeps = ApprovalDeps & CaseStartDeps;
@@ -43,6 +43,7 @@ export function createActivities(deps: ActivityDeps) {
     openDispute: (input: OpenDisputeInput) => openDispute(deps, input),
     resolveDispute: (input: ResolveDisputeInput) => resolveDispute(deps, input),
     startDueCases: (input: StartDueCasesInput) => startDueCases(deps, input),
+    checkOpenCases: (input: CheckOpenCasesInput) => checkOpenCases(deps, input),
   };
 }
 

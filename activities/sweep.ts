@@ -1,6 +1,7 @@
 import { log } from '@temporalio/activity';
-import { and, asc, eq, lte, sql } from 'drizzle-orm';
+import { and, asc, eq, lt, lte, notInArray, sql } from 'drizzle-orm';
 import { startCollection, type CaseStartDeps } from '../cases/collection-start';
+import { goneAs, mapInBatches, viewWorkflow } from '../cases/workflow-view';
 import { collectionCases, customers, invoices } from '../db/schema';
 
 /** Where a page of the sweep ended: the last case it looked at, in (startsAt, id) order. */
@@ -63,5 +64,61 @@ export async function startDueCases(deps: CaseStartDeps, input: StartDueCasesInp
   }
   const last = rows.at(-1);
   if (last && rows.length === input.limit) result.next = { startsAt: last.caseRow.startsAt.toISOString(), caseId: last.caseRow.id };
+  return result;
+}
+
+export type CheckOpenCasesInput = {
+  /** The sweep's "now" (workflow time): recorded as the time of the check. */
+  asOf: string;
+  limit: number;
+};
+
+export type CheckOpenCasesResult = {
+  checked: number;
+  /** Temporal did not answer for these; they stay first in line for the next run. */
+  unanswered: number;
+  /** Invoices whose open case's workflow is gone (lost, or ended without closing the case). */
+  gone: string[];
+};
+
+/**
+ * Asks Temporal about the workflows of open cases, the longest unchecked first, and records on
+ * each case whether its workflow is gone: lost by the server, or ended (terminated from the UI)
+ * without closing the case. The stuck list shows those, with a restart; the next state a run
+ * writes clears the mark. Nothing is restarted here: a person reads the timeline first.
+ */
+export async function checkOpenCases(deps: CaseStartDeps, input: CheckOpenCasesInput): Promise<CheckOpenCasesResult> {
+  const asOf = new Date(input.asOf);
+  const rows = await deps.db
+    .select({ id: collectionCases.id, workflowId: collectionCases.workflowId, externalId: invoices.externalId })
+    .from(collectionCases)
+    .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+    .where(notInArray(collectionCases.stage, ['NotStarted', 'Closed']))
+    .orderBy(sql`${collectionCases.workflowCheckedAt} asc nulls first`, asc(collectionCases.id))
+    .limit(input.limit);
+  const result: CheckOpenCasesResult = { checked: 0, unanswered: 0, gone: [] };
+  await mapInBatches(rows, 8, async (row) => {
+    const lookedAt = new Date();
+    let gone: string | null;
+    try {
+      const view = await viewWorkflow(deps.temporal, row.workflowId);
+      gone = view.state === 'missing' || view.state === 'ended' ? goneAs(view) : null;
+    } catch (err) {
+      result.unanswered += 1;
+      log.warn('checking a case workflow failed', { workflowId: row.workflowId, error: String(err) });
+      return;
+    }
+    result.checked += 1;
+    if (gone) result.gone.push(row.externalId);
+    await deps.db
+      .update(collectionCases)
+      .set(
+        gone
+          ? { workflowCheckedAt: asOf, workflowGone: gone, workflowGoneSince: sql`coalesce(${collectionCases.workflowGoneSince}, ${asOf.toISOString()}::timestamptz)` }
+          : { workflowCheckedAt: asOf, workflowGone: null, workflowGoneSince: null },
+      )
+      // A case a run wrote to since we looked (restarted meanwhile, say) is not marked gone.
+      .where(and(eq(collectionCases.id, row.id), gone ? lt(collectionCases.updatedAt, lookedAt) : undefined));
+  });
   return result;
 }

@@ -1,6 +1,7 @@
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { and, asc, eq, gt, isNotNull, lte, ne, notInArray } from 'drizzle-orm';
 import { restartCollection } from '../cases/collection-start';
+import { goneAs, goneReason, mapInBatches, viewWorkflow, type WorkflowView } from '../cases/workflow-view';
 import { auditEvents, collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
@@ -55,39 +56,6 @@ export type StuckOptions = {
   now?: Date;
 };
 
-/** Runs `fn` over `items`, at most `size` at a time: a page must not flood Temporal with describes. */
-async function mapInBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
-  return results;
-}
-
-/**
- * What Temporal says of an open case's workflow: running (with its pending activities), gone
- * (the server has no record of it), ended without closing the case (terminated from the UI,
- * failed, timed out), or completed (the case closed; its database row catches up).
- */
-type WorkflowView =
-  | { state: 'running'; pendingActivities: NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']> }
-  | { state: 'missing' }
-  | { state: 'ended'; status: string }
-  | { state: 'completed' };
-
-async function viewWorkflow(deps: ServiceDeps, workflowId: string): Promise<WorkflowView> {
-  try {
-    const handle = deps.temporal.workflow.getHandle(workflowId);
-    const description = await deps.temporal.connection.withDeadline(Date.now() + 3000, () => handle.describe());
-    const status = description.status.name;
-    if (status === 'RUNNING') return { state: 'running', pendingActivities: description.raw.pendingActivities ?? [] };
-    // Continued as new: described between two runs; the next one runs.
-    if (status === 'CONTINUED_AS_NEW') return { state: 'running', pendingActivities: [] };
-    return status === 'COMPLETED' ? { state: 'completed' } : { state: 'ended', status };
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return { state: 'missing' };
-    throw err;
-  }
-}
-
 /**
  * Cases that will not move on by themselves, and why. Blocked, paused and overdue approvals come
  * from the database. A failing activity only shows in Temporal: the cases whose next action is
@@ -114,7 +82,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     webhookEventId: null,
   });
 
-  const [blocked, paused, due, overdueApprovals, unfinished, unforwarded, unstarted] = await Promise.all([
+  const [blocked, paused, due, overdueApprovals, unfinished, unforwarded, gone, unstarted] = await Promise.all([
     selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
     selectCases()
       .where(and(eq(collectionCases.stage, 'Paused'), lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000))))
@@ -142,6 +110,11 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .where(and(isNotNull(invoiceAdjustments.nextAttemptAt), gt(invoiceAdjustments.attempts, 0), lte(invoiceAdjustments.createdAt, new Date(now.getTime() - 5 * 60_000))))
       .orderBy(asc(invoiceAdjustments.createdAt))
       .limit(200),
+    // The overdue sweep's check of open cases found their workflows gone.
+    selectCases()
+      .where(and(isNotNull(collectionCases.workflowGone), notInArray(collectionCases.stage, ['Closed', 'NotStarted'])))
+      .orderBy(asc(collectionCases.workflowGoneSince))
+      .limit(200),
     // The sweep starts a case within minutes of its start time; an hour late means its start keeps failing.
     selectCases()
       .where(and(eq(collectionCases.stage, 'NotStarted'), lte(collectionCases.startsAt, new Date(now.getTime() - 3_600_000))))
@@ -149,31 +122,26 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .limit(200),
   ]);
 
+  const goneEntry = (row: Row, how: string) => ({
+    ...base(row),
+    kind: how === 'lost' ? ('workflow_missing' as const) : ('workflow_ended' as const),
+    reason: goneReason(how),
+    attempts: null,
+    action: 'restart' as const,
+  });
+
   const failing = await mapInBatches(
     due,
     8,
     async (row): Promise<StuckCase | undefined> => {
       let view: WorkflowView;
       try {
-        view = await viewWorkflow(deps, row.caseRow.workflowId);
+        view = await viewWorkflow(deps.temporal, row.caseRow.workflowId);
       } catch {
         return undefined; // Temporal did not answer for this one; the others still count.
       }
       const since = row.caseRow.nextActionAt?.toISOString() ?? null;
-      if (view.state === 'missing' || view.state === 'ended') {
-        return {
-          ...base(row),
-          kind: view.state === 'missing' ? 'workflow_missing' : 'workflow_ended',
-          reason:
-            (view.state === 'missing'
-              ? 'Temporal has no record of its workflow (its execution was lost)'
-              : `Its workflow ended (${view.status.toLowerCase()}) without closing the case`) +
-            ', so nothing will happen to it: restart it (it comes back paused, to be resumed once its timeline is checked)',
-          since,
-          attempts: null,
-          action: 'restart',
-        };
-      }
+      if (view.state === 'missing' || view.state === 'ended') return { ...goneEntry(row, goneAs(view)), since };
       if (view.state !== 'running') return undefined;
       const worst = view.pendingActivities
         .filter((a) => (a.attempt ?? 0) >= options.minAttempts)
@@ -191,8 +159,13 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     },
   );
 
+  const found = failing.filter((c): c is StuckCase => c !== undefined);
+  const listed = new Set(found.map((c) => c.workflowId));
   return [
-    ...failing.filter((c): c is StuckCase => c !== undefined),
+    ...found,
+    ...gone
+      .filter((row) => !listed.has(row.caseRow.workflowId))
+      .map((row) => ({ ...goneEntry(row, row.caseRow.workflowGone!), since: row.caseRow.workflowGoneSince?.toISOString() ?? null })),
     ...blocked.map((row) => ({
       ...base(row),
       kind: 'blocked' as const,
@@ -278,7 +251,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
   };
   let view: WorkflowView;
   try {
-    view = await viewWorkflow(deps, caseRow.workflowId);
+    view = await viewWorkflow(deps.temporal, caseRow.workflowId);
   } catch (err) {
     throw unavailable(err);
   }
@@ -292,7 +265,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
         : `The workflow of invoice ${externalId} completed, which closed the case; a closed case is never started again.`,
     );
   }
-  const previously = view.state === 'missing' ? 'lost' : view.status.toLowerCase();
+  const previously = goneAs(view);
   let runId: string;
   try {
     runId = await restartCollection(deps, { ...stored, caseRow }, { by: caller.name, reason: `restarted after its workflow was ${previously}: ${reason}; check the timeline, then resume` });
@@ -303,6 +276,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
     if (isTemporalUnreachable(err)) throw unavailable(err);
     throw err;
   }
+  await deps.db.update(collectionCases).set({ workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, caseRow.id));
   await deps.db
     .insert(auditEvents)
     .values({ caseId: caseRow.id, invoiceId: stored.invoice.id, actor: caller.name, type: 'case.restarted', data: { reason, previously, runId }, dedupeKey: `${caseRow.workflowId}:restart:${runId}` })

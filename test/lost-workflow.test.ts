@@ -4,6 +4,7 @@
 // a new run from the opening balance and every stored payment, paused for a person to check
 // its timeline: the balance is right and the debtor hears nothing until someone resumes.
 // Real Temporal dev server.
+import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import { approvals, auditEvents, collectionCases, collectionPolicies, customers,
 import { collectionWorkflowId } from '../domain/collection';
 import { policySchema } from '../domain/policy';
 import { caseStatusQuery } from '../workflows/messages';
+import { overdueSweep } from '../workflows/overdue-sweep';
 import { signedBankDelivery, storedEvent } from './support/bank-payments';
 import { afternoonZone, anyDay, emailFirstPolicy, invoicePayload, isoDate, zoneAtHour } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -220,4 +222,43 @@ it('tells an approver deciding for a lost case to restart it; the restarted case
   expect(await h.db.db.select().from(handovers).where(eq(handovers.approvalId, approval!.id))).toHaveLength(1);
   // The new run's history replays (and is kept for future code to replay: RECORD_HISTORIES=1).
   await replayAndRecord(h.client.workflow.getHandle(workflowId), 'approval-decided-before-restart-v1');
+});
+
+it("finds, in the overdue sweep's check of open cases, a lost case with no step ahead, lists it until it is restarted", async () => {
+  const invoice = invoicePayload({ dueDate: isoDate(-3), policy: 'lost-email-first' });
+  invoice.customer = { ...invoice.customer, email: `${invoice.externalId.toLowerCase()}@debtor.example`, timeZone: afternoonZone() };
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);
+  const workflowId = collectionWorkflowId(invoice.externalId);
+  // Its only reminder sent, it waits for payment with nothing scheduled.
+  expect(await untilStage(workflowId, 'AwaitingPayment')).toMatchObject({ nextActionAt: null });
+  const running = invoicePayload({ dueDate: isoDate(-3), policy: 'lost-email-first' });
+  running.customer = { ...running.customer, timeZone: afternoonZone() };
+  expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: running })).statusCode).toBe(201);
+  await untilStage(collectionWorkflowId(running.externalId), 'AwaitingPayment');
+
+  await h.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId } });
+  await untilGone(workflowId);
+  const listed = async () => {
+    const list = await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') });
+    return (list.json() as { cases: { workflowId: string; kind: string; action: string; since: string | null }[] }).cases.find((c) => c.workflowId === workflowId);
+  };
+  // Nothing is due on it, so the stuck list's own look at due cases cannot see it.
+  expect(await listed()).toBeUndefined();
+
+  const sweepRun = await h.client.workflow.start(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ checkCases: 10_000 }] });
+  const sweep = await sweepRun.result();
+  expect(sweep.casesChecked).toBeGreaterThanOrEqual(2);
+  expect(sweep.workflowsGone?.length).toBeGreaterThanOrEqual(1);
+  await replayAndRecord(sweepRun, 'overdue-sweep-checks-open-cases-v1');
+  expect(await caseRow(workflowId)).toMatchObject({ workflowGone: 'lost', workflowGoneSince: expect.any(Date), workflowCheckedAt: expect.any(Date) });
+  expect(await caseRow(collectionWorkflowId(running.externalId))).toMatchObject({ workflowGone: null, workflowCheckedAt: expect.any(Date) });
+  expect(await listed()).toMatchObject({ kind: 'workflow_missing', action: 'restart', since: expect.any(String) });
+
+  expect((await restart(invoice.externalId)).statusCode).toBe(202);
+  await untilStage(workflowId, 'Paused');
+  expect(await caseRow(workflowId)).toMatchObject({ workflowGone: null, workflowGoneSince: null });
+  expect(await listed()).toBeUndefined();
+  // The next check finds it running.
+  await h.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ checkCases: 10_000 }] });
+  expect((await caseRow(workflowId)).workflowGone).toBeNull();
 });

@@ -1,10 +1,10 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { StartDueCasesResult, SweepCounts, SweepCursor } from '../activities/sweep';
 
 // A page is retried a few times (its starts are idempotent); a run that still fails leaves
 // its cases to the next run, which looks at every due case again.
-const { startDueCases } = proxyActivities<Activities>({
+const { startDueCases, checkOpenCases } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumAttempts: 5 },
 });
@@ -14,6 +14,8 @@ export type OverdueSweepInput = {
   pageSize?: number;
   /** At most this many cases per run (default 1,000); the rest wait for the next run. */
   maxCases?: number;
+  /** Open cases whose workflow is checked per run, the longest unchecked first (default 500). */
+  checkCases?: number;
 };
 
 export type OverdueSweepResult = SweepCounts & {
@@ -24,6 +26,10 @@ export type OverdueSweepResult = SweepCounts & {
   more: boolean;
   /** Up to 20 invoices whose start failed (the activity log has the errors). */
   failedInvoices: string[];
+  /** Open cases whose workflow was checked this run. */
+  casesChecked?: number;
+  /** Up to 20 invoices whose open case's workflow is gone (on the stuck list, to restart). */
+  workflowsGone?: string[];
 };
 
 const positiveInt = (value: number | undefined, fallback: number) => (Number.isSafeInteger(value) && value! > 0 ? value! : fallback);
@@ -33,7 +39,8 @@ const positiveInt = (value: number | undefined, fallback: number) => (Number.isS
  * collection case of every open invoice whose start time has come and whose workflow is not
  * running, page by page, a bounded batch per run. It is level-triggered: each run looks at
  * everything due by its own time, so a missed run or a failed start is made good by the next.
- * The counts are its result, shown in the Temporal UI.
+ * Each run then checks a batch of open cases for a workflow that is gone (checkOpenCases). The
+ * counts are its result, shown in the Temporal UI.
  */
 export async function overdueSweep(input: OverdueSweepInput = {}): Promise<OverdueSweepResult> {
   const pageSize = positiveInt(input.pageSize, 100);
@@ -52,7 +59,18 @@ export async function overdueSweep(input: OverdueSweepInput = {}): Promise<Overd
     result.failedInvoices = [...result.failedInvoices, ...page.failedInvoices].slice(0, 20);
     seen += page.started + page.alreadyRunning + page.failed;
     after = page.next;
-    if (!after) return result;
-    if (seen >= maxCases) return { ...result, more: true };
+    if (!after) break;
+    if (seen >= maxCases) {
+      result.more = true;
+      break;
+    }
   }
+  // Then a batch of open cases, to find any whose workflow Temporal lost or that ended without
+  // closing the case: nothing else would ever move them again.
+  if (patched('sweep-checks-open-cases')) {
+    const check = await checkOpenCases({ asOf, limit: positiveInt(input.checkCases, 500) });
+    result.casesChecked = check.checked;
+    result.workflowsGone = check.gone.slice(0, 20);
+  }
+  return result;
 }

@@ -51,10 +51,21 @@ export const collectionCases = pgTable(
     startedAt: timestamp('started_at', { withTimezone: true }),
     closedAt: timestamp('closed_at', { withTimezone: true }),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    /** When the overdue sweep last asked Temporal about the case's workflow (it checks the longest unchecked first). */
+    workflowCheckedAt: timestamp('workflow_checked_at', { withTimezone: true }),
+    /**
+     * Set by that check when the open case's workflow is gone: 'lost' (Temporal has no record of
+     * it) or how it ended without closing the case ('terminated', 'failed', …); cleared by the
+     * next state a run of it writes.
+     */
+    workflowGone: text('workflow_gone'),
+    workflowGoneSince: timestamp('workflow_gone_since', { withTimezone: true }),
   },
   (t) => [
     index('collection_cases_stage_idx').on(t.stage),
     // The overdue sweep's work list: cases not started yet, oldest start time first.
     index('collection_cases_not_started_idx').on(t.startsAt, t.id).where(sql`stage = 'NotStarted'`),
+    // The sweep's check of open cases: the longest unchecked first.
+    index('collection_cases_workflow_check_idx').on(t.workflowCheckedAt.asc().nullsFirst(), t.id).where(sql`stage not in ('NotStarted', 'Closed')`),
   ],
 );

@@ -1,0 +1,52 @@
+/**
+ * What Temporal says of an open case's workflow, for the stuck list, the restart, and the
+ * sweep's check of open cases.
+ */
+import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
+
+/**
+ * Running (with its pending activities), gone (the server has no record of it), ended without
+ * closing the case (terminated from the UI, failed, timed out), or completed (the case closed;
+ * its database row catches up).
+ */
+export type WorkflowView =
+  | { state: 'running'; pendingActivities: NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']> }
+  | { state: 'missing' }
+  | { state: 'ended'; status: string }
+  | { state: 'completed' };
+
+/** Describes the workflow (3 s at most); throws if Temporal does not answer. */
+export async function viewWorkflow(temporal: Client, workflowId: string): Promise<WorkflowView> {
+  try {
+    const handle = temporal.workflow.getHandle(workflowId);
+    const description = await temporal.connection.withDeadline(Date.now() + 3000, () => handle.describe());
+    const status = description.status.name;
+    if (status === 'RUNNING') return { state: 'running', pendingActivities: description.raw.pendingActivities ?? [] };
+    // Continued as new: described between two runs; the next one runs.
+    if (status === 'CONTINUED_AS_NEW') return { state: 'running', pendingActivities: [] };
+    return status === 'COMPLETED' ? { state: 'completed' } : { state: 'ended', status };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return { state: 'missing' };
+    throw err;
+  }
+}
+
+/** How a gone workflow is named on the case: 'lost', or its end ('terminated', 'failed', …). */
+export function goneAs(view: Extract<WorkflowView, { state: 'missing' | 'ended' }>): string {
+  return view.state === 'missing' ? 'lost' : view.status.toLowerCase();
+}
+
+/** Runs `fn` over `items`, at most `size` at a time: describes must not flood Temporal. */
+export async function mapInBatches<T, R>(items: T[], size: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(fn))));
+  return results;
+}
+
+/** What the stuck list says of a case whose workflow is gone. */
+export function goneReason(gone: string): string {
+  return (
+    (gone === 'lost' ? 'Temporal has no record of its workflow (its execution was lost)' : `Its workflow ended (${gone}) without closing the case`) +
+    ', so nothing will happen to it: restart it (it comes back paused, to be resumed once its timeline is checked)'
+  );
+}
