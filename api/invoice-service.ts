@@ -42,6 +42,7 @@ export function caseView(deps: ServiceDeps, row: CaseRow) {
     startsAt: row.startsAt.toISOString(),
     startedAt: row.startedAt?.toISOString() ?? null,
     closedAt: row.closedAt?.toISOString() ?? null,
+    workflowGone: row.workflowGone,
     temporalUiUrl: temporalUiLink(deps, row.workflowId),
   };
 }

@@ -241,7 +241,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
     throw new HttpProblem(
       409,
       'case-not-restartable',
-      'No running case to restart',
+      'Nothing to restart',
       `Invoice ${externalId} has ${!caseRow ? 'no collection case' : caseRow.stage === 'Closed' ? 'a closed case' : 'a case that has not started yet (the overdue sweep starts it)'}.`,
     );
   }

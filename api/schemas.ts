@@ -93,6 +93,10 @@ export const caseViewSchema = z.object({
   startsAt: isoInstant.describe('When the collection workflow starts (or was due to): a day before the policy\'s first step; the overdue sweep starts it within SWEEP_INTERVAL_MINUTES of then'),
   startedAt: isoInstant.nullable().describe('When the workflow started; null while the case waits for its start (stage NotStarted)'),
   closedAt: isoInstant.nullable(),
+  workflowGone: z
+    .string()
+    .nullable()
+    .describe("Set when the overdue sweep's check found the open case's workflow gone: 'lost' (Temporal has no record of it) or how it ended ('terminated', …); restart the case"),
   temporalUiUrl: z.url(),
 });
 

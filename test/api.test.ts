@@ -271,6 +271,7 @@ describe('health and contract', () => {
     }
     expect(doc.paths['/invoices/{externalId}/payments'].post.responses['202'].description).toContain('queued');
     expect(doc.paths['/invoices/{externalId}/credit-notes'].post.responses['202'].description).toContain('queued');
+    expect(doc.paths['/invoices/{externalId}/restart'].post.responses['202'].description).toContain('paused');
     const ui = await h.app.inject({ url: '/docs/' });
     expect(ui.statusCode).toBe(200);
     expect(ui.headers['content-type']).toContain('text/html');

@@ -253,6 +253,8 @@ it("finds, in the overdue sweep's check of open cases, a lost case with no step 
   expect(await caseRow(workflowId)).toMatchObject({ workflowGone: 'lost', workflowGoneSince: expect.any(Date), workflowCheckedAt: expect.any(Date) });
   expect(await caseRow(collectionWorkflowId(running.externalId))).toMatchObject({ workflowGone: null, workflowCheckedAt: expect.any(Date) });
   expect(await listed()).toMatchObject({ kind: 'workflow_missing', action: 'restart', since: expect.any(String) });
+  const detail = await h.app.inject({ url: `/invoices/${invoice.externalId}`, headers: h.auth('viewer') });
+  expect(detail.json().case).toMatchObject({ workflowGone: 'lost' });
 
   expect((await restart(invoice.externalId)).statusCode).toBe(202);
   await untilStage(workflowId, 'Paused');

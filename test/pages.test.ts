@@ -6,6 +6,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approvals, collectionCases, collectionPolicies, invoices } from '../db/schema';
 import { policySchema } from '../domain/policy';
+import { overdueSweep } from '../workflows/overdue-sweep';
 import { launchBrowser, screenshot } from './support/browser';
 import { afternoonZone, anyDay, emailFirstPolicy, invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -289,6 +290,14 @@ describe('operations view', () => {
     await h.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId } });
     // Its next action comes due, and nothing takes it.
     await h.db.db.update(collectionCases).set({ nextActionAt: new Date(Date.now() - 60_000) }).where(eq(collectionCases.workflowId, workflowId));
+
+    // The sweep's check marks it; its page says so and offers the restart.
+    await h.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${lost.externalId}`, args: [{ checkCases: 10_000 }] });
+    const casePage = await signIn('collector', `/ui/cases/${lost.externalId}`);
+    expect(await casePage.getByRole('region', { name: 'Case' }).innerText()).toContain('Gone (lost)');
+    expect(await casePage.getByRole('button', { name: 'Restart, paused' }).count()).toBe(1);
+    await screenshot(casePage, 'case-workflow-gone');
+    await casePage.close();
 
     const page = await signIn('collector', '/ui/operations');
     const row = page.locator(`tr[data-workflow-id="${workflowId}"]`);

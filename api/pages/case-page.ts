@@ -58,12 +58,19 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
     <dt>Next step</dt><dd>${next}</dd>
     ${live?.pendingApproval ? html`<dt>Waiting for</dt><dd>${kindLabel(live.pendingApproval.kind)} approval, <a href="/ui/approvals">in the inbox</a></dd>` : ''}
     ${caseView?.blockedReason ? html`<dt>Blocked</dt><dd>${caseView.blockedReason}</dd>` : ''}
+    ${caseView?.workflowGone ? html`<dt>Workflow</dt><dd>Gone (${caseView.workflowGone}): nothing will happen to this case until it is restarted</dd>` : ''}
     ${live?.pausedReason ? html`<dt>Paused</dt><dd>${live.pausedReason}</dd>` : ''}
     ${live?.dispute ? html`<dt>Dispute</dt><dd>${live.dispute.reason} (since ${formatInstant(live.dispute.openedAt)})</dd>` : ''}
     ${live?.promise ? html`<dt>Promise to pay</dt><dd>${formatMoney(live.promise.amountMinor, currency)} by ${live.promise.promisedDate}</dd>` : ''}
   </dl>
   ${caseView ? html`<p><a href="${caseView.temporalUiUrl}">Open the workflow in the Temporal UI</a></p>` : ''}
-  ${caseView && canAct && (caseView.stage === 'Blocked' || caseView.stage === 'Paused') ? caseActionForm(invoice.externalId, user, 'resume', caseView.stage === 'Blocked' ? 'Retry the step' : 'Resume') : ''}
+  ${
+    caseView?.workflowGone && canAct
+      ? caseActionForm(invoice.externalId, user, 'restart', 'Restart, paused')
+      : caseView && canAct && (caseView.stage === 'Blocked' || caseView.stage === 'Paused')
+        ? caseActionForm(invoice.externalId, user, 'resume', caseView.stage === 'Blocked' ? 'Retry the step' : 'Resume')
+        : ''
+  }
   ${live || notStarted || !caseView ? '' : html`<p class="muted">Temporal did not answer, so this shows the database copy.</p>`}
 </section>
 <h2>Communications</h2>

@@ -68,7 +68,9 @@ export const operationsRoutes =
           params: externalIdParamsSchema,
           body: z.object({ reason: reasonSchema }),
           response: {
-            202: z.object({ restarted: z.literal(true), runId: z.string().describe('The new workflow run'), stage: z.literal('Paused') }),
+            202: z
+              .object({ restarted: z.literal(true), runId: z.string().describe('The new workflow run'), stage: z.literal('Paused') })
+              .describe('Restarted: the new run comes up paused (and closes at once if what is stored settles it); resume it once its timeline is checked'),
             ...problemResponses,
           },
         },
