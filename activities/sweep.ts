@@ -1,7 +1,7 @@
 import { log } from '@temporalio/activity';
-import { and, asc, eq, lt, lte, notInArray, sql } from 'drizzle-orm';
+import { and, asc, eq, isNull, lte, sql } from 'drizzle-orm';
 import { startCollection, type CaseStartDeps } from '../cases/collection-start';
-import { goneAs, mapInBatches, viewWorkflow } from '../cases/workflow-view';
+import { goneAs, viewWorkflow } from '../cases/workflow-view';
 import { collectionCases, customers, invoices } from '../db/schema';
 
 /** Where a page of the sweep ended: the last case it looked at, in (startsAt, id) order. */
@@ -85,40 +85,64 @@ export type CheckOpenCasesResult = {
  * Asks Temporal about the workflows of open cases, the longest unchecked first, and records on
  * each case whether its workflow is gone: lost by the server, or ended (terminated from the UI)
  * without closing the case. The stuck list shows those, with a restart; the next state a run
- * writes clears the mark. Nothing is restarted here: a person reads the timeline first.
+ * writes clears the mark. Nothing is restarted here: a person reads the timeline first. When a
+ * whole batch goes unanswered (Temporal away) the rest waits for the next run.
  */
 export async function checkOpenCases(deps: CaseStartDeps, input: CheckOpenCasesInput): Promise<CheckOpenCasesResult> {
   const asOf = new Date(input.asOf);
   const rows = await deps.db
-    .select({ id: collectionCases.id, workflowId: collectionCases.workflowId, externalId: invoices.externalId })
+    .select({
+      id: collectionCases.id,
+      workflowId: collectionCases.workflowId,
+      stateSeq: collectionCases.stateSeq,
+      stateRunId: collectionCases.stateRunId,
+      externalId: invoices.externalId,
+    })
     .from(collectionCases)
     .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
-    .where(notInArray(collectionCases.stage, ['NotStarted', 'Closed']))
+    // Written out (not parameters), so the planner matches the partial index.
+    .where(sql`${collectionCases.stage} not in ('NotStarted', 'Closed')`)
     .orderBy(sql`${collectionCases.workflowCheckedAt} asc nulls first`, asc(collectionCases.id))
     .limit(input.limit);
   const result: CheckOpenCasesResult = { checked: 0, unanswered: 0, gone: [] };
-  await mapInBatches(rows, 8, async (row) => {
-    const lookedAt = new Date();
-    let gone: string | null;
-    try {
-      const view = await viewWorkflow(deps.temporal, row.workflowId);
-      gone = view.state === 'missing' || view.state === 'ended' ? goneAs(view) : null;
-    } catch (err) {
-      result.unanswered += 1;
-      log.warn('checking a case workflow failed', { workflowId: row.workflowId, error: String(err) });
-      return;
-    }
-    result.checked += 1;
-    if (gone) result.gone.push(row.externalId);
-    await deps.db
-      .update(collectionCases)
-      .set(
-        gone
-          ? { workflowCheckedAt: asOf, workflowGone: gone, workflowGoneSince: sql`coalesce(${collectionCases.workflowGoneSince}, ${asOf.toISOString()}::timestamptz)` }
-          : { workflowCheckedAt: asOf, workflowGone: null, workflowGoneSince: null },
-      )
-      // A case a run wrote to since we looked (restarted meanwhile, say) is not marked gone.
-      .where(and(eq(collectionCases.id, row.id), gone ? lt(collectionCases.updatedAt, lookedAt) : undefined));
-  });
+  for (let i = 0; i < rows.length; i += checkConcurrency) {
+    const batch = rows.slice(i, i + checkConcurrency);
+    const answered = await Promise.all(batch.map(async (row) => {
+      let gone: string | null;
+      try {
+        const view = await viewWorkflow(deps.temporal, row.workflowId);
+        gone = view.state === 'missing' || view.state === 'ended' ? goneAs(view) : null;
+      } catch (err) {
+        result.unanswered += 1;
+        log.warn('checking a case workflow failed', { workflowId: row.workflowId, error: String(err) });
+        return false;
+      }
+      result.checked += 1;
+      if (gone) {
+        // Marked only if no run has written to the case since it was read (restarted meanwhile, say).
+        const [marked] = await deps.db
+          .update(collectionCases)
+          .set({ workflowCheckedAt: asOf, workflowGone: gone, workflowGoneSince: sql`coalesce(${collectionCases.workflowGoneSince}, ${asOf.toISOString()}::timestamptz)` })
+          .where(
+            and(
+              eq(collectionCases.id, row.id),
+              eq(collectionCases.stateSeq, row.stateSeq),
+              row.stateRunId === null ? isNull(collectionCases.stateRunId) : eq(collectionCases.stateRunId, row.stateRunId),
+            ),
+          )
+          .returning({ id: collectionCases.id });
+        if (marked) {
+          result.gone.push(row.externalId);
+          return true;
+        }
+      }
+      await deps.db.update(collectionCases).set({ workflowCheckedAt: asOf, workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, row.id));
+      return true;
+    }));
+    if (!answered.some(Boolean)) break;
+  }
   return result;
 }
+
+/** Describes in flight at once while checking open cases. */
+const checkConcurrency = 8;

@@ -130,6 +130,8 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     action: 'restart' as const,
   });
 
+  // Described just now and found running (or completed): an older mark of the sweep's check is stale.
+  const seenRunning = new Set<string>();
   const failing = await mapInBatches(
     due,
     8,
@@ -142,6 +144,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       }
       const since = row.caseRow.nextActionAt?.toISOString() ?? null;
       if (view.state === 'missing' || view.state === 'ended') return { ...goneEntry(row, goneAs(view)), since };
+      seenRunning.add(row.caseRow.workflowId);
       if (view.state !== 'running') return undefined;
       const worst = view.pendingActivities
         .filter((a) => (a.attempt ?? 0) >= options.minAttempts)
@@ -164,7 +167,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
   return [
     ...found,
     ...gone
-      .filter((row) => !listed.has(row.caseRow.workflowId))
+      .filter((row) => !listed.has(row.caseRow.workflowId) && !seenRunning.has(row.caseRow.workflowId))
       .map((row) => ({ ...goneEntry(row, row.caseRow.workflowGone!), since: row.caseRow.workflowGoneSince?.toISOString() ?? null })),
     ...blocked.map((row) => ({
       ...base(row),
@@ -256,6 +259,8 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
     throw unavailable(err);
   }
   if (view.state === 'running' || view.state === 'completed') {
+    // Not gone after all: a mark of the sweep's check is stale.
+    if (caseRow.workflowGone) await deps.db.update(collectionCases).set({ workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, caseRow.id));
     throw new HttpProblem(
       409,
       view.state === 'running' ? 'case-running' : 'case-completed',

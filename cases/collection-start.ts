@@ -99,7 +99,8 @@ async function startOptions(deps: CaseStartDeps, stored: StoredCase, pausedAtSta
 async function markStarted(db: Database, caseId: string, at: Date): Promise<void> {
   await db
     .update(collectionCases)
-    .set({ stage: 'Scheduled', startedAt: at, updatedAt: at })
+    // Checked now: a case that just started does not go ahead of older ones in the sweep's check.
+    .set({ stage: 'Scheduled', startedAt: at, updatedAt: at, workflowCheckedAt: at })
     .where(and(eq(collectionCases.id, caseId), eq(collectionCases.stage, 'NotStarted'), eq(collectionCases.stateSeq, 0)));
 }
 

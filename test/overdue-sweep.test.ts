@@ -154,3 +154,18 @@ describe('when a case starts', () => {
     await expect(handle.describe()).rejects.toSatisfy(notFound);
   });
 });
+
+describe("the sweep's check of open cases", () => {
+  it('marks a case whose workflow was terminated, on workflow time that has run ahead of the clock, and a running case not', async () => {
+    const { res, handle, payload } = await register(-2);
+    expect(res.statusCode).toBe(201);
+    const { handle: running } = await register(-2);
+    // Weeks of workflow time pass: the case rows carry workflow times far past the wall clock.
+    await h.env.sleep('20 days');
+    await handle.terminate('by mistake, from the Temporal UI');
+    const result = await sweep({ checkCases: 5_000 });
+    expect(result.workflowsGone).toContain(payload.externalId);
+    expect(await caseOf(handle.workflowId)).toMatchObject({ workflowGone: 'terminated', workflowGoneSince: expect.any(Date) });
+    expect(await caseOf(running.workflowId)).toMatchObject({ workflowGone: null, workflowCheckedAt: expect.any(Date) });
+  });
+});

@@ -1,4 +1,4 @@
-import { patched, proxyActivities } from '@temporalio/workflow';
+import { isCancellation, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { StartDueCasesResult, SweepCounts, SweepCursor } from '../activities/sweep';
 
@@ -14,7 +14,7 @@ export type OverdueSweepInput = {
   pageSize?: number;
   /** At most this many cases per run (default 1,000); the rest wait for the next run. */
   maxCases?: number;
-  /** Open cases whose workflow is checked per run, the longest unchecked first (default 500). */
+  /** Open cases whose workflow is checked per run, the longest unchecked first (default 500, at most 5,000). */
   checkCases?: number;
 };
 
@@ -28,8 +28,12 @@ export type OverdueSweepResult = SweepCounts & {
   failedInvoices: string[];
   /** Open cases whose workflow was checked this run. */
   casesChecked?: number;
+  /** Open cases Temporal did not answer about (a batch all unanswered ends the check early). */
+  casesUnanswered?: number;
   /** Up to 20 invoices whose open case's workflow is gone (on the stuck list, to restart). */
   workflowsGone?: string[];
+  /** The check failed (its activity's retries ran out); the next run checks again. */
+  checkFailed?: boolean;
 };
 
 const positiveInt = (value: number | undefined, fallback: number) => (Number.isSafeInteger(value) && value! > 0 ? value! : fallback);
@@ -68,9 +72,16 @@ export async function overdueSweep(input: OverdueSweepInput = {}): Promise<Overd
   // Then a batch of open cases, to find any whose workflow Temporal lost or that ended without
   // closing the case: nothing else would ever move them again.
   if (patched('sweep-checks-open-cases')) {
-    const check = await checkOpenCases({ asOf, limit: positiveInt(input.checkCases, 500) });
-    result.casesChecked = check.checked;
-    result.workflowsGone = check.gone.slice(0, 20);
+    try {
+      const check = await checkOpenCases({ asOf, limit: Math.min(positiveInt(input.checkCases, 500), 5_000) });
+      result.casesChecked = check.checked;
+      result.casesUnanswered = check.unanswered;
+      result.workflowsGone = check.gone.slice(0, 20);
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      // The starts above stand; the next run checks these cases again.
+      result.checkFailed = true;
+    }
   }
   return result;
 }

@@ -67,5 +67,7 @@ export const collectionCases = pgTable(
     index('collection_cases_not_started_idx').on(t.startsAt, t.id).where(sql`stage = 'NotStarted'`),
     // The sweep's check of open cases: the longest unchecked first.
     index('collection_cases_workflow_check_idx').on(t.workflowCheckedAt.asc().nullsFirst(), t.id).where(sql`stage not in ('NotStarted', 'Closed')`),
+    // The stuck list's cases whose workflow the check found gone.
+    index('collection_cases_workflow_gone_idx').on(t.workflowGoneSince).where(sql`workflow_gone is not null`),
   ],
 );
