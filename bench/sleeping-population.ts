@@ -18,6 +18,7 @@ import { collectionCases } from '../db/schema';
 import { createTestDb } from '../test/support/db';
 import { isoDate } from '../test/support/fixtures';
 import { insertCases, insertPolicy, startCases, until } from './support/cases';
+import { checkOpenCases } from '../activities/sweep';
 import { loadAverage, machine, startBenchTemporal } from './support/env';
 import { fmt } from './support/load';
 import { loadConfig } from '../config';
@@ -162,6 +163,11 @@ async function main() {
 
     const after = await settledMemory(worker);
     const afterLoad = loadAverage();
+
+    // The overdue sweep's check of open cases over this population: one run's batch.
+    const checkStarted = performance.now();
+    const check = await checkOpenCases({ db: database.db, temporal: env.client, taskQueue }, { asOf: new Date().toISOString(), limit: Math.min(500, created) });
+    const checkSeconds = (performance.now() - checkStarted) / 1000;
     const sqliteAfter = fileBytes(sqliteFile);
     const dbAfter = await dbBytes();
 
@@ -177,6 +183,7 @@ async function main() {
     console.log(`  memory ratio                 ${fmt(ratio, 2)}× idle RSS, ${fmt(after.heapUsedBytes / idle.heapUsedBytes, 2)}× idle heap (target ≤ 1.2×)`);
     console.log(`  Temporal SQLite per case     ${fmt((sqliteAfter - sqliteBefore) / created / 1024, 2)} KiB (${mib(sqliteAfter)} in all)`);
     console.log(`  PostgreSQL per case          ${fmt((dbAfter - dbBefore) / created / 1024, 2)} KiB (${mib(dbAfter)} in all)`);
+    console.log(`  sweep's check of open cases  ${check.checked} checked in ${fmt(checkSeconds, 2)} s (${fmt(check.checked / checkSeconds, 0)} /s, 8 at a time), ${check.gone.length} gone, ${check.unanswered} unanswered`);
   } finally {
     await worker?.stop();
     await env.teardown();
