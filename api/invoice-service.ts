@@ -65,7 +65,8 @@ export function invoiceView(row: InvoiceRow, customerExternalId: string) {
 
 type CustomerRow = typeof customers.$inferSelect;
 
-function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
+/** A 503 for Temporal not answering, with the cause logged (the caller sees only the detail). */
+export function temporalUnavailable(deps: ServiceDeps, title: string, detail: string, err: unknown): HttpProblem {
   deps.log?.error({ err }, title);
   return new HttpProblem(503, 'temporal-unavailable', title, detail, undefined, err);
 }

@@ -6,7 +6,7 @@ import { auditEvents, collectionCases, customers, invoiceAdjustments, invoices, 
 import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
 import type { Caller } from './auth';
-import { findInvoice, isTemporalUnreachable, temporalUiLink, type ServiceDeps } from './invoice-service';
+import { findInvoice, isTemporalUnreachable, temporalUiLink, temporalUnavailable, type ServiceDeps } from './invoice-service';
 import { HttpProblem } from './problem';
 
 export const stuckKinds = [
@@ -248,10 +248,8 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
       `Invoice ${externalId} has ${!caseRow ? 'no collection case' : caseRow.stage === 'Closed' ? 'a closed case' : 'a case that has not started yet (the overdue sweep starts it)'}.`,
     );
   }
-  const unavailable = (err: unknown) => {
-    deps.log?.error({ err }, 'restart: Temporal unavailable');
-    return new HttpProblem(503, 'temporal-unavailable', 'Temporal did not answer', 'Nothing was restarted; send it again.', undefined, err);
-  };
+  const unavailable = (err: unknown) => temporalUnavailable(deps, 'Temporal did not answer', 'Nothing was restarted; send it again.', err);
+  const clearGoneMark = () => deps.db.update(collectionCases).set({ workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, caseRow.id));
   let view: WorkflowView;
   try {
     view = await viewWorkflow(deps.temporal, caseRow.workflowId);
@@ -260,7 +258,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
   }
   if (view.state === 'running' || view.state === 'completed') {
     // Not gone after all: a mark of the sweep's check is stale.
-    if (caseRow.workflowGone) await deps.db.update(collectionCases).set({ workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, caseRow.id));
+    if (caseRow.workflowGone) await clearGoneMark();
     throw new HttpProblem(
       409,
       view.state === 'running' ? 'case-running' : 'case-completed',
@@ -281,7 +279,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
     if (isTemporalUnreachable(err)) throw unavailable(err);
     throw err;
   }
-  await deps.db.update(collectionCases).set({ workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, caseRow.id));
+  await clearGoneMark();
   await deps.db
     .insert(auditEvents)
     .values({ caseId: caseRow.id, invoiceId: stored.invoice.id, actor: caller.name, type: 'case.restarted', data: { reason, previously, runId }, dedupeKey: `${caseRow.workflowId}:restart:${runId}` })

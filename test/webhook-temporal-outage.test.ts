@@ -67,15 +67,20 @@ it('answers 200 while Temporal is unreachable, and another API process applies t
   );
 
   // Another API process, with Temporal reachable, picks it up when its retry time comes: once.
+  await inAnotherApiProcess('the event to be applied', async () => (await storedEvent(h.db.db, event.id))?.status === 'applied');
+  await expectPaidOnce(h, invoice.externalId);
+});
+
+/** Another API process, with Temporal reachable, runs (its dispatchers polling) until `what` holds. */
+async function inAnotherApiProcess(what: string, done: () => Promise<unknown>): Promise<void> {
   const other = await h.anotherApp();
   try {
     await other.ready();
-    await until('the event to be applied', async () => (await storedEvent(h.db.db, event.id))?.status === 'applied');
+    await until(what, done);
   } finally {
     await other.close();
   }
-  await expectPaidOnce(h, invoice.externalId);
-});
+}
 
 /** A collector's payment for `invoice`, as the API takes it; `record(app)` sends it. */
 function manualPayment(invoice: { externalId: string }, amountMinor: number) {
@@ -118,13 +123,7 @@ it('queues a payment a collector records while Temporal is unreachable, and appl
   });
 
   // Any API process with Temporal delivers it when its retry time comes: once.
-  const other = await h.anotherApp();
-  try {
-    await other.ready();
-    await until('the queued payment to be applied', async () => (await storedEvent(h.db.db, payment.reference))?.status === 'applied');
-  } finally {
-    await other.close();
-  }
+  await inAnotherApiProcess('the queued payment to be applied', async () => (await storedEvent(h.db.db, payment.reference))?.status === 'applied');
   await expectPaidOnce(h, invoice.externalId);
   const recorded = await h.db.db.select().from(payments).where(eq(payments.providerEventId, payment.reference));
   expect(recorded).toHaveLength(1);
@@ -171,13 +170,7 @@ it('flags a queued payment for reconciliation when the case closed before it was
   expect((await manualPayment(invoice, invoice.amountTotalMinor).record(h.app)).statusCode).toBe(201);
   await expectPaidOnce(h, invoice.externalId);
 
-  const other = await h.anotherApp();
-  try {
-    await other.ready();
-    await until('the queued payment to be settled', async () => (await storedEvent(h.db.db, late.payment.reference))?.status === 'unapplied');
-  } finally {
-    await other.close();
-  }
+  await inAnotherApiProcess('the queued payment to be settled', async () => (await storedEvent(h.db.db, late.payment.reference))?.status === 'unapplied');
   expect((await storedEvent(h.db.db, late.payment.reference))?.detail).toContain('refund or allocate');
   expect(await unappliedFlags(invoice.externalId)).toEqual([expect.objectContaining({ reference: late.payment.reference, amountMinor: 40_000, reason: 'case_closed' })]);
 });
@@ -191,13 +184,7 @@ it('knows a payment as applied when its delivery reached the case but the answer
   // As if the signal had reached Temporal but its answer had not come back in time: the
   // delivery is still waiting, and a dispatcher delivers it again.
   await h.db.db.update(webhookEvents).set({ status: 'received', nextAttemptAt: new Date() }).where(eq(webhookEvents.eventId, event.id));
-  const other = await h.anotherApp();
-  try {
-    await other.ready();
-    await until('the delivery settled', async () => (await storedEvent(h.db.db, event.id))?.status !== 'received');
-  } finally {
-    await other.close();
-  }
+  await inAnotherApiProcess('the delivery settled', async () => (await storedEvent(h.db.db, event.id))?.status !== 'received');
   // The case closed counting it: applied, not money for a closed case.
   expect(await storedEvent(h.db.db, event.id)).toMatchObject({ status: 'applied' });
   expect(await unappliedFlags(invoice.externalId)).toEqual([]);
@@ -239,13 +226,7 @@ describe('credit notes and cancellations while Temporal is unreachable', () => {
       ]),
     );
 
-    const other = await h.anotherApp();
-    try {
-      await other.ready();
-      await until('the credit note forwarded', async () => (await storedAdjustment(note.adjustmentId))?.forwardedAt);
-    } finally {
-      await other.close();
-    }
+    await inAnotherApiProcess('the credit note forwarded', async () => (await storedAdjustment(note.adjustmentId))?.forwardedAt);
     expect(await storedAdjustment(note.adjustmentId)).toMatchObject({ nextAttemptAt: null, claimToken: null });
     const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
     expect(status.amountOutstandingMinor).toBe(invoice.amountTotalMinor - 25_000);
