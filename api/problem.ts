@@ -45,18 +45,20 @@ export function invalidInput(where: string, error: z.ZodError): HttpProblem {
   return new HttpProblem(400, 'validation', 'The request is invalid', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors);
 }
 
-/** Shared problem responses for route schemas, so the OpenAPI document names them. */
+/** A problem response for a route's schema: documented as application/problem+json, as it is sent. */
+export const problemResponse = (description: string) => ({ description, content: { 'application/problem+json': { schema: problemSchema } } });
+
 /** The problems a route may answer, each described for the OpenAPI document. */
 export const problemResponses = {
-  400: problemSchema.describe('The request is malformed: the problem says which field is wrong and why'),
-  401: problemSchema.describe('No API key, or one that is unknown or revoked'),
-  403: problemSchema.describe("The key's role may not do this"),
-  404: problemSchema.describe('No such invoice, case or record'),
-  409: problemSchema.describe('It conflicts with what is stored (a closed case, an id used with other details)'),
-  413: problemSchema.describe('The body is too large'),
-  422: problemSchema.describe('Well-formed but not acceptable (an amount above the balance, another currency)'),
-  429: problemSchema.describe('Too many requests from this address: retry after the Retry-After header'),
-  503: problemSchema.describe('The database or Temporal did not answer: send it again (it is applied once)'),
+  400: problemResponse('The request is malformed: the problem says which field is wrong and why'),
+  401: problemResponse('No API key, or one that is unknown or revoked'),
+  403: problemResponse("The key's role may not do this"),
+  404: problemResponse('No such invoice, case or record'),
+  409: problemResponse('It conflicts with what is stored (a closed case, an id used with other details)'),
+  413: problemResponse('The body is too large'),
+  422: problemResponse('Well-formed but not acceptable (an amount above the balance, another currency)'),
+  429: problemResponse('Too many requests from this address: retry after the Retry-After header'),
+  503: problemResponse('The database or Temporal did not answer: send it again (it is applied once)'),
 };
 
 function send(reply: FastifyReply, request: FastifyRequest, problem: Omit<Problem, 'instance' | 'requestId'>) {

@@ -258,7 +258,8 @@ describe('health and contract', () => {
     const validation = await new Validator().validate(doc);
     expect(validation.errors ?? []).toEqual([]);
     expect(validation.valid).toBe(true);
-    for (const [route, operations] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, { content?: unknown; description?: string }> }>>)) {
+    type Response = { content?: Record<string, { schema: { required?: string[] } }>; description?: string };
+    for (const [route, operations] of Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, Response> }>>)) {
       for (const [method, operation] of Object.entries(operations)) {
         const codes = Object.keys(operation.responses ?? {});
         expect(codes.some((c) => c.startsWith('2')), `${method} ${route}`).toBe(true);
@@ -266,6 +267,11 @@ describe('health and contract', () => {
         // Each error says when it happens, not "Default Response".
         for (const code of codes.filter((c) => /^[45]/.test(c))) {
           expect(operation.responses[code]!.description, `${method} ${route} ${code}`).not.toBe('Default Response');
+          // Documented with the content type it is sent with, so a generated client parses it as a problem.
+          expect(Object.keys(operation.responses[code]!.content ?? {}), `${method} ${route} ${code}`).toEqual(['application/problem+json']);
+          expect(operation.responses[code]!.content!['application/problem+json']!.schema.required, `${method} ${route} ${code}`).toEqual(
+            expect.arrayContaining(['type', 'title', 'status', 'detail']),
+          );
         }
       }
     }

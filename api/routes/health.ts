@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { AppContext } from '../app';
-import { HttpProblem, problemSchema } from '../problem';
+import { HttpProblem, problemResponse } from '../problem';
 
 export const healthRoutes = (context: AppContext): FastifyPluginAsyncZod => async (app) => {
   app.get(
@@ -24,7 +24,7 @@ export const healthRoutes = (context: AppContext): FastifyPluginAsyncZod => asyn
         summary: 'The database and Temporal answer',
         response: {
           200: z.object({ status: z.literal('ready'), database: z.literal('ok'), temporal: z.literal('ok') }),
-          503: problemSchema.describe('Not ready: the problem names what does not answer (database, Temporal)'),
+          503: problemResponse('Not ready: the problem names what does not answer (database, Temporal)'),
         },
       },
     },

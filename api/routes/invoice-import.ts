@@ -5,7 +5,7 @@ import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { csvByteLimit, csvColumns, csvFieldName, csvInvoiceRows, tooLarge } from '../invoice-csv';
 import { importInvoices } from '../invoice-import';
-import { HttpProblem, problemResponses, problemSchema } from '../problem';
+import { HttpProblem, problemResponse, problemResponses } from '../problem';
 import { importQuerySchema, importReportSchema, invoiceBatchSchema, maxBatchInvoices, maxListedErrors } from '../schemas';
 
 /** Room for maxBatchInvoices registrations of a few KiB each; the API's default is 1 MiB. */
@@ -14,8 +14,8 @@ const batchByteLimit = 4 * 1024 * 1024;
 const responses = {
   200: importReportSchema,
   ...problemResponses,
-  413: problemSchema.describe('More rows, or a larger file, than one request may carry: split it'),
-  415: problemSchema.describe('Not the content type this route reads'),
+  413: problemResponse('More rows, or a larger file, than one request may carry: split it'),
+  415: problemResponse('Not the content type this route reads'),
 };
 
 const reportDescription =
