@@ -248,13 +248,32 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
       `Invoice ${externalId} has ${!caseRow ? 'no collection case' : caseRow.stage === 'Closed' ? 'a closed case' : 'a case that has not started yet (the overdue sweep starts it)'}.`,
     );
   }
-  const unavailable = (err: unknown) => temporalUnavailable(deps, 'Temporal did not answer', 'Nothing was restarted; send it again.', err);
+  const unavailable = (err: unknown) => temporalUnavailable(deps, 'Temporal did not answer', 'Send it again: if the restart landed meanwhile, it is answered as done.', err);
   const clearGoneMark = () => deps.db.update(collectionCases).set({ workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, caseRow.id));
   let view: WorkflowView;
   try {
     view = await viewWorkflow(deps.temporal, caseRow.workflowId);
   } catch (err) {
     throw unavailable(err);
+  }
+  /** The restart on the case's timeline, once per run it started; false if it is there already. */
+  const audit = async (runId: string, previously: string, actor = caller.name) =>
+    (
+      await deps.db
+        .insert(auditEvents)
+        .values({ caseId: caseRow.id, invoiceId: stored.invoice.id, actor, type: 'case.restarted', data: { reason, previously, runId }, dedupeKey: `${caseRow.workflowId}:restart:${runId}` })
+        .onConflictDoNothing({ target: auditEvents.dedupeKey })
+        .returning({ id: auditEvents.id })
+    ).length > 0;
+  const restarted = async (runId: string) => {
+    await clearGoneMark();
+    return { restarted: true as const, runId, stage: 'Paused' as const };
+  };
+  // A restart whose start reached Temporal but whose answer was lost (a 503), sent again: its run
+  // is running. It is answered as the restart it was and put on the timeline (by whoever started
+  // it), which it is not yet.
+  if (view.state === 'running' && view.restartedBy && (await audit(view.chainRunId, caseRow.workflowGone ?? 'lost or ended', view.restartedBy))) {
+    return restarted(view.chainRunId);
   }
   if (view.state === 'running' || view.state === 'completed') {
     // Not gone after all: a mark of the sweep's check is stale.
@@ -279,10 +298,6 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
     if (isTemporalUnreachable(err)) throw unavailable(err);
     throw err;
   }
-  await clearGoneMark();
-  await deps.db
-    .insert(auditEvents)
-    .values({ caseId: caseRow.id, invoiceId: stored.invoice.id, actor: caller.name, type: 'case.restarted', data: { reason, previously, runId }, dedupeKey: `${caseRow.workflowId}:restart:${runId}` })
-    .onConflictDoNothing({ target: auditEvents.dedupeKey });
-  return { restarted: true as const, runId, stage: 'Paused' as const };
+  await audit(runId, previously);
+  return restarted(runId);
 }

@@ -182,6 +182,12 @@ export async function signalCollection<Message>(
  * for one that completed. Returns the new run's id.
  */
 export async function restartCollection(deps: CaseStartDeps, stored: StoredCase, pausedAtStart: NonNullable<CollectionInput['pausedAtStart']>): Promise<string> {
-  const handle = await deps.temporal.workflow.start('invoiceCollection', await startOptions(deps, stored, pausedAtStart));
+  // The memo marks the run as a restart's, in the Temporal UI and for a restart sent again after
+  // its reply was lost (restartCase): that one finds its own run running, not someone else's.
+  const memo: RestartMemo = { restartedBy: pausedAtStart.by };
+  const handle = await deps.temporal.workflow.start('invoiceCollection', { ...(await startOptions(deps, stored, pausedAtStart)), memo });
   return handle.firstExecutionRunId;
 }
+
+/** The memo of a run started by restartCollection. */
+export type RestartMemo = { restartedBy: string };

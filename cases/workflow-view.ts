@@ -3,6 +3,7 @@
  * sweep's check of open cases.
  */
 import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
+import type { RestartMemo } from './collection-start';
 
 /**
  * Running (with its pending activities), gone (the server has no record of it), ended without
@@ -10,7 +11,14 @@ import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription }
  * its database row catches up).
  */
 export type WorkflowView =
-  | { state: 'running'; pendingActivities: NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']> }
+  | {
+      state: 'running';
+      pendingActivities: NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>;
+      /** The first run of the running chain (continued-as-new runs share it): the run a start began. */
+      chainRunId: string;
+      /** Who restarted it, when a restart began the chain (restartCollection's memo). */
+      restartedBy?: string;
+    }
   | { state: 'missing' }
   | { state: 'ended'; status: string }
   | { state: 'completed' };
@@ -21,9 +29,16 @@ export async function viewWorkflow(temporal: Client, workflowId: string): Promis
     const handle = temporal.workflow.getHandle(workflowId);
     const description = await temporal.connection.withDeadline(Date.now() + 3000, () => handle.describe());
     const status = description.status.name;
-    if (status === 'RUNNING') return { state: 'running', pendingActivities: description.raw.pendingActivities ?? [] };
-    // Continued as new: described between two runs; the next one runs.
-    if (status === 'CONTINUED_AS_NEW') return { state: 'running', pendingActivities: [] };
+    if (status === 'RUNNING' || status === 'CONTINUED_AS_NEW') {
+      const memo = description.memo as Partial<RestartMemo> | undefined;
+      return {
+        state: 'running',
+        // Continued as new: described between two runs; the next one runs, and has nothing pending yet.
+        pendingActivities: status === 'RUNNING' ? (description.raw.pendingActivities ?? []) : [],
+        chainRunId: description.raw.workflowExecutionInfo?.firstRunId || description.runId,
+        ...(typeof memo?.restartedBy === 'string' ? { restartedBy: memo.restartedBy } : {}),
+      };
+    }
     return status === 'COMPLETED' ? { state: 'completed' } : { state: 'ended', status };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return { state: 'missing' };

@@ -9,6 +9,8 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { approvals, auditEvents, collectionCases, collectionPolicies, customers, handovers } from '../db/schema';
+import { findInvoice } from '../api/invoice-service';
+import { restartCollection } from '../cases/collection-start';
 import { collectionWorkflowId } from '../domain/collection';
 import { policySchema } from '../domain/policy';
 import { caseStatusQuery } from '../workflows/messages';
@@ -161,6 +163,28 @@ it('lists a case whose workflow was terminated without closing it, and restarts 
   expect(paused.amountOutstandingMinor).toBe(100_000);
   const [audit] = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, paused.id)));
   expect(audit?.data).toMatchObject({ previously: 'terminated' });
+});
+
+it('answers a restart sent again after its answer was lost as the restart it was, and puts it on the timeline once', async () => {
+  const { externalId, workflowId } = await partPaidCase();
+  await lose(workflowId);
+  // A restart whose start reached Temporal, but whose answer did not reach the API (it said 503).
+  const deps = { db: h.db.db, temporal: h.client, taskQueue: h.taskQueue, temporalUiUrl: 'http://localhost:8233', clock: async () => new Date() };
+  const stored = await findInvoice(deps, externalId);
+  const runId = await restartCollection(deps, { ...stored, caseRow: stored.caseRow! }, { by: 'Casey (collector)', reason: 'restarted after its workflow was lost: lost' });
+  const restartedCase = await untilStage(workflowId, 'Paused');
+  expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: 'Casey (collector)' });
+
+  // Sent again: the restart it was, now on the timeline, by whoever started it.
+  const again = await restart(externalId);
+  expect(again.statusCode, again.body).toBe(202);
+  expect(again.json()).toEqual({ restarted: true, runId, stage: 'Paused' });
+  // Once: a third send, or anyone else's restart, finds it running.
+  expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-running') });
+  const audits = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, restartedCase.id)));
+  expect(audits).toEqual([expect.objectContaining({ actor: 'Casey (collector)', data: expect.objectContaining({ runId, reason: 'its workflow was lost' }) })]);
+  // One run: the second send started nothing.
+  expect((await h.client.workflow.getHandle(workflowId).describe()).runId).toBe(runId);
 });
 
 it('applies a payment to a case whose workflow was lost or terminated: a new run takes it, paused, and a payment in full closes the case', async () => {
