@@ -30,7 +30,16 @@ const timeoutMinutes = Number(process.env.BENCH_TIMEOUT_MINUTES ?? 120);
 const settleMs = Number(process.env.BENCH_SETTLE_SECONDS ?? 30) * 1000;
 
 /** What bench/support/memory-probe.cjs answers. */
-type WorkerMemory = { rssBytes: number; heapUsedBytes: number; externalBytes: number; heapLimitBytes: number; threadHeapUsedBytes: number; threadsAnswered: number };
+type WorkerMemory = {
+  rssBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
+  heapLimitBytes: number;
+  threadHeapUsedBytes: number;
+  threadHeapTotalBytes: number;
+  threadsAnswered: number;
+};
 
 const MiB = 2 ** 20;
 const mib = (bytes: number) => `${fmt(bytes / MiB)} MiB`;
@@ -60,7 +69,9 @@ async function settledMemory(worker: ServiceProcess): Promise<WorkerMemory> {
     rssBytes: median((m) => m.rssBytes),
     heapUsedBytes: median((m) => m.heapUsedBytes),
     externalBytes: median((m) => m.externalBytes),
+    heapTotalBytes: median((m) => m.heapTotalBytes),
     threadHeapUsedBytes: median((m) => m.threadHeapUsedBytes),
+    threadHeapTotalBytes: median((m) => m.threadHeapTotalBytes),
   };
 }
 
@@ -105,7 +116,8 @@ async function main() {
     worker = await startServiceProcess('worker', {
       code: 'built',
       env: workerEnv,
-      execArgv: ['--expose-gc', '--require', require.resolve('./support/memory-probe.cjs')],
+      // BENCH_WORKER_NODE_FLAGS: V8 or Node flags for the worker process, to compare settings.
+      execArgv: [...(process.env.BENCH_WORKER_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), '--expose-gc', '--require', require.resolve('./support/memory-probe.cjs')],
       ipc: true,
     });
     const idle = await settledMemory(worker);
@@ -177,7 +189,8 @@ async function main() {
     console.log(`  rows written (bulk SQL)      ${fmt(rowsSeconds)} s in all`);
     console.log(`  workflows started           ${fmt(startSeconds)} s (${fmt(created / startSeconds, 0)} /s through startCollection, 16 at a time; ${retriedStarts} retried by the client)`);
     console.log(`  all asleep (state written)   ${fmt(asleepSeconds)} s after the first start (${fmt(created / asleepSeconds, 0)} cases/s), load ${createLoad}`);
-    const heaps = (m: WorkerMemory) => `main heap ${mib(m.heapUsedBytes)}, workflow thread heap ${mib(m.threadHeapUsedBytes)} (${m.threadsAnswered} thread answered)`;
+    const heaps = (m: WorkerMemory) =>
+      `heaps used (committed): main ${mib(m.heapUsedBytes)} (${mib(m.heapTotalBytes)}), workflow thread ${mib(m.threadHeapUsedBytes)} (${mib(m.threadHeapTotalBytes)}) (${m.threadsAnswered} thread answered)`;
     console.log(`  worker idle                  RSS ${mib(idle.rssBytes)}, ${heaps(idle)}, load ${idleLoad}`);
     console.log(`  worker, ${created} asleep     RSS ${mib(after.rssBytes)}, ${heaps(after)}, load ${afterLoad}`);
     console.log(`  memory ratio                 ${fmt(ratio, 2)}× idle RSS, ${fmt(after.heapUsedBytes / idle.heapUsedBytes, 2)}× idle heap (target ≤ 1.2×)`);

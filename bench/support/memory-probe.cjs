@@ -1,7 +1,8 @@
 // Loaded into the worker's process (`node --expose-gc --require <this file>`) by the
 // sleeping-population benchmark: on "memory" from the parent over the IPC channel, it collects
 // garbage on every thread and answers with the process's memory ({ rssBytes, heapUsedBytes,
-// externalBytes, heapLimitBytes, threadHeapUsedBytes }), so uncollected garbage does not count
+// externalBytes, heapLimitBytes, heapTotalBytes, threadHeapUsedBytes, threadHeapTotalBytes }: the
+// totals are what V8 has committed, used or not), so uncollected garbage does not count
 // as memory the cases hold.
 // The workflows live in the SDK's workflow thread (a worker thread with a V8 heap of its own).
 // Node options reach that thread too, so this file runs there as well: there it answers the main
@@ -37,7 +38,9 @@ if (!isMainThread) {
       heapUsedBytes: heap.used_heap_size,
       externalBytes: m.external,
       heapLimitBytes: heap.heap_size_limit,
+      heapTotalBytes: heap.total_heap_size,
       threadHeapUsedBytes: threadHeaps.reduce((sum, t) => sum + t.heapUsedBytes, 0),
+      threadHeapTotalBytes: threadHeaps.reduce((sum, t) => sum + t.heapTotalBytes, 0),
       // 0 would mean the workflow thread did not answer in time (busy): its heap is then not counted.
       threadsAnswered: threadHeaps.length,
     });
