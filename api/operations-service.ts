@@ -1,6 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { and, asc, eq, gt, isNotNull, lte, ne, notInArray } from 'drizzle-orm';
-import { restartCollection } from '../cases/collection-start';
+import { and, asc, eq, gt, isNotNull, lte, ne, notInArray, sql } from 'drizzle-orm';
+import { recordRestart, restartCollection } from '../cases/collection-start';
 import { goneAs, goneReason, mapInBatches, viewWorkflow, type WorkflowView } from '../cases/workflow-view';
 import { auditEvents, collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
@@ -14,6 +14,7 @@ export const stuckKinds = [
   'blocked',
   'approval_overdue',
   'paused_too_long',
+  'restarted_paused',
   'payment_unfinished',
   'adjustment_unfinished',
   'start_failing',
@@ -37,7 +38,8 @@ export type StuckCase = {
   /** The approval a person is late deciding. */
   approvalId: string | null;
   /**
-   * What an operator can do from here: resume retries a blocked step or ends a pause; finish
+   * What an operator can do from here: resume retries a blocked step or ends a pause (also one
+   * a restart began with); finish
    * applies a half-handled payment; restart starts a lost or ended workflow again, paused.
    */
   action: 'resume' | 'decide' | 'finish' | 'restart' | null;
@@ -82,10 +84,16 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     webhookEventId: null,
   });
 
-  const [blocked, paused, due, overdueApprovals, unfinished, unforwarded, gone, unstarted] = await Promise.all([
+  const [blocked, paused, restartedPaused, due, overdueApprovals, unfinished, unforwarded, gone, unstarted] = await Promise.all([
     selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
     selectCases()
       .where(and(eq(collectionCases.stage, 'Paused'), lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000))))
+      .orderBy(asc(collectionCases.updatedAt))
+      .limit(200),
+    // Started again after a loss, paused (by an operator's restart or by a message), and not
+    // resumed since: someone has to check the timeline, however recent the restart.
+    selectCases()
+      .where(and(eq(collectionCases.stage, 'Paused'), sql`${lastPauseOrResume(collectionCases.id)} = 'case.restarted'`))
       .orderBy(asc(collectionCases.updatedAt))
       .limit(200),
     selectCases()
@@ -190,13 +198,22 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       action: 'decide' as const,
       temporalUiUrl: temporalUiLink(deps, approval.workflowId),
     })),
-    ...paused.map((row) => ({
+    ...restartedPaused.map((row) => ({
       ...base(row),
-      kind: 'paused_too_long' as const,
-      reason: `Paused for more than ${options.pausedForDays} days`,
+      kind: 'restarted_paused' as const,
+      reason: 'Started again, paused, after its workflow was lost or ended: check its timeline (disputes, promises, plans the old run knew of), then resume',
       since: row.caseRow.updatedAt.toISOString(),
       action: 'resume' as const,
     })),
+    ...paused
+      .filter((row) => !restartedPaused.some((restarted) => restarted.caseRow.id === row.caseRow.id))
+      .map((row) => ({
+        ...base(row),
+        kind: 'paused_too_long' as const,
+        reason: `Paused for more than ${options.pausedForDays} days`,
+        since: row.caseRow.updatedAt.toISOString(),
+        action: 'resume' as const,
+      })),
     ...unstarted.map((row) => ({
       ...base(row),
       kind: 'start_failing' as const,
@@ -232,6 +249,12 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
   ];
 }
 
+/** The type of a case's last restart, pause or resume on its timeline (SQL, for the stuck list). */
+function lastPauseOrResume(caseId: typeof collectionCases.id) {
+  return sql`(select ${auditEvents.type} from ${auditEvents} where ${auditEvents.caseId} = ${caseId}
+    and ${auditEvents.type} in ('case.restarted', 'command.pause', 'command.resume') order by ${auditEvents.id} desc limit 1)`;
+}
+
 /**
  * Starts an open case's workflow again when Temporal lost it or it ended without closing the
  * case (see restartCollection): refused while it runs, and for one that completed. The new run
@@ -256,15 +279,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
   } catch (err) {
     throw unavailable(err);
   }
-  /** The restart on the case's timeline, once per run it started; false if it is there already. */
-  const audit = async (runId: string, previously: string, actor = caller.name) =>
-    (
-      await deps.db
-        .insert(auditEvents)
-        .values({ caseId: caseRow.id, invoiceId: stored.invoice.id, actor, type: 'case.restarted', data: { reason, previously, runId }, dedupeKey: `${caseRow.workflowId}:restart:${runId}` })
-        .onConflictDoNothing({ target: auditEvents.dedupeKey })
-        .returning({ id: auditEvents.id })
-    ).length > 0;
+  const audit = (runId: string, previously: string, actor = caller.name) => recordRestart(deps.db, { ...stored, caseRow }, { actor, reason, previously, runId });
   const restarted = async (runId: string) => {
     await clearGoneMark();
     return { restarted: true as const, runId, stage: 'Paused' as const };

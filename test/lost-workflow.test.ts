@@ -130,7 +130,9 @@ it('lists a case whose workflow Temporal lost, restarts it paused from the right
   expect(status).toMatchObject({ stage: 'Paused', amountOutstandingMinor: 100_000, pausedReason: expect.stringContaining('restarted after its workflow was lost') });
   const [audit] = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, paused.id)));
   expect(audit).toMatchObject({ actor: expect.any(String), data: expect.objectContaining({ reason: 'its workflow was lost', previously: 'lost' }) });
-  expect(await stuckEntry(workflowId)).toBeUndefined();
+  // On the stuck list as restarted, until someone resumes it (not 14 days later as any pause).
+  expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('check its timeline') });
+  expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: audit!.actor });
   // Once is enough: it runs now.
   expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-running') });
 
@@ -140,6 +142,7 @@ it('lists a case whose workflow Temporal lost, restarts it paused from the right
   const resumed = await h.app.inject({ method: 'POST', url: `/invoices/${externalId}/resume`, headers: h.auth('collector'), payload: { reason: 'timeline checked: no dispute' } });
   expect(resumed.statusCode, resumed.body).toBe(202);
   await until('the e-mail', async () => emailsTo(email) === 1);
+  expect(await stuckEntry(workflowId)).toBeUndefined();
 
   // The rest of the money closes it exactly: no overpayment from a payment counted twice.
   expect((await pay(externalId, `evt_rest_${externalId}`, 100_000)).statusCode).toBe(200);
@@ -203,6 +206,18 @@ it('applies a payment to a case whose workflow was lost or terminated: a new run
   const paused = await untilStage(lost.workflowId, 'Paused');
   expect(paused.amountOutstandingMinor).toBe(50_000);
   expect((await h.client.workflow.getHandle(lost.workflowId).query(caseStatusQuery)).pausedReason).toContain('started again by a paymentReceived message');
+  // Nobody asked for it, so the timeline and the stuck list say so at once, for someone to check and resume.
+  const [audit] = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, paused.id)));
+  expect(audit).toMatchObject({ actor: 'arrears', data: expect.objectContaining({ reason: expect.stringContaining('paymentReceived message'), runId: paused.stateRunId }) });
+  expect(await stuckEntry(lost.workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume' });
+  // Paused again by a collector after a resume: an ordinary pause, not listed before its 14 days.
+  const command = (name: string) =>
+    h.app.inject({ method: 'POST', url: `/invoices/${lost.externalId}/${name}`, headers: h.auth('collector'), payload: { reason: `${name} after the check` } });
+  expect((await command('resume')).statusCode).toBe(202);
+  await untilStage(lost.workflowId, 'Scheduled');
+  expect((await command('pause')).statusCode).toBe(202);
+  await untilStage(lost.workflowId, 'Paused');
+  expect(await stuckEntry(lost.workflowId)).toBeUndefined();
   // The payment in full: closed as paid.
   expect(await h.client.workflow.getHandle(terminated.workflowId).result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 2 });
   await untilStage(terminated.workflowId, 'Closed');
@@ -283,7 +298,8 @@ it("finds, in the overdue sweep's check of open cases, a lost case with no step 
   expect((await restart(invoice.externalId)).statusCode).toBe(202);
   await untilStage(workflowId, 'Paused');
   expect(await caseRow(workflowId)).toMatchObject({ workflowGone: null, workflowGoneSince: null });
-  expect(await listed()).toBeUndefined();
+  // Listed no more as gone; as restarted, until resumed.
+  expect(await listed()).toMatchObject({ kind: 'restarted_paused', action: 'resume' });
   // The next check finds it running, and leaves it unmarked.
   const checkedBefore = (await caseRow(workflowId)).workflowCheckedAt!;
   const next = await h.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ checkCases: 10_000 }] });

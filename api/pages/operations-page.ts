@@ -28,7 +28,7 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const body = html`<h1>Stuck cases</h1>
 ${resumed.success ? html`<p class="notice" role="status">Sent to invoice ${resumed.data}: the case goes on.</p>` : ''}
 ${restarted.success ? html`<p class="notice" role="status">The case of invoice ${restarted.data} runs again, paused: check its timeline, then resume it.</p>` : ''}
-<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days, cases whose start keeps failing or whose workflow is gone, and payments, credit notes and cancellations stored but not yet applied.</p>
+<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days or restarted and not yet resumed, cases whose start keeps failing or whose workflow is gone, and payments, credit notes and cancellations stored but not yet applied.</p>
 ${
   stuck.length === 0
     ? html`<p>Nothing is stuck.</p>`
