@@ -13,6 +13,10 @@ export type RecordCaseStateInput = {
   amountOutstandingMinor: number;
   nextActionAt: string | null;
   blockedReason: string | null;
+  /** Why a Paused case is paused (absent from workflows older than this field: null). */
+  pausedReason?: string | null;
+  /** Paused since a restart after a loss, not yet resumed (absent from older workflows: false). */
+  pausedAfterRestart?: boolean;
   /** Workflow time of the change (ISO instant). */
   at: string;
   event: string;
@@ -76,6 +80,8 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
         amountOutstandingMinor: input.amountOutstandingMinor,
         nextActionAt: input.nextActionAt ? new Date(input.nextActionAt) : null,
         blockedReason: input.blockedReason,
+        pausedReason: input.pausedReason ?? null,
+        pausedAfterRestart: input.pausedAfterRestart ?? false,
         closedAt: input.stage === 'Closed' ? now : null,
         // The first state a workflow reports is the moment its case started (if the starter did not record it).
         startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,

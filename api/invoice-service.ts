@@ -39,6 +39,8 @@ export function caseView(deps: ServiceDeps, row: CaseRow) {
     amountOutstandingMinor: row.amountOutstandingMinor,
     nextActionAt: row.nextActionAt?.toISOString() ?? null,
     blockedReason: row.blockedReason,
+    pausedReason: row.pausedReason,
+    pausedAfterRestart: row.pausedAfterRestart,
     startsAt: row.startsAt.toISOString(),
     startedAt: row.startedAt?.toISOString() ?? null,
     closedAt: row.closedAt?.toISOString() ?? null,

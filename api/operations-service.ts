@@ -1,6 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { and, asc, eq, gt, isNotNull, lte, ne, notInArray, sql } from 'drizzle-orm';
-import { recordRestart, restartCollection } from '../cases/collection-start';
+import { and, asc, eq, gt, isNotNull, isNull, lte, ne, notInArray } from 'drizzle-orm';
+import { restartCollection, type RestartMemo } from '../cases/collection-start';
 import { goneAs, goneReason, mapInBatches, viewWorkflow, type WorkflowView } from '../cases/workflow-view';
 import { auditEvents, collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
@@ -91,9 +91,10 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .orderBy(asc(collectionCases.updatedAt))
       .limit(200),
     // Started again after a loss, paused (by an operator's restart or by a message), and not
-    // resumed since: someone has to check the timeline, however recent the restart.
+    // resumed since, as its workflow reports: someone has to check the timeline, however recent
+    // the restart. (Gone again, it is listed as gone instead.)
     selectCases()
-      .where(and(eq(collectionCases.stage, 'Paused'), sql`${lastPauseOrResume(collectionCases.id)} = 'case.restarted'`))
+      .where(and(eq(collectionCases.stage, 'Paused'), eq(collectionCases.pausedAfterRestart, true), isNull(collectionCases.workflowGone)))
       .orderBy(asc(collectionCases.updatedAt))
       .limit(200),
     selectCases()
@@ -201,7 +202,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     ...restartedPaused.map((row) => ({
       ...base(row),
       kind: 'restarted_paused' as const,
-      reason: 'Started again, paused, after its workflow was lost or ended: check its timeline (disputes, promises, plans the old run knew of), then resume',
+      reason: `Started again, paused, after its workflow was lost or ended (${row.caseRow.pausedReason ?? 'no reason recorded'}): check its timeline for the disputes, promises and plans the old run knew of, then resume`,
       since: row.caseRow.updatedAt.toISOString(),
       action: 'resume' as const,
     })),
@@ -249,12 +250,6 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
   ];
 }
 
-/** The type of a case's last restart, pause or resume on its timeline (SQL, for the stuck list). */
-function lastPauseOrResume(caseId: typeof collectionCases.id) {
-  return sql`(select ${auditEvents.type} from ${auditEvents} where ${auditEvents.caseId} = ${caseId}
-    and ${auditEvents.type} in ('case.restarted', 'command.pause', 'command.resume') order by ${auditEvents.id} desc limit 1)`;
-}
-
 /**
  * Starts an open case's workflow again when Temporal lost it or it ended without closing the
  * case (see restartCollection): refused while it runs, and for one that completed. The new run
@@ -279,15 +274,30 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
   } catch (err) {
     throw unavailable(err);
   }
-  const audit = (runId: string, previously: string, actor = caller.name) => recordRestart(deps.db, { ...stored, caseRow }, { actor, reason, previously, runId });
+  /** The restart on the case's timeline, once per run it started; false if it is there already. */
+  const audit = async (runId: string, restart: Required<RestartMemo>) =>
+    (
+      await deps.db
+        .insert(auditEvents)
+        .values({
+          caseId: caseRow.id,
+          invoiceId: stored.invoice.id,
+          actor: restart.restartedBy,
+          type: 'case.restarted',
+          data: { reason: restart.restartReason, previously: restart.previously, runId },
+          dedupeKey: `${caseRow.workflowId}:restart:${runId}`,
+        })
+        .onConflictDoNothing({ target: auditEvents.dedupeKey })
+        .returning({ id: auditEvents.id })
+    ).length > 0;
   const restarted = async (runId: string) => {
     await clearGoneMark();
     return { restarted: true as const, runId, stage: 'Paused' as const };
   };
   // A restart whose start reached Temporal but whose answer was lost (a 503), sent again: its run
-  // is running. It is answered as the restart it was and put on the timeline (by whoever started
-  // it), which it is not yet.
-  if (view.state === 'running' && view.restartedBy && (await audit(view.chainRunId, caseRow.workflowGone ?? 'lost or ended', view.restartedBy))) {
+  // is running. It is answered as the restart it was and put on the timeline as it was asked
+  // for (its memo), which it is not yet.
+  if (view.state === 'running' && view.chainRunId && view.restart && isOperatorRestart(view.restart) && (await audit(view.chainRunId, view.restart))) {
     return restarted(view.chainRunId);
   }
   if (view.state === 'running' || view.state === 'completed') {
@@ -305,7 +315,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
   const previously = goneAs(view);
   let runId: string;
   try {
-    runId = await restartCollection(deps, { ...stored, caseRow }, { by: caller.name, reason: `restarted after its workflow was ${previously}: ${reason}; check the timeline, then resume` });
+    runId = await restartCollection(deps, { ...stored, caseRow }, { by: caller.name, reason, previously });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
       throw new HttpProblem(409, 'case-running', 'The case\'s workflow runs', `A run of invoice ${externalId}'s workflow started (or completed) meanwhile: there is nothing to restart.`);
@@ -313,6 +323,11 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
     if (isTemporalUnreachable(err)) throw unavailable(err);
     throw err;
   }
-  await audit(runId, previously);
+  await audit(runId, { restartedBy: caller.name, restartReason: reason, previously });
   return restarted(runId);
+}
+
+/** An operator's restart (restartCollection), not a message's start after a loss. */
+function isOperatorRestart(memo: RestartMemo): memo is Required<RestartMemo> {
+  return typeof memo.restartReason === 'string' && typeof memo.previously === 'string';
 }

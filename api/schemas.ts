@@ -90,6 +90,10 @@ export const caseViewSchema = z.object({
   amountOutstandingMinor: z.number().int(),
   nextActionAt: isoInstant.nullable(),
   blockedReason: z.string().nullable().describe('Why the case waits for a person, e.g. an e-mail address SendGrid refused'),
+  pausedReason: z.string().nullable().describe('Why a Paused case is paused, and by whom'),
+  pausedAfterRestart: z
+    .boolean()
+    .describe('Paused since its workflow was started again after a loss, and not resumed: check its timeline, then resume (listed as restarted_paused)'),
   startsAt: isoInstant.describe('When the collection workflow starts (or was due to): a day before the policy\'s first step; the overdue sweep starts it within SWEEP_INTERVAL_MINUTES of then'),
   startedAt: isoInstant.nullable().describe('When the workflow started; null while the case waits for its start (stage NotStarted)'),
   closedAt: isoInstant.nullable(),

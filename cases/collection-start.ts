@@ -6,7 +6,7 @@ import { and, asc, eq } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy, type SignalDefinition } from '@temporalio/common';
 import type { Database } from '../db/client';
-import { auditEvents, collectionCases, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
+import { collectionCases, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
 import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import { searchAttributes, type InvoiceAdjusted, type PaymentReceived } from '../workflows/messages';
@@ -75,11 +75,8 @@ export function adjustmentMessage(row: typeof invoiceAdjustments.$inferSelect): 
  * started again; one that ended otherwise (terminated from the Temporal UI, failed, timed out)
  * left its case open, and a start begins a new run for it.
  */
-async function startOptions(deps: CaseStartDeps, stored: StoredCase, pausedAtStart?: CollectionInput['pausedAtStart']) {
+async function startOptions(deps: CaseStartDeps, stored: StoredCase, pausedAtStart?: CollectionInput['pausedAtStart'], memo?: RestartMemo) {
   const input = { ...(await collectionInput(deps.db, stored)), ...(pausedAtStart ? { pausedAtStart } : {}) };
-  // A run started again after a loss says so, and by whom, in the Temporal UI; and a restart sent
-  // again after its answer was lost finds its own run by it (restartCase).
-  const memo: RestartMemo | undefined = pausedAtStart ? { restartedBy: pausedAtStart.by } : undefined;
   return {
     ...(memo ? { memo } : {}),
     workflowId: collectionWorkflowId(input.invoiceExternalId),
@@ -164,18 +161,17 @@ export async function signalCollection<Message>(
   }
   // A case that ran before and is not running now lost its workflow, or it ended without closing
   // the case: its new run starts paused, as an operator's restart does (restartCollection).
+  // Its pause is on the timeline as the workflow's own (case.paused, by arrears).
   const pause = stored.caseRow.stage === 'NotStarted' ? undefined : { by: 'arrears', reason: `started again by a ${signal.name} message after its workflow was lost or ended; check the timeline, then resume` };
-  let runId: string;
   try {
     const signalArgs: [Message] = [message];
-    const options = { ...(await startOptions(deps, stored, pause)), signal, signalArgs };
-    runId = (await bounded(deps, () => deps.temporal.workflow.signalWithStart('invoiceCollection', options))).signaledRunId;
+    const options = { ...(await startOptions(deps, stored, pause, pause && { restartedBy: pause.by })), signal, signalArgs };
+    await bounded(deps, () => deps.temporal.workflow.signalWithStart('invoiceCollection', options));
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     return 'case_closed';
   }
   await markStarted(deps.db, stored.caseRow.id, at);
-  if (pause) await recordRestart(deps.db, stored, { actor: pause.by, reason: pause.reason, previously: 'lost or ended', runId });
   return 'delivered';
 }
 
@@ -187,24 +183,16 @@ export async function signalCollection<Message>(
  * read before resuming. Refused (WorkflowExecutionAlreadyStartedError) while a run is open and
  * for one that completed. Returns the new run's id.
  */
-export async function restartCollection(deps: CaseStartDeps, stored: StoredCase, pausedAtStart: NonNullable<CollectionInput['pausedAtStart']>): Promise<string> {
-  const handle = await deps.temporal.workflow.start('invoiceCollection', await startOptions(deps, stored, pausedAtStart));
+export async function restartCollection(deps: CaseStartDeps, stored: StoredCase, restart: { by: string; reason: string; previously: string }): Promise<string> {
+  const pausedAtStart = { by: restart.by, reason: `restarted after its workflow was ${restart.previously}: ${restart.reason}; check the timeline, then resume` };
+  const memo: RestartMemo = { restartedBy: restart.by, restartReason: restart.reason, previously: restart.previously };
+  const handle = await deps.temporal.workflow.start('invoiceCollection', await startOptions(deps, stored, pausedAtStart, memo));
   return handle.firstExecutionRunId;
 }
 
-/** The memo of a run started again, paused, after its case's workflow was lost or ended. */
-export type RestartMemo = { restartedBy: string };
-
 /**
- * Puts a run started again after a loss on the case's timeline (`case.restarted`), once per run:
- * the stuck list shows the case until someone resumes it. False if it was there already.
+ * The memo of a run started again, paused, after a loss, shown in the Temporal UI: who started
+ * it, and for an operator's restart why and what had become of the old run, which a restart sent
+ * again after its answer was lost puts on the timeline (restartCase).
  */
-export async function recordRestart(db: Database, stored: StoredCase, restart: { actor: string; reason: string; previously: string; runId: string }): Promise<boolean> {
-  const { actor, runId, ...data } = restart;
-  const inserted = await db
-    .insert(auditEvents)
-    .values({ caseId: stored.caseRow.id, invoiceId: stored.invoice.id, actor, type: 'case.restarted', data: { ...data, runId }, dedupeKey: `${stored.caseRow.workflowId}:restart:${runId}` })
-    .onConflictDoNothing({ target: auditEvents.dedupeKey })
-    .returning({ id: auditEvents.id });
-  return inserted.length > 0;
-}
+export type RestartMemo = { restartedBy: string; restartReason?: string; previously?: string };

@@ -14,10 +14,10 @@ export type WorkflowView =
   | {
       state: 'running';
       pendingActivities: NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>;
-      /** The first run of the running chain (continued-as-new runs share it): the run a start began. */
-      chainRunId: string;
-      /** Who restarted it, when a restart began the chain (restartCollection's memo). */
-      restartedBy?: string;
+      /** The first run of the running chain (continued-as-new runs share it), if the server says. */
+      chainRunId?: string;
+      /** When a start after a loss began the chain: its memo (restartCollection). */
+      restart?: RestartMemo;
     }
   | { state: 'missing' }
   | { state: 'ended'; status: string }
@@ -31,12 +31,13 @@ export async function viewWorkflow(temporal: Client, workflowId: string): Promis
     const status = description.status.name;
     if (status === 'RUNNING' || status === 'CONTINUED_AS_NEW') {
       const memo = description.memo as Partial<RestartMemo> | undefined;
+      const firstRunId = description.raw.workflowExecutionInfo?.firstRunId;
       return {
         state: 'running',
         // Continued as new: described between two runs; the next one runs, and has nothing pending yet.
         pendingActivities: status === 'RUNNING' ? (description.raw.pendingActivities ?? []) : [],
-        chainRunId: description.raw.workflowExecutionInfo?.firstRunId || description.runId,
-        ...(typeof memo?.restartedBy === 'string' ? { restartedBy: memo.restartedBy } : {}),
+        ...(firstRunId ? { chainRunId: firstRunId } : {}),
+        ...(typeof memo?.restartedBy === 'string' ? { restart: memo as RestartMemo } : {}),
       };
     }
     return status === 'COMPLETED' ? { state: 'completed' } : { state: 'ended', status };

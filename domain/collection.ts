@@ -79,6 +79,8 @@ export type CarriedState = {
   totalPaid: number;
   communicationCeased: boolean;
   pausedReason: string | null;
+  /** Whether that pause is the one a start after a loss began with (absent from older runs: false). */
+  pausedAfterRestart?: boolean;
   disputeCount: number;
   dispute: {
     no: number;

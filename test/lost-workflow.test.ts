@@ -132,7 +132,7 @@ it('lists a case whose workflow Temporal lost, restarts it paused from the right
   expect(audit).toMatchObject({ actor: expect.any(String), data: expect.objectContaining({ reason: 'its workflow was lost', previously: 'lost' }) });
   // On the stuck list as restarted, until someone resumes it (not 14 days later as any pause).
   expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('check its timeline') });
-  expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: audit!.actor });
+  expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: audit!.actor, restartReason: 'its workflow was lost', previously: 'lost' });
   // Once is enough: it runs now.
   expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-running') });
 
@@ -174,18 +174,18 @@ it('answers a restart sent again after its answer was lost as the restart it was
   // A restart whose start reached Temporal, but whose answer did not reach the API (it said 503).
   const deps = { db: h.db.db, temporal: h.client, taskQueue: h.taskQueue, temporalUiUrl: 'http://localhost:8233', clock: async () => new Date() };
   const stored = await findInvoice(deps, externalId);
-  const runId = await restartCollection(deps, { ...stored, caseRow: stored.caseRow! }, { by: 'Casey (collector)', reason: 'restarted after its workflow was lost: lost' });
+  const runId = await restartCollection(deps, { ...stored, caseRow: stored.caseRow! }, { by: 'Casey (collector)', reason: 'its workflow was lost', previously: 'lost' });
   const restartedCase = await untilStage(workflowId, 'Paused');
-  expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: 'Casey (collector)' });
+  expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: 'Casey (collector)', restartReason: 'its workflow was lost', previously: 'lost' });
 
-  // Sent again: the restart it was, now on the timeline, by whoever started it.
-  const again = await restart(externalId);
+  // Sent again (by anyone): the restart it was, now on the timeline as it was asked for.
+  const again = await restart(externalId, 'collector', { reason: 'sending it again after a 503' });
   expect(again.statusCode, again.body).toBe(202);
   expect(again.json()).toEqual({ restarted: true, runId, stage: 'Paused' });
   // Once: a third send, or anyone else's restart, finds it running.
   expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-running') });
   const audits = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, restartedCase.id)));
-  expect(audits).toEqual([expect.objectContaining({ actor: 'Casey (collector)', data: expect.objectContaining({ runId, reason: 'its workflow was lost' }) })]);
+  expect(audits).toEqual([expect.objectContaining({ actor: 'Casey (collector)', data: { runId, reason: 'its workflow was lost', previously: 'lost' } })]);
   // One run: the second send started nothing.
   expect((await h.client.workflow.getHandle(workflowId).describe()).runId).toBe(runId);
 });
@@ -206,13 +206,22 @@ it('applies a payment to a case whose workflow was lost or terminated: a new run
   const paused = await untilStage(lost.workflowId, 'Paused');
   expect(paused.amountOutstandingMinor).toBe(50_000);
   expect((await h.client.workflow.getHandle(lost.workflowId).query(caseStatusQuery)).pausedReason).toContain('started again by a paymentReceived message');
-  // Nobody asked for it, so the timeline and the stuck list say so at once, for someone to check and resume.
-  const [audit] = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, paused.id)));
-  expect(audit).toMatchObject({ actor: 'arrears', data: expect.objectContaining({ reason: expect.stringContaining('paymentReceived message'), runId: paused.stateRunId }) });
-  expect(await stuckEntry(lost.workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume' });
-  // Paused again by a collector after a resume: an ordinary pause, not listed before its 14 days.
+  // Nobody asked for it, so the stuck list says so at once, for someone to check and resume; the
+  // pause is on the timeline as the workflow's, and on the case row with its reason.
+  expect(paused).toMatchObject({ pausedAfterRestart: true, pausedReason: expect.stringContaining('started again by a paymentReceived message') });
+  const timeline = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.paused'), eq(auditEvents.caseId, paused.id)));
+  expect(timeline.at(-1)).toMatchObject({ actor: 'workflow', data: { reason: paused.pausedReason } });
+  expect(await stuckEntry(lost.workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('paymentReceived') });
   const command = (name: string) =>
     h.app.inject({ method: 'POST', url: `/invoices/${lost.externalId}/${name}`, headers: h.auth('collector'), payload: { reason: `${name} after the check` } });
+  // A pause sent meanwhile changes nothing: it is still the restart's pause, listed. (The payment
+  // after it reaches the workflow after it: once the payment is on the row, the pause was handled.)
+  expect((await command('pause')).statusCode).toBe(202);
+  expect((await pay(lost.externalId, `evt_after_pause_${lost.externalId}`, 1_000)).statusCode).toBe(200);
+  await until('the payment after the pause', async () => (await caseRow(lost.workflowId)).amountOutstandingMinor === 49_000);
+  expect(await caseRow(lost.workflowId)).toMatchObject({ stage: 'Paused', pausedAfterRestart: true });
+  expect(await stuckEntry(lost.workflowId)).toMatchObject({ kind: 'restarted_paused' });
+  // Paused again by a collector after a resume: an ordinary pause, not listed before its 14 days.
   expect((await command('resume')).statusCode).toBe(202);
   await untilStage(lost.workflowId, 'Scheduled');
   expect((await command('pause')).statusCode).toBe(202);
@@ -300,6 +309,7 @@ it("finds, in the overdue sweep's check of open cases, a lost case with no step 
   expect(await caseRow(workflowId)).toMatchObject({ workflowGone: null, workflowGoneSince: null });
   // Listed no more as gone; as restarted, until resumed.
   expect(await listed()).toMatchObject({ kind: 'restarted_paused', action: 'resume' });
+  expect(await caseRow(workflowId)).toMatchObject({ stage: 'Paused', pausedAfterRestart: true, pausedReason: expect.stringContaining('restarted after its workflow was lost') });
   // The next check finds it running, and leaves it unmarked.
   const checkedBefore = (await caseRow(workflowId)).workflowCheckedAt!;
   const next = await h.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ checkCases: 10_000 }] });
@@ -307,4 +317,12 @@ it("finds, in the overdue sweep's check of open cases, a lost case with no step 
   const after = await caseRow(workflowId);
   expect(after.workflowCheckedAt!.getTime()).toBeGreaterThan(checkedBefore.getTime());
   expect(after.workflowGone).toBeNull();
+
+  // Lost again while paused: listed once, as gone (to restart), not also as waiting for a resume.
+  await lose(workflowId);
+  expect((await h.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ checkCases: 10_000 }] })).workflowsGone).toContain(invoice.externalId);
+  const list = await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') });
+  expect((list.json() as { cases: { workflowId: string; kind: string }[] }).cases.filter((c) => c.workflowId === workflowId)).toEqual([
+    expect.objectContaining({ kind: 'workflow_missing', action: 'restart' }),
+  ]);
 });

@@ -315,6 +315,16 @@ describe('operations view', () => {
     await row.getByRole('button', { name: 'Restart, paused' }).click();
     expect(await page.getByRole('status').innerText()).toContain(`The case of invoice ${lost.externalId} runs again, paused`);
     await until('the case to be paused', async () => (await caseStage(lost.externalId)) === 'Paused');
+    // Listed now as waiting for a resume, and its page says why it is paused and what to check.
+    const waiting = page.locator(`tr[data-workflow-id="${workflowId}"]`);
+    await until('the restarted case in the list', async () => {
+      await page.reload();
+      return (await waiting.count()) === 1 && (await waiting.innerText()).includes('Restarted paused');
+    });
+    expect(await waiting.getByRole('button', { name: 'Resume' }).count()).toBe(1);
     await page.close();
+    const restartedPage = await signIn('collector', `/ui/cases/${lost.externalId}`);
+    expect(await restartedPage.getByRole('region', { name: 'Case' }).innerText()).toMatch(/Paused\s+restarted after its workflow was lost: Temporal lost it in the storage incident.*since its restart: check the timeline/s);
+    await restartedPage.close();
   });
 });

@@ -102,6 +102,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   const startPause = input.pausedAtStart;
   // A continued run takes its predecessor's pause (or none), never the first run's start pause again.
   let pausedReason: string | null = carried ? (carried.pausedReason ?? null) : startPause ? `${startPause.reason} (${startPause.by})` : null;
+  /** The pause is the one a start after a loss began with: the stuck list shows it until resumed. */
+  let pausedAfterRestart = carried ? (carried.pausedAfterRestart ?? false) : startPause !== undefined;
   let resumeRequested = false;
   let communicationCeased = carried?.communicationCeased ?? false;
   let pendingApproval: PendingApproval | null = null;
@@ -174,8 +176,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   setHandler(resumeSignal, ({ messageId, by, reason }) => {
     if (!firstTime(messageId)) return;
     // Resuming a paused case lifts the pause; otherwise it retries a blocked step or lifts a hold.
-    if (pausedReason !== null) pausedReason = null;
-    else resumeRequested = true;
+    if (pausedReason !== null) {
+      pausedReason = null;
+      pausedAfterRestart = false;
+    } else resumeRequested = true;
     note('resumed', `${reason} (${by})`);
   });
   setHandler(openDisputeSignal, ({ messageId, by, reason }) => {
@@ -324,6 +328,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       amountOutstandingMinor: balance,
       nextActionAt: nextAction?.at ?? null,
       blockedReason,
+      pausedReason: stage === 'Paused' ? pausedReason : null,
+      pausedAfterRestart: stage === 'Paused' && pausedAfterRestart,
       at: now(),
       event,
       data,
@@ -632,6 +638,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     await publish('case.paused', { reason: pausedReason });
     await waitFor(() => isPaid() || pausedReason === null);
     pausedReason = null;
+    pausedAfterRestart = false;
     shiftMs += Date.now() - pausedAt;
     stage = previous;
     await publish('case.resumed', { shiftedByMs: Date.now() - pausedAt });
@@ -925,6 +932,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         seenMessages: [...seenMessages].slice(-1_000),
         communicationCeased,
         pausedReason,
+        pausedAfterRestart,
         disputeCount,
         dispute: dispute && !dispute.handled ? { no: dispute.no, reason: dispute.reason, by: dispute.by, openedAt: dispute.openedAt, resolved: dispute.resolved } : null,
         promise,

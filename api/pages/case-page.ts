@@ -49,6 +49,8 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
           ? formatInstant(caseView.nextActionAt)
           : 'Nothing scheduled';
     const canAct = user.role === 'admin' || user.role === 'collector';
+    // The database copy when Temporal does not answer.
+    const pausedReason = live ? live.pausedReason : caseView?.pausedReason;
     const body = html`<h1>Invoice ${invoice.number} <span class="muted">(${invoice.externalId})</span></h1>
 <section class="card" aria-label="Case">
   <dl>
@@ -59,7 +61,7 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
     ${live?.pendingApproval ? html`<dt>Waiting for</dt><dd>${kindLabel(live.pendingApproval.kind)} approval, <a href="/ui/approvals">in the inbox</a></dd>` : ''}
     ${caseView?.blockedReason ? html`<dt>Blocked</dt><dd>${caseView.blockedReason}</dd>` : ''}
     ${caseView?.workflowGone ? html`<dt>Workflow</dt><dd>Gone (${caseView.workflowGone}): nothing will happen to this case until it is restarted</dd>` : ''}
-    ${live?.pausedReason ? html`<dt>Paused</dt><dd>${live.pausedReason}</dd>` : ''}
+    ${pausedReason ? html`<dt>Paused</dt><dd>${pausedReason}${caseView?.pausedAfterRestart ? ' (since its restart: check the timeline for disputes, promises and plans the old run knew of, then resume)' : ''}</dd>` : ''}
     ${live?.dispute ? html`<dt>Dispute</dt><dd>${live.dispute.reason} (since ${formatInstant(live.dispute.openedAt)})</dd>` : ''}
     ${live?.promise ? html`<dt>Promise to pay</dt><dd>${formatMoney(live.promise.amountMinor, currency)} by ${live.promise.promisedDate}</dd>` : ''}
   </dl>

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, integer, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
+import { bigint, boolean, integer, pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
 import { collectionOutcomes, collectionStages } from '../../domain/collection';
 import { collectionPolicies } from './collection-policies';
 import { invoices } from './invoices';
@@ -41,6 +41,13 @@ export const collectionCases = pgTable(
     policyId: uuid('policy_id').references(() => collectionPolicies.id),
     /** Why the case cannot go on by itself (e.g. the e-mail address was refused), until someone acts. */
     blockedReason: text('blocked_reason'),
+    /** Why a Paused case is paused, and by whom (null in any other stage). */
+    pausedReason: text('paused_reason'),
+    /**
+     * Paused since its workflow was started again after a loss (by a restart, or by a message),
+     * and not yet resumed: someone has to check its timeline (the stuck list shows it at once).
+     */
+    pausedAfterRestart: boolean('paused_after_restart').notNull().default(false),
     /**
      * When the workflow is due to start: a day before the policy's first step (see
      * collectionStartsAt). Registration starts it at once when that has come; otherwise the
