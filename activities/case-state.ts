@@ -15,7 +15,7 @@ export type RecordCaseStateInput = {
   blockedReason: string | null;
   /** Why a Paused case is paused (absent from workflows older than this field: null). */
   pausedReason?: string | null;
-  /** Paused since a restart after a loss, not yet resumed (absent from older workflows: false). */
+  /** Started again after a loss, paused (or about to be), not yet resumed (absent from older workflows: false). */
   pausedAfterRestart?: boolean;
   /** Workflow time of the change (ISO instant). */
   at: string;

@@ -87,15 +87,23 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
   const [blocked, paused, restartedPaused, due, overdueApprovals, unfinished, unforwarded, gone, unstarted] = await Promise.all([
     selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
     selectCases()
-      .where(and(eq(collectionCases.stage, 'Paused'), lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000))))
+      // A restarted case and a gone one are listed as such, not (also) as paused too long.
+      .where(
+        and(
+          eq(collectionCases.stage, 'Paused'),
+          lte(collectionCases.updatedAt, new Date(now.getTime() - options.pausedForDays * 86_400_000)),
+          eq(collectionCases.pausedAfterRestart, false),
+          isNull(collectionCases.workflowGone),
+        ),
+      )
       .orderBy(asc(collectionCases.updatedAt))
       .limit(200),
     // Started again after a loss, paused (by an operator's restart or by a message), and not
     // resumed since, as its workflow reports: someone has to check the timeline, however recent
     // the restart. (Gone again, it is listed as gone instead.)
     selectCases()
-      .where(and(eq(collectionCases.stage, 'Paused'), eq(collectionCases.pausedAfterRestart, true), isNull(collectionCases.workflowGone)))
-      .orderBy(asc(collectionCases.updatedAt))
+      .where(and(eq(collectionCases.pausedAfterRestart, true), ne(collectionCases.stage, 'Closed'), isNull(collectionCases.workflowGone)))
+      .orderBy(asc(collectionCases.stateRunStartedAt))
       .limit(200),
     selectCases()
       .where(and(notInArray(collectionCases.stage, ['Closed', 'Blocked', 'Paused', 'NotStarted']), lte(collectionCases.nextActionAt, now), ne(collectionCases.stage, 'AwaitingApproval')))
@@ -202,19 +210,20 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     ...restartedPaused.map((row) => ({
       ...base(row),
       kind: 'restarted_paused' as const,
-      reason: `Started again, paused, after its workflow was lost or ended (${row.caseRow.pausedReason ?? 'no reason recorded'}): check its timeline for the disputes, promises and plans the old run knew of, then resume`,
+      reason:
+        `Started again after its workflow was lost or ended, and paused until someone resumes it${row.caseRow.pausedReason ? ` (${row.caseRow.pausedReason})` : ''}: ` +
+        'check its timeline for the disputes, promises and plans the old run knew of, then resume',
+      // Since the restart: its run's start.
+      since: (row.caseRow.stateRunStartedAt ?? row.caseRow.updatedAt).toISOString(),
+      action: 'resume' as const,
+    })),
+    ...paused.map((row) => ({
+      ...base(row),
+      kind: 'paused_too_long' as const,
+      reason: `Paused for more than ${options.pausedForDays} days`,
       since: row.caseRow.updatedAt.toISOString(),
       action: 'resume' as const,
     })),
-    ...paused
-      .filter((row) => !restartedPaused.some((restarted) => restarted.caseRow.id === row.caseRow.id))
-      .map((row) => ({
-        ...base(row),
-        kind: 'paused_too_long' as const,
-        reason: `Paused for more than ${options.pausedForDays} days`,
-        since: row.caseRow.updatedAt.toISOString(),
-        action: 'resume' as const,
-      })),
     ...unstarted.map((row) => ({
       ...base(row),
       kind: 'start_failing' as const,

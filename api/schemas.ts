@@ -93,7 +93,9 @@ export const caseViewSchema = z.object({
   pausedReason: z.string().nullable().describe('Why a Paused case is paused, and by whom'),
   pausedAfterRestart: z
     .boolean()
-    .describe('Paused since its workflow was started again after a loss, and not resumed: check its timeline, then resume (listed as restarted_paused)'),
+    .describe(
+      'Its workflow was started again after a loss and holds the pause it started with (Paused, or about to be once a dispute is handled): check its timeline, then resume (listed as restarted_paused)',
+    ),
   startsAt: isoInstant.describe('When the collection workflow starts (or was due to): a day before the policy\'s first step; the overdue sweep starts it within SWEEP_INTERVAL_MINUTES of then'),
   startedAt: isoInstant.nullable().describe('When the workflow started; null while the case waits for its start (stage NotStarted)'),
   closedAt: isoInstant.nullable(),

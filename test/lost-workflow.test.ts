@@ -153,6 +153,8 @@ it('lists a case whose workflow Temporal lost, restarts it paused from the right
   await h.db.db.update(collectionCases).set({ stage: 'AwaitingPayment' }).where(eq(collectionCases.workflowId, workflowId));
   expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-completed') });
   expect(emailsTo(email)).toBe(1);
+  // A restarted run, paused, resumed and paid, replays with the current code.
+  await replayAndRecord(h.client.workflow.getHandle(workflowId), 'restart-paused-v2');
 });
 
 it('lists a case whose workflow was terminated without closing it, and restarts it paused', async () => {
@@ -219,7 +221,7 @@ it('applies a payment to a case whose workflow was lost or terminated: a new run
   expect((await command('pause')).statusCode).toBe(202);
   expect((await pay(lost.externalId, `evt_after_pause_${lost.externalId}`, 1_000)).statusCode).toBe(200);
   await until('the payment after the pause', async () => (await caseRow(lost.workflowId)).amountOutstandingMinor === 49_000);
-  expect(await caseRow(lost.workflowId)).toMatchObject({ stage: 'Paused', pausedAfterRestart: true });
+  expect(await caseRow(lost.workflowId)).toMatchObject({ stage: 'Paused', pausedAfterRestart: true, pausedReason: expect.stringContaining('started again by a paymentReceived') });
   expect(await stuckEntry(lost.workflowId)).toMatchObject({ kind: 'restarted_paused' });
   // Paused again by a collector after a resume: an ordinary pause, not listed before its 14 days.
   expect((await command('resume')).statusCode).toBe(202);
@@ -230,6 +232,15 @@ it('applies a payment to a case whose workflow was lost or terminated: a new run
   // The payment in full: closed as paid.
   expect(await h.client.workflow.getHandle(terminated.workflowId).result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0, overpaidMinor: 0, paymentsApplied: 2 });
   await untilStage(terminated.workflowId, 'Closed');
+});
+
+it('lists a lost case that a dispute started again as restarted, though the dispute holds it first', async () => {
+  const { externalId, workflowId } = await partPaidCase();
+  await lose(workflowId);
+  const disputed = await h.app.inject({ method: 'POST', url: `/invoices/${externalId}/dispute`, headers: h.auth('collector'), payload: { reason: 'goods arrived damaged' } });
+  expect(disputed.statusCode, disputed.body).toBe(202);
+  expect(await untilStage(workflowId, 'Disputed')).toMatchObject({ pausedAfterRestart: true, amountOutstandingMinor: 100_000 });
+  expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('paused until someone resumes it') });
 });
 
 it('tells an approver deciding for a lost case to restart it; the restarted case asks again, under the same request, and takes the decision, which stands if it is lost again', async () => {
@@ -318,7 +329,9 @@ it("finds, in the overdue sweep's check of open cases, a lost case with no step 
   expect(after.workflowCheckedAt!.getTime()).toBeGreaterThan(checkedBefore.getTime());
   expect(after.workflowGone).toBeNull();
 
-  // Lost again while paused: listed once, as gone (to restart), not also as waiting for a resume.
+  // Lost again while paused, weeks on: listed once, as gone (to restart), not also as waiting for a
+  // resume or as paused too long.
+  await h.db.db.update(collectionCases).set({ updatedAt: new Date(Date.now() - 15 * 86_400_000) }).where(eq(collectionCases.workflowId, workflowId));
   await lose(workflowId);
   expect((await h.client.workflow.execute(overdueSweep, { taskQueue: h.taskQueue, workflowId: `sweep-${randomUUID()}`, args: [{ checkCases: 10_000 }] })).workflowsGone).toContain(invoice.externalId);
   const list = await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') });

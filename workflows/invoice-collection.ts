@@ -329,7 +329,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       nextActionAt: nextAction?.at ?? null,
       blockedReason,
       pausedReason: stage === 'Paused' ? pausedReason : null,
-      pausedAfterRestart: stage === 'Paused' && pausedAfterRestart,
+      // Also before the pause takes hold (a dispute first, or the first writes of the run).
+      pausedAfterRestart: stage !== 'Closed' && pausedAfterRestart,
       at: now(),
       event,
       data,

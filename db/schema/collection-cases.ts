@@ -44,8 +44,9 @@ export const collectionCases = pgTable(
     /** Why a Paused case is paused, and by whom (null in any other stage). */
     pausedReason: text('paused_reason'),
     /**
-     * Paused since its workflow was started again after a loss (by a restart, or by a message),
-     * and not yet resumed: someone has to check its timeline (the stuck list shows it at once).
+     * Its workflow was started again after a loss (by a restart, or by a message) and holds the
+     * pause it started with (Paused, or about to be once a dispute is handled), until resumed:
+     * someone has to check its timeline (the stuck list shows it at once).
      */
     pausedAfterRestart: boolean('paused_after_restart').notNull().default(false),
     /**
