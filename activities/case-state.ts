@@ -64,70 +64,71 @@ export type CaseStateDeps = { db: Database };
  * Copies the workflow's state to the database (case row, invoice balance and status) and
  * appends one audit event, so the API lists cases without asking Temporal. A retry of the
  * same seq changes nothing; the audit event is written once, by its dedupe key.
+ *
+ * One statement (data-modifying CTEs), so one round trip and one commit: it runs for every
+ * change of every case, two of them before a case's first step (BENCHMARKS.md, item 2).
  */
 export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStateInput): Promise<void> {
   const now = new Date(input.at);
   const runId = input.runId ?? callingRunId();
   const runStartedAt = input.runStartedAt ? new Date(input.runStartedAt) : null;
-  await deps.db.transaction(async (tx) => {
-    // Only a newer state may overwrite: an attempt that timed out and commits late must not
-    // turn a closed case back into an open one.
-    const [updated] = await tx
-      .update(collectionCases)
-      .set({
-        stage: input.stage,
-        outcome: input.outcome,
-        amountOutstandingMinor: input.amountOutstandingMinor,
-        nextActionAt: input.nextActionAt ? new Date(input.nextActionAt) : null,
-        blockedReason: input.blockedReason,
-        pausedReason: input.pausedReason ?? null,
-        pausedAfterRestart: input.pausedAfterRestart ?? false,
-        closedAt: input.stage === 'Closed' ? now : null,
-        // The first state a workflow reports is the moment its case started (if the starter did not record it).
-        startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
-        stateSeq: input.seq,
-        // A run that writes exists: whatever the sweep's check found gone before, is not.
-        workflowGone: null,
-        workflowGoneSince: null,
-        // An undated write keeps the row's date: only its own run's row can be dated (newerState).
-        ...(runId ? { stateRunId: runId } : {}),
-        ...(runStartedAt ? { stateRunStartedAt: runStartedAt } : {}),
-        updatedAt: now,
-      })
-      .where(and(eq(collectionCases.workflowId, input.workflowId), newerState(input.seq, runId, runStartedAt)))
-      .returning({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId });
-    const target =
-      updated ??
-      (
-        await tx
-          .select({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId })
-          .from(collectionCases)
-          .where(eq(collectionCases.workflowId, input.workflowId))
-      )[0];
-    if (!target) throw new Error(`no collection case for workflow ${input.workflowId}`);
-
-    if (updated) {
-      await tx
-        .update(invoices)
-        .set({
-          amountOutstandingMinor: input.amountOutstandingMinor,
-          ...(input.outcome ? { status: input.outcome } : {}),
-          updatedAt: now,
-        })
-        .where(eq(invoices.id, updated.invoiceId));
-    }
-
-    await tx
-      .insert(auditEvents)
-      .values({
-        caseId: target.caseId,
-        invoiceId: target.invoiceId,
-        actor: 'workflow',
-        type: input.event,
-        data: { stage: input.stage, amountOutstandingMinor: input.amountOutstandingMinor, ...input.data },
-        dedupeKey: runId ? `${input.workflowId}:${runId}:state:${input.seq}` : `${input.workflowId}:state:${input.seq}`,
-        occurredAt: now,
-      })
-      .onConflictDoNothing({ target: auditEvents.dedupeKey });
-  });
+  // Only a newer state may overwrite: an attempt that timed out and commits late must not
+  // turn a closed case back into an open one.
+  const updateCase = deps.db
+    .update(collectionCases)
+    .set({
+      stage: input.stage,
+      outcome: input.outcome,
+      amountOutstandingMinor: input.amountOutstandingMinor,
+      nextActionAt: input.nextActionAt ? new Date(input.nextActionAt) : null,
+      blockedReason: input.blockedReason,
+      pausedReason: input.pausedReason ?? null,
+      pausedAfterRestart: input.pausedAfterRestart ?? false,
+      closedAt: input.stage === 'Closed' ? now : null,
+      // The first state a workflow reports is the moment its case started (if the starter did not record it).
+      startedAt: sql`coalesce(${collectionCases.startedAt}, ${input.at}::timestamptz)`,
+      stateSeq: input.seq,
+      // A run that writes exists: whatever the sweep's check found gone before, is not.
+      workflowGone: null,
+      workflowGoneSince: null,
+      // An undated write keeps the row's date: only its own run's row can be dated (newerState).
+      ...(runId ? { stateRunId: runId } : {}),
+      ...(runStartedAt ? { stateRunStartedAt: runStartedAt } : {}),
+      updatedAt: now,
+    })
+    .where(and(eq(collectionCases.workflowId, input.workflowId), newerState(input.seq, runId, runStartedAt)))
+    // Embedded below in parentheses (as drizzle embeds a query), returning "id" and "invoice_id".
+    .returning({ id: collectionCases.id, invoiceId: collectionCases.invoiceId });
+  const invoiceSet = sql.join(
+    [
+      sql`${sql.identifier(invoices.amountOutstandingMinor.name)} = ${input.amountOutstandingMinor}`,
+      ...(input.outcome ? [sql`${sql.identifier(invoices.status.name)} = ${input.outcome}`] : []),
+      sql`${sql.identifier(invoices.updatedAt.name)} = ${input.at}::timestamptz`,
+    ],
+    sql`, `,
+  );
+  const data = { stage: input.stage, amountOutstandingMinor: input.amountOutstandingMinor, ...input.data };
+  const dedupeKey = runId ? `${input.workflowId}:${runId}:state:${input.seq}` : `${input.workflowId}:state:${input.seq}`;
+  // The audit event goes to the case whether or not its row was newer (a late write is still
+  // history); the invoice follows the row only when the row changed.
+  const result = await deps.db.execute<{ found: number }>(sql`
+    with updated as ${updateCase},
+    target as (
+      select id as case_id, invoice_id from updated
+      union all
+      select ${collectionCases.id}, ${collectionCases.invoiceId} from ${collectionCases}
+      where ${collectionCases.workflowId} = ${input.workflowId} and not exists (select 1 from updated)
+    ),
+    invoice as (
+      update ${invoices} set ${invoiceSet} from updated where ${invoices.id} = updated.invoice_id returning 1
+    ),
+    audit as (
+      insert into ${auditEvents} (case_id, invoice_id, actor, type, data, dedupe_key, occurred_at)
+      select case_id, invoice_id, 'workflow', ${input.event}, ${JSON.stringify(data)}::jsonb, ${dedupeKey}, ${input.at}::timestamptz from target
+      on conflict (dedupe_key) do nothing
+      returning 1
+    )
+    select (select count(*) from target)::int as found`);
+  const rows = Array.isArray(result) ? result : (result as unknown as { rows: { found: number }[] }).rows;
+  if (!rows[0]?.found) throw new Error(`no collection case for workflow ${input.workflowId}`);
 }

@@ -93,6 +93,14 @@ describe('database schema', () => {
     expect(row).toMatchObject({ stage: 'Closed', outcome: 'paid', amountOutstandingMinor: 0, stateSeq: 5 });
     const [inv] = await db.db.select().from(invoices).where(eq(invoices.id, invoice.id));
     expect(inv).toMatchObject({ status: 'paid', amountOutstandingMinor: 0 });
+    // Both are on the timeline, each once (a retry adds nothing); a state for no case is an error.
+    await recordCaseState({ db: db.db }, state(3, 'Scheduled', 100));
+    const events = await db.db.select().from(auditEvents).where(eq(auditEvents.caseId, row!.id));
+    expect(events.map((e) => [e.type, e.actor, e.invoiceId, e.data]).sort()).toEqual([
+      ['test.3', 'workflow', invoice.id, { stage: 'Scheduled', amountOutstandingMinor: 100 }],
+      ['test.5', 'workflow', invoice.id, { stage: 'Closed', amountOutstandingMinor: 0 }],
+    ]);
+    await expect(recordCaseState({ db: db.db }, { ...state(6, 'Closed', 0), workflowId: 'wf-none' })).rejects.toThrow('no collection case for workflow wf-none');
   });
 
   it('takes the state of a run started afresh (its predecessor gone from Temporal), whose seq starts again at 1, and ignores the predecessor after', async () => {
