@@ -103,7 +103,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
     [
       sql`${sql.identifier(invoices.amountOutstandingMinor.name)} = ${input.amountOutstandingMinor}`,
       ...(input.outcome ? [sql`${sql.identifier(invoices.status.name)} = ${input.outcome}`] : []),
-      sql`${sql.identifier(invoices.updatedAt.name)} = ${input.at}::timestamptz`,
+      sql`${sql.identifier(invoices.updatedAt.name)} = ${now.toISOString()}::timestamptz`,
     ],
     sql`, `,
   );
@@ -113,6 +113,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
   // history); the invoice follows the row only when the row changed.
   const result = await deps.db.execute<{ found: number }>(sql`
     with updated as ${updateCase},
+    -- The fallback reads the case as the statement began; only its ids, which never change.
     target as (
       select id as case_id, invoice_id from updated
       union all
@@ -124,7 +125,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
     ),
     audit as (
       insert into ${auditEvents} (case_id, invoice_id, actor, type, data, dedupe_key, occurred_at)
-      select case_id, invoice_id, 'workflow', ${input.event}, ${JSON.stringify(data)}::jsonb, ${dedupeKey}, ${input.at}::timestamptz from target
+      select case_id, invoice_id, 'workflow', ${input.event}, ${JSON.stringify(data)}::jsonb, ${dedupeKey}, ${now.toISOString()}::timestamptz from target
       on conflict (dedupe_key) do nothing
       returning 1
     )

@@ -87,6 +87,9 @@ describe('database schema', () => {
       event: `test.${seq}`,
       data: {},
     });
+    // A newer state without an outcome moves the invoice's balance and leaves its status.
+    await recordCaseState({ db: db.db }, state(2, 'Scheduled', 60));
+    expect((await db.db.select().from(invoices).where(eq(invoices.id, invoice.id)))[0]).toMatchObject({ status: invoice.status, amountOutstandingMinor: 60 });
     await recordCaseState({ db: db.db }, state(5, 'Closed', 0));
     await recordCaseState({ db: db.db }, state(3, 'Scheduled', 100));
     const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-seq'));
@@ -97,6 +100,7 @@ describe('database schema', () => {
     await recordCaseState({ db: db.db }, state(3, 'Scheduled', 100));
     const events = await db.db.select().from(auditEvents).where(eq(auditEvents.caseId, row!.id));
     expect(events.map((e) => [e.type, e.actor, e.invoiceId, e.data]).sort()).toEqual([
+      ['test.2', 'workflow', invoice.id, { stage: 'Scheduled', amountOutstandingMinor: 60 }],
       ['test.3', 'workflow', invoice.id, { stage: 'Scheduled', amountOutstandingMinor: 100 }],
       ['test.5', 'workflow', invoice.id, { stage: 'Closed', amountOutstandingMinor: 0 }],
     ]);
