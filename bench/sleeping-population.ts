@@ -190,7 +190,7 @@ async function main() {
     console.log(`  workflows started           ${fmt(startSeconds)} s (${fmt(created / startSeconds, 0)} /s through startCollection, 16 at a time; ${retriedStarts} retried by the client)`);
     console.log(`  all asleep (state written)   ${fmt(asleepSeconds)} s after the first start (${fmt(created / asleepSeconds, 0)} cases/s), load ${createLoad}`);
     const heaps = (m: WorkerMemory) =>
-      `heaps used (committed): main ${mib(m.heapUsedBytes)} (${mib(m.heapTotalBytes)}), workflow thread ${mib(m.threadHeapUsedBytes)} (${mib(m.threadHeapTotalBytes)}) (${m.threadsAnswered} thread answered)`;
+      `heaps used (committed): main ${mib(m.heapUsedBytes)} (${mib(m.heapTotalBytes)}), workflow thread ${mib(m.threadHeapUsedBytes)} (${mib(m.threadHeapTotalBytes)}) (${m.threadsAnswered} thread answered); main thread's buffers outside its heap ${mib(m.externalBytes)}`;
     console.log(`  worker idle                  RSS ${mib(idle.rssBytes)}, ${heaps(idle)}, load ${idleLoad}`);
     console.log(`  worker, ${created} asleep     RSS ${mib(after.rssBytes)}, ${heaps(after)}, load ${afterLoad}`);
     console.log(`  memory ratio                 ${fmt(ratio, 2)}× idle RSS, ${fmt(after.heapUsedBytes / idle.heapUsedBytes, 2)}× idle heap (target ≤ 1.2×)`);
