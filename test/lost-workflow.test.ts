@@ -133,8 +133,12 @@ it('lists a case whose workflow Temporal lost, restarts it paused from the right
   // On the stuck list as restarted, until someone resumes it (not 14 days later as any pause).
   expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('check its timeline') });
   expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: audit!.actor, restartReason: 'its workflow was lost', previously: 'lost' });
-  // Once is enough: it runs now.
-  expect((await restart(externalId)).json()).toMatchObject({ status: 409, type: expect.stringContaining('case-running') });
+  // Once is enough: it runs now, and the refusal says what to do instead.
+  expect((await restart(externalId)).json()).toMatchObject({
+    status: 409,
+    type: expect.stringContaining('case-running'),
+    detail: expect.stringContaining(`runs again since it was started after its loss (by ${audit!.actor}): check its timeline, then resume it`),
+  });
 
   // Nothing goes out while it is paused; the collector checks the timeline and resumes, and the e-mail goes out, once.
   await new Promise((resolve) => setTimeout(resolve, 2_000));

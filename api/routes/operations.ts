@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { findStuckCases, restartCase, stuckKinds } from '../operations-service';
-import { problemResponses } from '../problem';
+import { problemResponse, problemResponses } from '../problem';
 import { externalIdParamsSchema, reasonSchema } from '../schemas';
 
 export const stuckQuerySchema = z.object({
@@ -61,9 +61,10 @@ export const operationsRoutes =
           tags: ['operations'],
           summary: 'Start a case again whose workflow Temporal lost, or that ended without closing the case',
           description:
-            'For a case on the stuck list as `workflow_missing` or `workflow_ended`. The new run starts from the invoice\'s opening balance ' +
-            'and every stored payment, credit note and cancellation, and comes up **paused**: what the lost run knew of disputes, promises ' +
-            'and plans is on the timeline, for a person to check before `resume`. Refused (409) while the workflow runs, and when it completed.',
+            'For a case whose workflow is gone (on the stuck list as `workflow_missing` or `workflow_ended`, though a restart need not wait for the list). ' +
+            'The new run starts from the invoice\'s opening balance and every stored payment, credit note and cancellation, and comes up **paused**: ' +
+            'what the lost run knew of disputes, promises and plans is on the timeline, for a person to check before `resume`. ' +
+            'A restart answered 503 whose start landed meanwhile is answered 202 when sent again.',
           security: [{ apiKey: [] }],
           params: externalIdParamsSchema,
           body: z.object({ reason: reasonSchema }),
@@ -72,6 +73,10 @@ export const operationsRoutes =
               .object({ restarted: z.literal(true), runId: z.string().describe('The new workflow run'), stage: z.literal('Paused') })
               .describe('Restarted: the new run comes up paused (and closes at once if what is stored settles it); resume it once its timeline is checked'),
             ...problemResponses,
+            409: problemResponse(
+              'case-running: its workflow runs (also a case restarted already, paused until resumed); case-completed: its workflow completed, which closed the case; ' +
+                'case-not-restartable: the case is closed or has not started',
+            ),
           },
         },
       },
