@@ -317,7 +317,7 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
       view.state === 'running' ? 'case-running' : 'case-completed',
       view.state === 'running' ? 'The case\'s workflow runs' : 'The case\'s workflow completed',
       view.state === 'running'
-        ? view.restart
+        ? view.restart && caseRow.pausedAfterRestart
           ? `The workflow of invoice ${externalId} runs again since it was started after its loss (by ${view.restart.restartedBy}): check its timeline, then resume it.`
           : `The workflow of invoice ${externalId} is running: there is nothing to restart (see GET /operations/stuck for why it may not move).`
         : `The workflow of invoice ${externalId} completed, which closed the case; a closed case is never started again.`,

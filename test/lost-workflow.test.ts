@@ -147,6 +147,8 @@ it('lists a case whose workflow Temporal lost, restarts it paused from the right
   expect(resumed.statusCode, resumed.body).toBe(202);
   await until('the e-mail', async () => emailsTo(email) === 1);
   expect(await stuckEntry(workflowId)).toBeUndefined();
+  // Resumed, it is an ordinary running case to a restart.
+  expect((await restart(externalId)).json()).toMatchObject({ status: 409, detail: expect.stringContaining('is running: there is nothing to restart') });
 
   // The rest of the money closes it exactly: no overpayment from a payment counted twice.
   expect((await pay(externalId, `evt_rest_${externalId}`, 100_000)).statusCode).toBe(200);
