@@ -1,11 +1,14 @@
 // Case start rate: invoices registered over HTTP until each case has run its first step (a
 // letter rendered and queued: no contact window to wait for), against starting the same
-// number of empty workflows on the same server in the same run.
+// number of empty workflows on the same server in the same run (the issue's baseline), and, for
+// scale, against the same number of workflows that each run one no-op activity on a worker in
+// this process (bench/support/one-activity-workflow.ts).
 //   npm run bench:starts                        (BENCH_CASES=200 by default)
 //   DATABASE_URL=postgres://… BENCH_SHAPE=production npm run bench:starts
 // BENCH_SHAPE=production runs the built API and worker each in a process of its own on
 // PostgreSQL, as docker-compose.yml does; by default both share this process, as in `npm run dev`.
 import { randomUUID } from 'node:crypto';
+import { Worker } from '@temporalio/worker';
 import os from 'node:os';
 import { count } from 'drizzle-orm';
 import { collectionPolicies, communications } from '../db/schema';
@@ -51,6 +54,33 @@ async function main() {
     const emptyPerSecond = cases / ((performance.now() - t) / 1000);
     const emptyCpu = await spent();
 
+    // Second baseline: started the same way, each until its one no-op activity has run (as a
+    // case counts once its first step has run), without asking the server for every result.
+    const oneActivityQueue = `bench-one-activity-${randomUUID()}`;
+    let activitiesRun = 0;
+    const worker = await Worker.create({
+      connection: stack.env.nativeConnection,
+      taskQueue: oneActivityQueue,
+      workflowsPath: require.resolve('./support/one-activity-workflow'),
+      activities: {
+        noop: async () => {
+          activitiesRun++;
+        },
+      },
+    });
+    let oneActivityPerSecond = 0;
+    let oneActivityCpu = emptyCpu;
+    await worker.runUntil(async () => {
+      spent = await cpuMeter(stack);
+      t = performance.now();
+      await inBatches(cases, async (i) => {
+        await stack.client.workflow.start('oneActivityWorkflow', { taskQueue: oneActivityQueue, workflowId: `one-activity-${oneActivityQueue}-${i}` });
+      });
+      while (activitiesRun < cases) await new Promise((r) => setTimeout(r, 50));
+      oneActivityPerSecond = cases / ((performance.now() - t) / 1000);
+      oneActivityCpu = await spent();
+    });
+
     // Arrears: registration (database, then the workflow start) until the first step has run.
     const invoiceIds: string[] = [];
     spent = await cpuMeter(stack);
@@ -78,7 +108,9 @@ async function main() {
     console.log(`  registrations answered         ${fmt(cases / registeredSeconds, 0)} /s`);
     console.log(`  cases through their first step ${fmt(casesPerSecond, 0)} /s`);
     console.log(`  ratio                          ${fmt(casesPerSecond / emptyPerSecond, 3)} × empty starts (target ≥ 0.6)`);
+    console.log(`  one-activity workflows         ${fmt(oneActivityPerSecond, 0)} /s (a worker in this process): cases at ${fmt(casesPerSecond / oneActivityPerSecond, 3)} × these`);
     console.log(`  CPU ms per empty start         ${cpuPerItem(emptyCpu, cases, stack)}`);
+    console.log(`  CPU ms per one-activity run    ${cpuPerItem(oneActivityCpu, cases, stack)} (its worker is in the bench process)`);
     console.log(`  CPU ms per case                ${cpuPerItem(casesCpu, cases, stack)}`);
     // On a machine whose cores are busy (these are shared), throughput follows CPU: this is the
     // ratio that CPU alone allows, and it moves far less with the machine's load than the rate.
