@@ -157,6 +157,26 @@ describe('database schema', () => {
     expect(row).toMatchObject({ stage: 'Scheduled', stateSeq: 3, stateRunId: 'run-reset' });
   });
 
+  it('keeps the newest of many states written at once, with each on the timeline once', async () => {
+    const invoice = await seedInvoice('concurrent');
+    await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-concurrent', stage: 'Scheduled', amountOutstandingMinor: 1_000, openingAmountMinor: 1_000, startsAt: new Date() });
+    // Retries and late attempts of one run, all at once, in a shuffled order (on PostgreSQL, over several connections).
+    const seqs = [7, 2, 9, 4, 1, 8, 3, 6, 5, 9, 2, 7];
+    await Promise.all(
+      seqs.map((seq) =>
+        recordCaseState(
+          { db: db.db },
+          { workflowId: 'wf-concurrent', seq, stage: 'Scheduled', outcome: null, amountOutstandingMinor: 1_000 - seq * 100, nextActionAt: null, blockedReason: null, at: new Date().toISOString(), event: `state.${seq}`, data: {}, runId: 'run-a', runStartedAt: '2026-11-02T09:00:00.000Z' },
+        ),
+      ),
+    );
+    const [row] = await db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, 'wf-concurrent'));
+    expect(row).toMatchObject({ stateSeq: 9, amountOutstandingMinor: 100 });
+    expect((await db.db.select().from(invoices).where(eq(invoices.id, invoice.id)))[0]!.amountOutstandingMinor).toBe(100);
+    const events = await db.db.select({ type: auditEvents.type }).from(auditEvents).where(eq(auditEvents.caseId, row!.id));
+    expect(events.map((e) => e.type).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9].map((seq) => `state.${seq}`));
+  });
+
   it('takes a state of another run over a row written before runs were dated', async () => {
     const invoice = await seedInvoice('undated');
     await db.db
