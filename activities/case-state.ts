@@ -60,6 +60,9 @@ function newerState(seq: number, runId: string | null, runStartedAt: Date | null
 
 export type CaseStateDeps = { db: Database };
 
+/** Bare column names (as an insert's column list and an update's SET need them), from the tables. */
+const columns = (...list: { name: string }[]) => sql.join(list.map((column) => sql.identifier(column.name)), sql`, `);
+
 /**
  * Copies the workflow's state to the database (case row, invoice balance and status) and
  * appends one audit event, so the API lists cases without asking Temporal. A retry of the
@@ -101,9 +104,9 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
     .returning({ id: collectionCases.id, invoiceId: collectionCases.invoiceId });
   const invoiceSet = sql.join(
     [
-      sql`${sql.identifier(invoices.amountOutstandingMinor.name)} = ${input.amountOutstandingMinor}`,
-      ...(input.outcome ? [sql`${sql.identifier(invoices.status.name)} = ${input.outcome}`] : []),
-      sql`${sql.identifier(invoices.updatedAt.name)} = ${now.toISOString()}::timestamptz`,
+      sql`${columns(invoices.amountOutstandingMinor)} = ${input.amountOutstandingMinor}`,
+      ...(input.outcome ? [sql`${columns(invoices.status)} = ${input.outcome}`] : []),
+      sql`${columns(invoices.updatedAt)} = ${now.toISOString()}::timestamptz`,
     ],
     sql`, `,
   );
@@ -124,9 +127,9 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
       update ${invoices} set ${invoiceSet} from updated where ${invoices.id} = updated.invoice_id returning 1
     ),
     audit as (
-      insert into ${auditEvents} (case_id, invoice_id, actor, type, data, dedupe_key, occurred_at)
+      insert into ${auditEvents} (${columns(auditEvents.caseId, auditEvents.invoiceId, auditEvents.actor, auditEvents.type, auditEvents.data, auditEvents.dedupeKey, auditEvents.occurredAt)})
       select case_id, invoice_id, 'workflow', ${input.event}, ${JSON.stringify(data)}::jsonb, ${dedupeKey}, ${now.toISOString()}::timestamptz from target
-      on conflict (dedupe_key) do nothing
+      on conflict (${columns(auditEvents.dedupeKey)}) do nothing
       returning 1
     )
     select (select count(*) from target)::int as found`);

@@ -1,6 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { and, asc, eq, gt, isNotNull, isNull, lte, ne, notInArray } from 'drizzle-orm';
-import { restartCollection, type RestartMemo } from '../cases/collection-start';
+import { restartCollection, type RestartMemo, type StoredCase } from '../cases/collection-start';
 import { goneAs, goneReason, mapInBatches, viewWorkflow, type WorkflowView } from '../cases/workflow-view';
 import { auditEvents, collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
@@ -210,10 +210,9 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     ...restartedPaused.map((row) => ({
       ...base(row),
       kind: 'restarted_paused' as const,
-      reason:
-        `Started again after its workflow was lost or ended, and paused until someone resumes it${row.caseRow.pausedReason ? ` (${row.caseRow.pausedReason})` : ''}: ` +
-        'check its timeline for the disputes, promises and plans the old run knew of, then resume',
-      // Since the restart: its run's start.
+      // The pause's own reason says who restarted it (or which message did) and to check the timeline.
+      reason: `Started again after its workflow was lost or ended, and paused until someone resumes it: ${row.caseRow.pausedReason ?? 'check its timeline, then resume'}`,
+      // Since its run started: the restart's (or a run it continued as new into, while paused).
       since: (row.caseRow.stateRunStartedAt ?? row.caseRow.updatedAt).toISOString(),
       action: 'resume' as const,
     })),
@@ -275,58 +274,44 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
       `Invoice ${externalId} has ${!caseRow ? 'no collection case' : caseRow.stage === 'Closed' ? 'a closed case' : 'a case that has not started yet (the overdue sweep starts it)'}.`,
     );
   }
+  const storedCase = { ...stored, caseRow };
   const unavailable = (err: unknown) => temporalUnavailable(deps, 'Temporal did not answer', 'Send it again: if the restart landed meanwhile, it is answered as done.', err);
   const clearGoneMark = () => deps.db.update(collectionCases).set({ workflowGone: null, workflowGoneSince: null }).where(eq(collectionCases.id, caseRow.id));
+  const restarted = async (runId: string) => {
+    await clearGoneMark();
+    return { restarted: true as const, runId, stage: 'Paused' as const };
+  };
   let view: WorkflowView;
   try {
     view = await viewWorkflow(deps.temporal, caseRow.workflowId);
   } catch (err) {
     throw unavailable(err);
   }
-  /** The restart on the case's timeline, once per run it started; false if it is there already. */
-  const audit = async (runId: string, restart: Required<RestartMemo>) =>
-    (
-      await deps.db
-        .insert(auditEvents)
-        .values({
-          caseId: caseRow.id,
-          invoiceId: stored.invoice.id,
-          actor: restart.restartedBy,
-          type: 'case.restarted',
-          data: { reason: restart.restartReason, previously: restart.previously, runId },
-          dedupeKey: `${caseRow.workflowId}:restart:${runId}`,
-        })
-        .onConflictDoNothing({ target: auditEvents.dedupeKey })
-        .returning({ id: auditEvents.id })
-    ).length > 0;
-  const restarted = async (runId: string) => {
-    await clearGoneMark();
-    return { restarted: true as const, runId, stage: 'Paused' as const };
-  };
-  // A restart whose start reached Temporal but whose answer was lost (a 503), sent again: its run
-  // is running. It is answered as the restart it was and put on the timeline as it was asked
-  // for (its memo), which it is not yet.
-  if (view.state === 'running' && view.chainRunId && view.restart && isOperatorRestart(view.restart) && (await audit(view.chainRunId, view.restart))) {
+  // Whether the restarted run still waits to be resumed: as its row says, or, before the run has
+  // written to it, from the start.
+  const waitsForResume = view.state === 'running' && (caseRow.stateRunId !== view.runId || caseRow.pausedAfterRestart);
+  // A restart whose start reached Temporal but whose answer was lost (a 503), sent again while
+  // its run still waits to be resumed: answered as the restart it was, and put on the timeline
+  // as it was asked for (its memo), which it is not yet.
+  if (
+    view.state === 'running' &&
+    view.chainRunId &&
+    view.restart &&
+    isOperatorRestart(view.restart) &&
+    waitsForResume &&
+    (await auditRestart(deps, storedCase, view.chainRunId, view.restart))
+  ) {
     return restarted(view.chainRunId);
   }
   if (view.state === 'running' || view.state === 'completed') {
     // Not gone after all: a mark of the sweep's check is stale.
     if (caseRow.workflowGone) await clearGoneMark();
-    throw new HttpProblem(
-      409,
-      view.state === 'running' ? 'case-running' : 'case-completed',
-      view.state === 'running' ? 'The case\'s workflow runs' : 'The case\'s workflow completed',
-      view.state === 'running'
-        ? view.restart && caseRow.pausedAfterRestart
-          ? `The workflow of invoice ${externalId} runs again since it was started after its loss (by ${view.restart.restartedBy}): check its timeline, then resume it.`
-          : `The workflow of invoice ${externalId} is running: there is nothing to restart (see GET /operations/stuck for why it may not move).`
-        : `The workflow of invoice ${externalId} completed, which closed the case; a closed case is never started again.`,
-    );
+    throw notRestartable(externalId, view, waitsForResume);
   }
-  const previously = goneAs(view);
+  const restart = { restartedBy: caller.name, restartReason: reason, previously: goneAs(view) };
   let runId: string;
   try {
-    runId = await restartCollection(deps, { ...stored, caseRow }, { by: caller.name, reason, previously });
+    runId = await restartCollection(deps, storedCase, restart);
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
       throw new HttpProblem(409, 'case-running', 'The case\'s workflow runs', `A run of invoice ${externalId}'s workflow started (or completed) meanwhile: there is nothing to restart.`);
@@ -334,8 +319,37 @@ export async function restartCase(deps: ServiceDeps, externalId: string, reason:
     if (isTemporalUnreachable(err)) throw unavailable(err);
     throw err;
   }
-  await audit(runId, { restartedBy: caller.name, restartReason: reason, previously });
+  await auditRestart(deps, storedCase, runId, restart);
   return restarted(runId);
+}
+
+/** The restart on the case's timeline, once per run it started; false if it is there already. */
+async function auditRestart(deps: ServiceDeps, { invoice, caseRow }: StoredCase, runId: string, restart: Required<RestartMemo>): Promise<boolean> {
+  const inserted = await deps.db
+    .insert(auditEvents)
+    .values({
+      caseId: caseRow.id,
+      invoiceId: invoice.id,
+      actor: restart.restartedBy,
+      type: 'case.restarted',
+      data: { reason: restart.restartReason, previously: restart.previously, runId },
+      dedupeKey: `${caseRow.workflowId}:restart:${runId}`,
+    })
+    .onConflictDoNothing({ target: auditEvents.dedupeKey })
+    .returning({ id: auditEvents.id });
+  return inserted.length > 0;
+}
+
+/** The 409 for a restart of a workflow that runs (a restarted one says what to do instead) or completed. */
+function notRestartable(externalId: string, view: Extract<WorkflowView, { state: 'running' | 'completed' }>, waitsForResume: boolean): HttpProblem {
+  if (view.state === 'completed') {
+    return new HttpProblem(409, 'case-completed', 'The case\'s workflow completed', `The workflow of invoice ${externalId} completed, which closed the case; a closed case is never started again.`);
+  }
+  const detail =
+    view.restart && waitsForResume
+      ? `The workflow of invoice ${externalId} runs again since it was started after its loss (by ${view.restart.restartedBy}): check its timeline, then resume it.`
+      : `The workflow of invoice ${externalId} is running: there is nothing to restart (see GET /operations/stuck for why it may not move).`;
+  return new HttpProblem(409, 'case-running', 'The case\'s workflow runs', detail);
 }
 
 /** An operator's restart (restartCollection), not a message's start after a loss. */

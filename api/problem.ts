@@ -11,7 +11,7 @@ export type FieldError = z.infer<typeof fieldErrorSchema>;
  * Every error leaves the API as RFC 9457 problem+json with a stable `type`. Clients branch on
  * `type`; people read `detail`. 5xx details stay in the log, never in the response.
  */
-export const problemSchema = z.object({
+const problemSchema = z.object({
   type: z.string().describe('Stable identifier of the kind of problem, e.g. urn:arrears:problem:validation'),
   title: z.string(),
   status: z.number().int(),

@@ -68,17 +68,14 @@ async function main() {
         },
       },
     });
-    let oneActivityPerSecond = 0;
-    let oneActivityCpu = emptyCpu;
-    await worker.runUntil(async () => {
-      spent = await cpuMeter(stack);
-      t = performance.now();
+    const oneActivity = await worker.runUntil(async () => {
+      const spentOnThese = await cpuMeter(stack);
+      const started = performance.now();
       await inBatches(cases, async (i) => {
         await stack.client.workflow.start('oneActivityWorkflow', { taskQueue: oneActivityQueue, workflowId: `one-activity-${oneActivityQueue}-${i}` });
       });
       while (activitiesRun < cases) await new Promise((r) => setTimeout(r, 50));
-      oneActivityPerSecond = cases / ((performance.now() - t) / 1000);
-      oneActivityCpu = await spent();
+      return { perSecond: cases / ((performance.now() - started) / 1000), cpu: await spentOnThese() };
     });
 
     // Arrears: registration (database, then the workflow start) until the first step has run.
@@ -108,9 +105,9 @@ async function main() {
     console.log(`  registrations answered         ${fmt(cases / registeredSeconds, 0)} /s`);
     console.log(`  cases through their first step ${fmt(casesPerSecond, 0)} /s`);
     console.log(`  ratio                          ${fmt(casesPerSecond / emptyPerSecond, 3)} × empty starts (target ≥ 0.6)`);
-    console.log(`  one-activity workflows         ${fmt(oneActivityPerSecond, 0)} /s (a worker in this process): cases at ${fmt(casesPerSecond / oneActivityPerSecond, 3)} × these`);
+    console.log(`  one-activity workflows         ${fmt(oneActivity.perSecond, 0)} /s (a worker in this process): cases at ${fmt(casesPerSecond / oneActivity.perSecond, 3)} × these`);
     console.log(`  CPU ms per empty start         ${cpuPerItem(emptyCpu, cases, stack)}`);
-    console.log(`  CPU ms per one-activity run    ${cpuPerItem(oneActivityCpu, cases, stack)} (its worker is in the bench process)`);
+    console.log(`  CPU ms per one-activity run    ${cpuPerItem(oneActivity.cpu, cases, stack)} (its worker is in the bench process)`);
     console.log(`  CPU ms per case                ${cpuPerItem(casesCpu, cases, stack)}`);
     // On a machine whose cores are busy (these are shared), throughput follows CPU: this is the
     // ratio that CPU alone allows, and it moves far less with the machine's load than the rate.

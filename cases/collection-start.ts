@@ -5,6 +5,7 @@
 import { and, asc, eq } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy, type SignalDefinition } from '@temporalio/common';
+import { z } from 'zod';
 import type { Database } from '../db/client';
 import { collectionCases, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
 import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
@@ -183,10 +184,12 @@ export async function signalCollection<Message>(
  * read before resuming. Refused (WorkflowExecutionAlreadyStartedError) while a run is open and
  * for one that completed. Returns the new run's id.
  */
-export async function restartCollection(deps: CaseStartDeps, stored: StoredCase, restart: { by: string; reason: string; previously: string }): Promise<string> {
-  const pausedAtStart = { by: restart.by, reason: `restarted after its workflow was ${restart.previously}: ${restart.reason}; check the timeline, then resume` };
-  const memo: RestartMemo = { restartedBy: restart.by, restartReason: restart.reason, previously: restart.previously };
-  const handle = await deps.temporal.workflow.start('invoiceCollection', await startOptions(deps, stored, pausedAtStart, memo));
+export async function restartCollection(deps: CaseStartDeps, stored: StoredCase, restart: Required<RestartMemo>): Promise<string> {
+  const pausedAtStart = {
+    by: restart.restartedBy,
+    reason: `restarted after its workflow was ${restart.previously}: ${restart.restartReason}; check the timeline, then resume`,
+  };
+  const handle = await deps.temporal.workflow.start('invoiceCollection', await startOptions(deps, stored, pausedAtStart, restart));
   return handle.firstExecutionRunId;
 }
 
@@ -195,4 +198,5 @@ export async function restartCollection(deps: CaseStartDeps, stored: StoredCase,
  * it, and for an operator's restart why and what had become of the old run, which a restart sent
  * again after its answer was lost puts on the timeline (restartCase).
  */
-export type RestartMemo = { restartedBy: string; restartReason?: string; previously?: string };
+export const restartMemoSchema = z.object({ restartedBy: z.string(), restartReason: z.string().optional(), previously: z.string().optional() });
+export type RestartMemo = z.infer<typeof restartMemoSchema>;

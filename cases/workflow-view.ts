@@ -3,7 +3,7 @@
  * sweep's check of open cases.
  */
 import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
-import type { RestartMemo } from './collection-start';
+import { restartMemoSchema, type RestartMemo } from './collection-start';
 
 /**
  * Running (with its pending activities), gone (the server has no record of it), ended without
@@ -14,6 +14,8 @@ export type WorkflowView =
   | {
       state: 'running';
       pendingActivities: NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>;
+      /** The run described. */
+      runId: string;
       /** The first run of the running chain (continued-as-new runs share it), if the server says. */
       chainRunId?: string;
       /** When a start after a loss began the chain: its memo (restartCollection). */
@@ -30,14 +32,16 @@ export async function viewWorkflow(temporal: Client, workflowId: string): Promis
     const description = await temporal.connection.withDeadline(Date.now() + 3000, () => handle.describe());
     const status = description.status.name;
     if (status === 'RUNNING' || status === 'CONTINUED_AS_NEW') {
-      const memo = description.memo as Partial<RestartMemo> | undefined;
+      // The memo is anyone's to set (the Temporal UI, the CLI): read only what parses.
+      const memo = restartMemoSchema.safeParse(description.memo);
       const firstRunId = description.raw.workflowExecutionInfo?.firstRunId;
       return {
         state: 'running',
         // Continued as new: described between two runs; the next one runs, and has nothing pending yet.
         pendingActivities: status === 'RUNNING' ? (description.raw.pendingActivities ?? []) : [],
+        runId: description.runId,
         ...(firstRunId ? { chainRunId: firstRunId } : {}),
-        ...(typeof memo?.restartedBy === 'string' ? { restart: memo as RestartMemo } : {}),
+        ...(memo.success ? { restart: memo.data } : {}),
       };
     }
     return status === 'COMPLETED' ? { state: 'completed' } : { state: 'ended', status };

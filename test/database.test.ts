@@ -72,7 +72,7 @@ describe('database schema', () => {
     expect(again).toEqual([]);
   });
 
-  it('ignores a case state that arrives after a newer one (a late retry never reopens a case)', async () => {
+  it('ignores a case state that arrives after a newer one (a late retry never reopens a case), keeps the invoice status until an outcome, and puts every state on the timeline once', async () => {
     const invoice = await seedInvoice('seq');
     await db.db.insert(collectionCases).values({ invoiceId: invoice.id, workflowId: 'wf-seq', stage: 'Scheduled', amountOutstandingMinor: 100, openingAmountMinor: 100, startsAt: new Date() });
     const state = (seq: number, stage: 'Scheduled' | 'Closed', amount: number) => ({

@@ -131,7 +131,7 @@ it('lists a case whose workflow Temporal lost, restarts it paused from the right
   const [audit] = await h.db.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'case.restarted'), eq(auditEvents.caseId, paused.id)));
   expect(audit).toMatchObject({ actor: expect.any(String), data: expect.objectContaining({ reason: 'its workflow was lost', previously: 'lost' }) });
   // On the stuck list as restarted, until someone resumes it (not 14 days later as any pause).
-  expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('check its timeline') });
+  expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('its workflow was lost; check the timeline, then resume') });
   expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: audit!.actor, restartReason: 'its workflow was lost', previously: 'lost' });
   // Once is enough: it runs now, and the refusal says what to do instead.
   expect((await restart(externalId)).json()).toMatchObject({
@@ -182,7 +182,7 @@ it('answers a restart sent again after its answer was lost as the restart it was
   // A restart whose start reached Temporal, but whose answer did not reach the API (it said 503).
   const deps = { db: h.db.db, temporal: h.client, taskQueue: h.taskQueue, temporalUiUrl: 'http://localhost:8233', clock: async () => new Date() };
   const stored = await findInvoice(deps, externalId);
-  const runId = await restartCollection(deps, { ...stored, caseRow: stored.caseRow! }, { by: 'Casey (collector)', reason: 'its workflow was lost', previously: 'lost' });
+  const runId = await restartCollection(deps, { ...stored, caseRow: stored.caseRow! }, { restartedBy: 'Casey (collector)', restartReason: 'its workflow was lost', previously: 'lost' });
   const restartedCase = await untilStage(workflowId, 'Paused');
   expect((await h.client.workflow.getHandle(workflowId).describe()).memo).toEqual({ restartedBy: 'Casey (collector)', restartReason: 'its workflow was lost', previously: 'lost' });
 
@@ -198,7 +198,7 @@ it('answers a restart sent again after its answer was lost as the restart it was
   expect((await h.client.workflow.getHandle(workflowId).describe()).runId).toBe(runId);
 });
 
-it('applies a payment to a case whose workflow was lost or terminated: a new run takes it, paused, and a payment in full closes the case', async () => {
+it('applies a payment to a case whose workflow was lost or terminated: a new run takes it, paused and listed until resumed (a pause sent meanwhile changes nothing), and a payment in full closes the case', async () => {
   const lost = await partPaidCase();
   await lose(lost.workflowId);
   const terminated = await partPaidCase();
@@ -289,7 +289,7 @@ it('tells an approver deciding for a lost case to restart it; the restarted case
   await replayAndRecord(h.client.workflow.getHandle(workflowId), 'approval-decided-before-restart-v1');
 });
 
-it("finds, in the overdue sweep's check of open cases, a lost case with no step ahead, lists it until it is restarted", async () => {
+it("finds, in the overdue sweep's check of open cases, a lost case with no step ahead, lists it as gone until restarted, then as restarted, and as gone alone when lost again", async () => {
   const invoice = invoicePayload({ dueDate: isoDate(-3), policy: 'lost-email-first' });
   invoice.customer = { ...invoice.customer, email: `${invoice.externalId.toLowerCase()}@debtor.example`, timeZone: afternoonZone() };
   expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: invoice })).statusCode).toBe(201);

@@ -324,7 +324,7 @@ describe('operations view', () => {
     expect(await waiting.getByRole('button', { name: 'Resume' }).count()).toBe(1);
     await page.close();
     const restartedPage = await signIn('collector', `/ui/cases/${lost.externalId}`);
-    expect(await restartedPage.getByRole('region', { name: 'Case' }).innerText()).toMatch(/Paused\s+restarted after its workflow was lost: Temporal lost it in the storage incident.*since its restart: check the timeline/s);
+    expect(await restartedPage.getByRole('region', { name: 'Case' }).innerText()).toMatch(/Paused\s+restarted after its workflow was lost: Temporal lost it in the storage incident.*since its restart: the disputes, promises and plans the old run knew of are on the timeline below/s);
     await restartedPage.close();
   });
 });

@@ -61,7 +61,7 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
     ${live?.pendingApproval ? html`<dt>Waiting for</dt><dd>${kindLabel(live.pendingApproval.kind)} approval, <a href="/ui/approvals">in the inbox</a></dd>` : ''}
     ${caseView?.blockedReason ? html`<dt>Blocked</dt><dd>${caseView.blockedReason}</dd>` : ''}
     ${caseView?.workflowGone ? html`<dt>Workflow</dt><dd>Gone (${caseView.workflowGone}): nothing will happen to this case until it is restarted</dd>` : ''}
-    ${pausedReason ? html`<dt>Paused</dt><dd>${pausedReason}${caseView?.pausedAfterRestart ? ' (since its restart: check the timeline for disputes, promises and plans the old run knew of, then resume)' : ''}</dd>` : ''}
+    ${pausedReason ? html`<dt>Paused</dt><dd>${pausedReason}${caseView?.pausedAfterRestart ? ' (since its restart: the disputes, promises and plans the old run knew of are on the timeline below)' : ''}</dd>` : ''}
     ${live?.dispute ? html`<dt>Dispute</dt><dd>${live.dispute.reason} (since ${formatInstant(live.dispute.openedAt)})</dd>` : ''}
     ${live?.promise ? html`<dt>Promise to pay</dt><dd>${formatMoney(live.promise.amountMinor, currency)} by ${live.promise.promisedDate}</dd>` : ''}
   </dl>
