@@ -23,6 +23,13 @@ export const stuckKinds = [
 ] as const;
 export type StuckKind = (typeof stuckKinds)[number];
 
+/**
+ * What an operator can do from a stuck case: resume retries a blocked step or ends a pause (also
+ * one a restart began with); decide an overdue approval; finish applies a half-handled payment;
+ * restart starts a lost or ended workflow again, paused.
+ */
+export const stuckActions = ['resume', 'decide', 'finish', 'restart'] as const;
+
 export type StuckCase = {
   kind: StuckKind;
   invoiceExternalId: string;
@@ -37,12 +44,8 @@ export type StuckCase = {
   attempts: number | null;
   /** The approval a person is late deciding. */
   approvalId: string | null;
-  /**
-   * What an operator can do from here: resume retries a blocked step or ends a pause (also one
-   * a restart began with); finish
-   * applies a half-handled payment; restart starts a lost or ended workflow again, paused.
-   */
-  action: 'resume' | 'decide' | 'finish' | 'restart' | null;
+  /** What an operator can do from here (see stuckActions). */
+  action: (typeof stuckActions)[number] | null;
   /** For an unfinished payment: the webhook event. */
   webhookEventId: string | null;
   temporalUiUrl: string;

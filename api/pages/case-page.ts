@@ -12,7 +12,8 @@ import { requirePageRole } from './session';
  * An operator's action on a case, with a reason: resume (on a blocked case it retries the step;
  * on a paused one it ends the pause) or restart (a lost or ended workflow starts again, paused).
  */
-export function caseActionForm(externalId: string, user: PageUser, action: 'resume' | 'restart', label: string) {
+export function caseActionForm(externalId: string, user: PageUser, action: 'resume' | 'restart', blocked = false) {
+  const label = action === 'restart' ? 'Restart, paused' : blocked ? 'Retry the step' : 'Resume';
   // The form's own key: sent again (a reload after a timeout), it is the same command, applied once.
   return html`<form method="post" action="/ui/cases/${encodeURIComponent(externalId)}/${action}" class="actions">
   <input type="hidden" name="csrf" value="${user.csrfToken}">
@@ -68,9 +69,9 @@ export function registerCasePage({ db, services }: AppContext, app: FastifyInsta
   ${caseView ? html`<p><a href="${caseView.temporalUiUrl}">Open the workflow in the Temporal UI</a></p>` : ''}
   ${
     caseView?.workflowGone && canAct
-      ? caseActionForm(invoice.externalId, user, 'restart', 'Restart, paused')
+      ? caseActionForm(invoice.externalId, user, 'restart')
       : caseView && canAct && (caseView.stage === 'Blocked' || caseView.stage === 'Paused')
-        ? caseActionForm(invoice.externalId, user, 'resume', caseView.stage === 'Blocked' ? 'Retry the step' : 'Resume')
+        ? caseActionForm(invoice.externalId, user, 'resume', caseView.stage === 'Blocked')
         : ''
   }
   ${live || notStarted || !caseView ? '' : html`<p class="muted">Temporal did not answer, so this shows the database copy.</p>`}

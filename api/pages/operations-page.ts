@@ -45,7 +45,7 @@ ${stuck.map(
   <td>${formatInstant(c.since)}</td>
   <td>${
     (c.action === 'resume' || c.action === 'restart') && canAct
-      ? caseActionForm(c.invoiceExternalId, user, c.action, c.action === 'restart' ? 'Restart, paused' : c.kind === 'blocked' ? 'Retry the step' : 'Resume')
+      ? caseActionForm(c.invoiceExternalId, user, c.action, c.kind === 'blocked')
       : c.action === 'decide'
         ? html`<a href="/ui/approvals">Decide</a>`
         : c.action === 'finish'

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
-import { findStuckCases, restartCase, stuckKinds } from '../operations-service';
+import { findStuckCases, restartCase, stuckActions, stuckKinds } from '../operations-service';
 import { problemResponse, problemResponses } from '../problem';
 import { externalIdParamsSchema, reasonSchema } from '../schemas';
 
@@ -38,7 +38,7 @@ export const operationsRoutes =
                   attempts: z.number().int().nullable(),
                   approvalId: z.string().nullable(),
                   action: z
-                    .enum(['resume', 'decide', 'finish', 'restart'])
+                    .enum(stuckActions)
                     .nullable()
                     .describe('finish: POST /webhook-events/{webhookEventId}/match with the invoice; restart: POST /invoices/{invoiceExternalId}/restart'),
                   webhookEventId: z.string().nullable(),
