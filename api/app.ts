@@ -8,6 +8,7 @@ import { configSchema, type Config } from '../config';
 import type { DbHandle } from '../db/client';
 import type { ServiceDeps } from './invoice-service';
 import { startAdjustmentDispatcher } from './adjustment-service';
+import { startCommandDispatcher } from './case-command-service';
 import { startPaymentDispatcher, type PaymentDispatcher, type PaymentDispatcherOptions } from './payment-dispatcher';
 import { rejectNulCharacters } from './nul-guard';
 import { HttpProblem, registerProblemHandlers } from './problem';
@@ -85,14 +86,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clock: deps.clock ?? (async () => new Date()),
   };
   const paymentDispatcher = startPaymentDispatcher(services, deps.paymentDispatch);
-  // Credit notes and cancellations whose forwarding failed: polled as often, a few at a time.
+  // Credit notes, cancellations and case commands whose delivery failed: polled as often, a few at a time.
   const { pollIntervalMs, closeTimeoutMs } = deps.paymentDispatch ?? {};
-  const adjustmentDispatcher = startAdjustmentDispatcher(services, { pollIntervalMs, closeTimeoutMs });
-  app.addHook('onReady', async () => {
-    paymentDispatcher.start();
-    adjustmentDispatcher.start();
-  });
-  app.addHook('onClose', () => Promise.all([paymentDispatcher.close(), adjustmentDispatcher.close()]));
+  const dispatchers = [
+    paymentDispatcher,
+    startAdjustmentDispatcher(services, { pollIntervalMs, closeTimeoutMs }),
+    startCommandDispatcher(services, { pollIntervalMs, closeTimeoutMs }),
+  ];
+  app.addHook('onReady', async () => dispatchers.forEach((dispatcher) => dispatcher.start()));
+  app.addHook('onClose', () => Promise.all(dispatchers.map((dispatcher) => dispatcher.close())));
   const context: AppContext = { db: deps.db, services, settings, paymentDispatcher };
 
   app.setValidatorCompiler(validatorCompiler);

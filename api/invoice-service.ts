@@ -1,10 +1,10 @@
 import { isGrpcServiceError } from '@temporalio/client';
 import type { SignalDefinition } from '@temporalio/common';
-import { asc, eq, or } from 'drizzle-orm';
+import { and, asc, eq, isNull, or } from 'drizzle-orm';
 import { signalCollection, startCollection, type CaseStartDeps, type StoredCase } from '../cases/collection-start';
 import { latestPolicy } from '../cases/policies';
 import type { Database } from '../db/client';
-import { auditEvents, collectionCases, communications, customers, invoices } from '../db/schema';
+import { auditEvents, collectionCases, commandOutbox, communications, customers, invoices } from '../db/schema';
 import { collectionStartsAt, collectionWorkflowId } from '../domain/collection';
 import { caseStatusQuery, type CaseStatus } from '../workflows/messages';
 import type { Caller } from './auth';
@@ -292,7 +292,7 @@ export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
       live = null; // Temporal unreachable or the workflow's start failed: the database copy still answers.
     }
   }
-  const [timeline, comms] = await Promise.all([
+  const [timeline, comms, queued] = await Promise.all([
     // Workflow activities write some events with the case id only (approval decisions, handovers).
     deps.db
       .select()
@@ -301,6 +301,14 @@ export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
       .orderBy(asc(auditEvents.id)),
     caseRow
       ? deps.db.select().from(communications).where(eq(communications.caseId, caseRow.id)).orderBy(asc(communications.createdAt))
+      : Promise.resolve([]),
+    // Commands stored but not yet delivered (Temporal away): on the timeline once their case has them.
+    caseRow
+      ? deps.db
+          .select()
+          .from(commandOutbox)
+          .where(and(eq(commandOutbox.caseId, caseRow.id), isNull(commandOutbox.outcome)))
+          .orderBy(asc(commandOutbox.createdAt))
       : Promise.resolve([]),
   ]);
   return {
@@ -318,5 +326,13 @@ export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
       createdAt: c.createdAt.toISOString(),
     })),
     timeline: timeline.map((e) => ({ at: e.occurredAt.toISOString(), actor: e.actor, type: e.type, data: e.data })),
+    queuedCommands: queued.map((c) => ({
+      command: c.name,
+      messageId: c.messageId,
+      requestedBy: c.requestedBy,
+      at: c.createdAt.toISOString(),
+      attempts: c.attempts,
+      lastError: c.lastError,
+    })),
   };
 }

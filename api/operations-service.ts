@@ -2,7 +2,7 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { and, asc, eq, gt, isNotNull, isNull, lte, ne, notInArray } from 'drizzle-orm';
 import { restartCollection, type RestartMemo, type StoredCase } from '../cases/collection-start';
 import { goneAs, goneReason, mapInBatches, viewWorkflow, type WorkflowView } from '../cases/workflow-view';
-import { auditEvents, collectionCases, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
+import { auditEvents, collectionCases, commandOutbox, customers, invoiceAdjustments, invoices, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { listApprovals } from './approval-service';
 import type { Caller } from './auth';
@@ -17,6 +17,7 @@ export const stuckKinds = [
   'restarted_paused',
   'payment_unfinished',
   'adjustment_unfinished',
+  'command_unfinished',
   'start_failing',
   'workflow_missing',
   'workflow_ended',
@@ -87,7 +88,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     webhookEventId: null,
   });
 
-  const [blocked, paused, restartedPaused, due, overdueApprovals, unfinished, unforwarded, gone, unstarted] = await Promise.all([
+  const [blocked, paused, restartedPaused, due, overdueApprovals, unfinished, unforwarded, undelivered, gone, unstarted] = await Promise.all([
     selectCases().where(eq(collectionCases.stage, 'Blocked')).orderBy(asc(collectionCases.updatedAt)).limit(200),
     selectCases()
       // A restarted case and a gone one are listed as such, not (also) as paused too long.
@@ -129,6 +130,16 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       .innerJoin(collectionCases, eq(collectionCases.invoiceId, invoices.id))
       .where(and(isNotNull(invoiceAdjustments.nextAttemptAt), gt(invoiceAdjustments.attempts, 0), lte(invoiceAdjustments.createdAt, new Date(now.getTime() - 5 * 60_000))))
       .orderBy(asc(invoiceAdjustments.createdAt))
+      .limit(200),
+    // A case command its case has not had for 5 minutes: its delivery keeps failing (or waits behind one that does).
+    deps.db
+      .select({ caseRow: collectionCases, invoiceExternalId: invoices.externalId, customerName: customers.name, command: commandOutbox })
+      .from(commandOutbox)
+      .innerJoin(collectionCases, eq(collectionCases.id, commandOutbox.caseId))
+      .innerJoin(invoices, eq(invoices.id, collectionCases.invoiceId))
+      .innerJoin(customers, eq(customers.id, invoices.customerId))
+      .where(and(isNotNull(commandOutbox.nextAttemptAt), lte(commandOutbox.createdAt, new Date(now.getTime() - 5 * 60_000))))
+      .orderBy(asc(commandOutbox.createdAt))
       .limit(200),
     // The overdue sweep's check of open cases found their workflows gone.
     selectCases()
@@ -240,6 +251,17 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
         `${row.adjustment.kind === 'cancellation' ? 'Cancellation' : 'Credit note'} ${row.adjustment.adjustmentId} is stored but its case does not have it yet ` +
         `after ${row.adjustment.attempts} attempts (last: ${row.adjustment.lastError ?? 'unknown'}); it is retried automatically`,
       since: row.adjustment.createdAt.toISOString(),
+      action: null,
+    })),
+    ...undelivered.map((row) => ({
+      ...base(row),
+      kind: 'command_unfinished' as const,
+      reason:
+        `The ${row.command.name} command sent by ${row.command.requestedBy} is stored but its case does not have it yet` +
+        (row.command.attempts > 0
+          ? ` after ${row.command.attempts} attempts (last: ${row.command.lastError ?? 'unknown'}); it is retried automatically`
+          : ': it waits behind an earlier command of the case'),
+      since: row.command.createdAt.toISOString(),
       action: null,
     })),
     ...unfinished.map((event) => ({

@@ -1,17 +1,17 @@
 /**
- * The claiming and retry timing shared by the two outboxes the API's dispatchers drain: stored
- * payments (`webhook_events`: webhooks, and payments recorded by hand) and invoice adjustments
- * (credit notes and cancellations). A row waiting to be applied has a `next_attempt_at`;
+ * The claiming and retry timing shared by the outboxes the API's dispatchers drain: stored
+ * payments (`webhook_events`: webhooks, and payments recorded by hand), invoice adjustments
+ * (credit notes and cancellations) and case commands (`case_commands`). A row waiting to be applied has a `next_attempt_at`;
  * whoever applies it holds a claim (a token, and that time moved ahead by a lease), and only the
  * holder records the outcome, so a slow or stale attempt never overwrites a newer one.
  */
 import { and, asc, inArray, lte, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import type { invoiceAdjustments, webhookEvents } from '../db/schema';
+import type { commandOutbox, invoiceAdjustments, webhookEvents } from '../db/schema';
 import { isTemporalUnreachable } from './invoice-service';
 import { HttpProblem } from './problem';
 
-type OutboxTable = typeof webhookEvents | typeof invoiceAdjustments;
+type OutboxTable = typeof webhookEvents | typeof invoiceAdjustments | typeof commandOutbox;
 
 /** A claim on an outbox row: its holder applies it and records the outcome; no one else does. */
 export type OutboxClaim = { id: string; token: string };

@@ -39,6 +39,8 @@ type WorkerMemory = {
   threadHeapUsedBytes: number;
   threadHeapTotalBytes: number;
   threadsAnswered: number;
+  /** Resident memory by the kind of mapping it is in (see the probe). */
+  rssByKind: Record<'v8Pages' | 'mallocHeap' | 'files' | 'otherAnonymous', number>;
 };
 
 const MiB = 2 ** 20;
@@ -64,8 +66,10 @@ async function settledMemory(worker: ServiceProcess): Promise<WorkerMemory> {
     await new Promise((r) => setTimeout(r, 2000));
   }
   const median = (pick: (m: WorkerMemory) => number) => readings.map(pick).sort((a, b) => a - b)[2]!;
+  const byRss = [...readings].sort((a, b) => a.rssBytes - b.rssBytes);
   return {
     ...readings[0]!,
+    rssByKind: byRss[2]!.rssByKind,
     rssBytes: median((m) => m.rssBytes),
     heapUsedBytes: median((m) => m.heapUsedBytes),
     externalBytes: median((m) => m.externalBytes),
@@ -193,6 +197,10 @@ async function main() {
       `heaps used (committed): main ${mib(m.heapUsedBytes)} (${mib(m.heapTotalBytes)}), workflow thread ${mib(m.threadHeapUsedBytes)} (${mib(m.threadHeapTotalBytes)}) (${m.threadsAnswered} thread answered); main thread's buffers outside its heap ${mib(m.externalBytes)}`;
     console.log(`  worker idle                  RSS ${mib(idle.rssBytes)}, ${heaps(idle)}, load ${idleLoad}`);
     console.log(`  worker, ${created} asleep     RSS ${mib(after.rssBytes)}, ${heaps(after)}, load ${afterLoad}`);
+    const kinds = (Object.keys(idle.rssByKind) as (keyof WorkerMemory['rssByKind'])[]).map(
+      (kind) => `${kind} ${mib(idle.rssByKind[kind])} → ${mib(after.rssByKind[kind])} (${after.rssByKind[kind] >= idle.rssByKind[kind] ? '+' : ''}${mib(after.rssByKind[kind] - idle.rssByKind[kind])})`,
+    );
+    console.log(`  RSS by kind of mapping       ${kinds.join(', ')}`);
     console.log(`  memory ratio                 ${fmt(ratio, 2)}× idle RSS, ${fmt(after.heapUsedBytes / idle.heapUsedBytes, 2)}× idle heap (target ≤ 1.2×)`);
     console.log(`  Temporal SQLite per case     ${fmt((sqliteAfter - sqliteBefore) / created / 1024, 2)} KiB (${mib(sqliteAfter)} in all)`);
     console.log(`  PostgreSQL per case          ${fmt((dbAfter - dbBefore) / created / 1024, 2)} KiB (${mib(dbAfter)} in all)`);

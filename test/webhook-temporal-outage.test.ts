@@ -1,12 +1,12 @@
 // A payment webhook while Temporal is unreachable: the event is stored and answered 200, the
 // failed attempt is recorded (and shown on the stuck list), and another API process applies
-// the payment once when its retry time comes. A payment recorded by hand meanwhile is queued
-// the same way. Real database, real Temporal dev server.
+// the payment once when its retry time comes. A payment recorded by hand, a credit note or a
+// case command meanwhile is queued the same way. Real database, real Temporal dev server.
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { temporalOutageRetrySeconds } from '../api/outbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEvents, invoiceAdjustments, invoices, payments, webhookEvents } from '../db/schema';
+import { auditEvents, commandOutbox, invoiceAdjustments, invoices, payments, webhookEvents } from '../db/schema';
 import { collectionWorkflowId } from '../domain/collection';
 import { caseStatusQuery } from '../workflows/messages';
 import { expectPaidOnce, signedBankDelivery, storedEvent } from './support/bank-payments';
@@ -244,5 +244,104 @@ describe('credit notes and cancellations while Temporal is unreachable', () => {
     expect(again.json()).toMatchObject({ delivery: 'applied' });
     expect((await storedAdjustment(cancellation.adjustmentId))?.forwardedAt).toBeInstanceOf(Date);
     expect(await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).result()).toMatchObject({ outcome: 'cancelled' });
+  });
+});
+
+describe('case commands while Temporal is unreachable', () => {
+  const send = (app: typeof h.app, externalId: string, name: string, payload: object, key: string) =>
+    app.inject({ method: 'POST', url: `/invoices/${externalId}/${name}`, headers: { ...h.auth('collector'), 'idempotency-key': key }, payload });
+  const storedCommands = (externalId: string) =>
+    h.db.db
+      .select({ command: commandOutbox })
+      .from(commandOutbox)
+      .innerJoin(invoices, eq(invoices.id, commandOutbox.invoiceId))
+      .where(eq(invoices.externalId, externalId))
+      .orderBy(commandOutbox.createdAt)
+      .then((rows) => rows.map((row) => row.command));
+  const timelineTypes = async (externalId: string) =>
+    ((await h.app.inject({ url: `/invoices/${externalId}`, headers: h.auth('viewer') })).json().timeline as { type: string }[])
+      .map((event) => event.type)
+      .filter((type) => type.startsWith('command.'));
+
+  it('queues a pause and a resume, shows them on the case and the stuck list, and another API process delivers them once, in the order sent', async () => {
+    const invoice = await registered();
+    const cutOff = await h.appWithoutTemporal();
+    const pause = await send(cutOff, invoice.externalId, 'pause', { reason: 'customer on the phone' }, `pause-${randomUUID()}`);
+    expect(pause.statusCode, pause.body).toBe(202);
+    expect(pause.json()).toMatchObject({ accepted: true, delivery: 'queued' });
+    // Sent again with the same key: the same command, still one.
+    const pauseKey = pause.json().messageId.replace(/^pause:/, '');
+    expect((await send(cutOff, invoice.externalId, 'pause', { reason: 'customer on the phone' }, pauseKey)).json()).toMatchObject({ delivery: 'queued' });
+    const resume = await send(cutOff, invoice.externalId, 'resume', { reason: 'call finished' }, `resume-${randomUUID()}`);
+    expect(resume.json()).toMatchObject({ delivery: 'queued' });
+    await cutOff.close();
+
+    // Nothing reached the case; both wait, in order, on the invoice's page and its detail.
+    const detail = (await h.app.inject({ url: `/invoices/${invoice.externalId}`, headers: h.auth('viewer') })).json();
+    expect(detail.queuedCommands).toEqual([
+      expect.objectContaining({ command: 'pause', requestedBy: expect.any(String), attempts: expect.any(Number) }),
+      expect.objectContaining({ command: 'resume' }),
+    ]);
+    expect(await timelineTypes(invoice.externalId)).toEqual([]);
+    const waiting = await storedCommands(invoice.externalId);
+    expect(waiting.map((c) => [c.name, c.outcome])).toEqual([
+      ['pause', null],
+      ['resume', null],
+    ]);
+    expect(waiting[0]!.attempts).toBeGreaterThan(0);
+
+    // Still not delivered after 5 minutes: operations see both, and why.
+    await h.db.db.update(commandOutbox).set({ createdAt: sql`${commandOutbox.createdAt} - interval '6 minutes'` }).where(eq(commandOutbox.invoiceId, waiting[0]!.invoiceId));
+    const stuck = (await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') })).json();
+    const listed = stuck.cases.filter((c: { kind: string; invoiceExternalId: string }) => c.kind === 'command_unfinished' && c.invoiceExternalId === invoice.externalId);
+    expect(listed.map((c: { reason: string }) => c.reason)).toEqual([expect.stringContaining('retried automatically'), expect.stringContaining('resume')]);
+
+    // The resume's retry falls due first: it must still wait for the pause.
+    await h.db.db.update(commandOutbox).set({ nextAttemptAt: sql`now() - interval '1 minute'` }).where(eq(commandOutbox.id, waiting[1]!.id));
+    await h.db.db.update(commandOutbox).set({ nextAttemptAt: sql`now()` }).where(eq(commandOutbox.id, waiting[0]!.id));
+    await inAnotherApiProcess('both commands delivered', async () => (await storedCommands(invoice.externalId)).every((c) => c.outcome === 'applied'));
+    // Paused, then resumed: had the resume overtaken the pause, the case would now be paused.
+    const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
+    expect(status.stage).not.toBe('Paused');
+    expect(await timelineTypes(invoice.externalId)).toEqual(['command.pause', 'command.resume']);
+    const delivered = await storedCommands(invoice.externalId);
+    expect(delivered.map((c) => c.deliveredAt!.getTime() >= c.createdAt.getTime() && c.nextAttemptAt === null)).toEqual([true, true]);
+    const after = (await h.app.inject({ url: `/invoices/${invoice.externalId}`, headers: h.auth('viewer') })).json();
+    expect(after.queuedCommands).toEqual([]);
+  });
+
+  it('delivers a queued command at once when it is sent again with Temporal back', async () => {
+    const invoice = await registered();
+    const key = `dispute-${randomUUID()}`;
+    const cutOff = await h.appWithoutTemporal();
+    expect((await send(cutOff, invoice.externalId, 'dispute', { reason: 'goods damaged' }, key)).json()).toMatchObject({ delivery: 'queued' });
+    await cutOff.close();
+    // This API never polls: only the request itself can deliver it now.
+    const resent = await send(h.app, invoice.externalId, 'dispute', { reason: 'goods damaged' }, key);
+    expect(resent.statusCode, resent.body).toBe(202);
+    expect(resent.json()).toMatchObject({ delivery: 'applied', messageId: `dispute:${key}` });
+    const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
+    expect(status).toMatchObject({ stage: 'Disputed', dispute: { reason: 'goods damaged' } });
+    expect(await timelineTypes(invoice.externalId)).toEqual(['command.dispute']);
+  });
+
+  it('tells whoever queued a command that its case closed before it arrived', async () => {
+    const invoice = await registered();
+    const key = `promise-${randomUUID()}`;
+    const promise = { promisedDate: invoice.dueDate, amountMinor: invoice.amountTotalMinor };
+    const cutOff = await h.appWithoutTemporal();
+    expect((await send(cutOff, invoice.externalId, 'promise', promise, key)).json()).toMatchObject({ delivery: 'queued' });
+    await cutOff.close();
+    // The customer paid in full meanwhile: the case closes as paid.
+    expect((await manualPayment(invoice, invoice.amountTotalMinor).record(h.app)).statusCode).toBe(201);
+    await expectPaidOnce(h, invoice.externalId);
+
+    await inAnotherApiProcess('the queued command settled', async () => (await storedCommands(invoice.externalId))[0]?.outcome);
+    expect((await storedCommands(invoice.externalId))[0]).toMatchObject({ outcome: 'case_closed', nextAttemptAt: null });
+    expect(await timelineTypes(invoice.externalId)).toEqual(['command.not_delivered']);
+    // Sent again: the same answer as a command sent to a closed case.
+    const resent = await send(h.app, invoice.externalId, 'promise', promise, key);
+    expect(resent.statusCode, resent.body).toBe(409);
+    expect(resent.json()).toMatchObject({ type: 'urn:arrears:problem:case-closed' });
   });
 });

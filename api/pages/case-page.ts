@@ -87,6 +87,13 @@ ${detail.communications.map(
 )}
 </tbody></table>`
 }
+${
+  detail.queuedCommands.length === 0
+    ? ''
+    : html`<h2>Waiting to reach the case</h2>
+<p class="muted">Stored, but Temporal could not be reached when they were sent: they are delivered automatically, in this order, and then appear on the timeline.</p>
+<ul>${detail.queuedCommands.map((c) => html`<li>${c.command} by ${c.requestedBy} at ${formatInstant(c.at)}${c.attempts > 0 ? ` (${c.attempts} attempts; last: ${c.lastError ?? 'unknown'})` : ''}</li>`)}</ul>`
+}
 <h2>Timeline</h2>
 <table><thead><tr><th>When</th><th>Who</th><th>What</th><th>Details</th></tr></thead><tbody>
 ${detail.timeline.map(

@@ -22,13 +22,15 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const stuck = await findStuckCases(services, { ...options, describeLimit: 100 });
     const canAct = user.role !== 'viewer';
     // Only an invoice id is echoed back, never free text from the URL.
-    const notices = request.query as { resumed?: unknown; restarted?: unknown };
+    const notices = request.query as { resumed?: unknown; restarted?: unknown; queued?: unknown };
     const resumed = externalIdSchema.safeParse(notices.resumed);
     const restarted = externalIdSchema.safeParse(notices.restarted);
+    const queued = externalIdSchema.safeParse(notices.queued);
     const body = html`<h1>Stuck cases</h1>
 ${resumed.success ? html`<p class="notice" role="status">Sent to invoice ${resumed.data}: the case goes on.</p>` : ''}
+${queued.success ? html`<p class="notice" role="status">The resume of invoice ${queued.data} is stored, but Temporal could not be reached: it is delivered automatically as soon as it can be.</p>` : ''}
 ${restarted.success ? html`<p class="notice" role="status">The case of invoice ${restarted.data} runs again, paused: check its timeline, then resume it.</p>` : ''}
-<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days or restarted and not yet resumed, cases whose start keeps failing or whose workflow is gone, and payments, credit notes and cancellations stored but not yet applied.</p>
+<p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days or restarted and not yet resumed, cases whose start keeps failing or whose workflow is gone, and payments, credit notes, cancellations and case commands stored but not yet applied.</p>
 ${
   stuck.length === 0
     ? html`<p>Nothing is stuck.</p>`
@@ -72,15 +74,18 @@ ${stuck.map(
         reply.code(status).type('text/html; charset=utf-8').send(layout({ title, user, body: html`<h1>${title}</h1><p class="error" role="alert">${text}</p><p><a href="/ui/operations">Back to the stuck cases</a></p>` }));
       if (!csrfValid(request, (request.body as { csrf?: unknown } | undefined)?.csrf)) return fail(403, 'The form had expired. Nothing was sent; try again.');
       if (!form.success) return fail(400, form.error.issues.map((i) => i.message).join('; '));
+      let notice: typeof done | 'queued' = done;
       try {
         const { reason, key } = form.data;
-        if (action === 'resume') await sendCaseCommand(services, { externalId, name: 'resume', body: { reason }, caller: request.caller!, ...(key ? { idempotencyKey: key } : {}) });
-        else await restartCase(services, externalId, reason, request.caller!);
+        if (action === 'resume') {
+          const sent = await sendCaseCommand(services, { externalId, name: 'resume', body: { reason }, caller: request.caller!, ...(key ? { idempotencyKey: key } : {}) });
+          if (sent.delivery === 'queued') notice = 'queued';
+        } else await restartCase(services, externalId, reason, request.caller!);
       } catch (err) {
         if (err instanceof HttpProblem && err.status < 500) return fail(err.status, err.detail);
         throw err;
       }
-      return reply.redirect(`/ui/operations?${done}=${encodeURIComponent(externalId)}`, 303);
+      return reply.redirect(`/ui/operations?${notice}=${encodeURIComponent(externalId)}`, 303);
     });
   caseAction('resume', 'resumed');
   caseAction('restart', 'restarted');

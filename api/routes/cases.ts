@@ -7,12 +7,19 @@ import { idempotencyKey } from '../idempotency';
 import { problemResponses } from '../problem';
 import { externalIdParamsSchema } from '../schemas';
 
-const acceptedSchema = z.object({ accepted: z.literal(true), messageId: z.string() });
+const acceptedSchema = z.object({
+  accepted: z.literal(true),
+  messageId: z.string(),
+  delivery: z.enum(['applied', 'queued']).meta({
+    description:
+      '`applied`: the case has it. `queued`: stored, but Temporal could not be reached (or an earlier command of this case is still on its way); it is delivered automatically, in the order sent, and applied once. Sending it again with the same `Idempotency-Key` changes nothing.',
+  }),
+});
 
 /**
- * Collectors' commands on a case over HTTP. Each is validated, recorded in the audit trail with
- * who did it, and delivered to the workflow; the client's `Idempotency-Key` header makes a
- * retried request change nothing.
+ * Collectors' commands on a case over HTTP. Each is validated, stored, delivered to the workflow
+ * (or queued while Temporal cannot be reached) and recorded in the audit trail with who did it;
+ * the client's `Idempotency-Key` header makes a retried request change nothing.
  */
 export const caseRoutes =
   ({ db, services }: AppContext): FastifyPluginAsyncZod =>
@@ -25,7 +32,8 @@ export const caseRoutes =
           schema: {
             tags: ['case commands'],
             summary: command.summary,
-            description: 'Send an `Idempotency-Key` header to make a retried request change nothing.',
+            description:
+              'Send an `Idempotency-Key` header to make a retried request change nothing. The command is stored before it is sent: if Temporal cannot be reached it is answered `202` with `delivery: queued` and delivered later, never lost.',
             security: [{ apiKey: [] }],
             params: externalIdParamsSchema,
             body: command.body,
@@ -33,14 +41,14 @@ export const caseRoutes =
           },
         },
         async (request, reply) => {
-          const { messageId } = await sendCaseCommand(services, {
+          const { messageId, delivery } = await sendCaseCommand(services, {
             externalId: (request.params as { externalId: string }).externalId,
             name,
             body: request.body as Record<string, unknown>,
             caller: request.caller!,
             idempotencyKey: idempotencyKey(request),
           });
-          return reply.code(202).send({ accepted: true as const, messageId });
+          return reply.code(202).send({ accepted: true as const, messageId, delivery });
         },
       );
     }

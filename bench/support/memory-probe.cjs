@@ -10,6 +10,7 @@
 // The worker itself runs unchanged. Plain JavaScript: no TypeScript loader is registered in the
 // workflow thread.
 /* eslint-disable @typescript-eslint/no-require-imports -- a plain CommonJS preload (see above) */
+const { readFileSync } = require('node:fs');
 const v8 = require('node:v8');
 const { isMainThread, threadId, BroadcastChannel } = require('node:worker_threads');
 
@@ -43,6 +44,7 @@ if (!isMainThread) {
       threadHeapTotalBytes: threadHeaps.reduce((sum, t) => sum + t.heapTotalBytes, 0),
       // 0 would mean the workflow thread did not answer in time (busy): its heap is then not counted.
       threadsAnswered: threadHeaps.length,
+      rssByKind: rssByKind(),
     });
   });
   // The channel must not keep the worker alive once it has shut down.
@@ -63,4 +65,30 @@ function collectThreads() {
       resolve(answers);
     }, threadAnswerMs);
   });
+}
+
+/**
+ * The process's resident memory by the kind of mapping it is in (/proc/self/smaps, Linux):
+ * - v8Pages: anonymous mappings of exactly 256 KiB, the size of a V8 heap page (every thread's
+ *   heap is made of them; a large object gets a page of its own size and counts as other);
+ * - mallocHeap: glibc's main arena ([heap]), where native code's small allocations go (the SDK's
+ *   core, V8's own structures, Node);
+ * - files: pages of mapped files, mostly the code of the node binary and of the SDK's native core
+ *   read in as it first runs (clean pages the kernel can drop and read again);
+ * - otherAnonymous: the rest (glibc's other arenas, thread stacks, large objects, V8's code space).
+ */
+function rssByKind() {
+  const kinds = { v8Pages: 0, mallocHeap: 0, files: 0, otherAnonymous: 0 };
+  let kind = 'otherAnonymous';
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const mapping = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) {
+      const size = parseInt(mapping[2], 16) - parseInt(mapping[1], 16);
+      const name = mapping[3];
+      kind = name.startsWith('/') ? 'files' : name === '[heap]' ? 'mallocHeap' : name === '' && size === 256 * 1024 ? 'v8Pages' : 'otherAnonymous';
+    } else if (line.startsWith('Rss:')) {
+      kinds[kind] += Number(line.split(/\s+/)[1]) * 1024;
+    }
+  }
+  return kinds;
 }

@@ -1,6 +1,7 @@
 export * from './customers';
 export * from './invoices';
 export * from './invoice-adjustments';
+export * from './case-commands';
 export * from './payments';
 export * from './collection-cases';
 export * from './approvals';
