@@ -1,7 +1,8 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { and, eq, gt, isNotNull, isNull, ne, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNotNull, isNull, ne, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { auditEvents, callTasks, collectionCases, communications, customers, invoiceAdjustments, invoices, letters, manualPaymentSource, payments, webhookEvents } from '../db/schema';
+import type { deliveredCommandNames } from '../db/schema';
+import { auditEvents, callTasks, collectionCases, commandOutbox, communications, customers, invoiceAdjustments, invoices, letters, manualPaymentSource, payments, webhookEvents } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import type { Tone } from '../domain/policy';
@@ -54,6 +55,9 @@ export async function loadCase(db: Db, workflowId: string) {
  * every 10 s. The workflow knows the type: it cancels the step when the case ends, and a step
  * it blocked is tried again when a payment arrives.
  */
+/** Case commands that stop a contact step in flight (the workflow's runStepUnlessStopped). */
+const contactStoppingCommands: (typeof deliveredCommandNames)[number][] = ['dispute', 'cease-communication'];
+
 function paymentInFlight(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'PaymentInFlight', message, nextRetryDelay: '10 seconds' });
 }
@@ -65,8 +69,9 @@ function paymentInFlight(message: string): ApplicationFailure {
  * less credit notes that reached the case after the step began. The message states that amount,
  * never one the debtor has already paid or been credited.
  *
- * While a payment, credit note or cancellation for the invoice is stored and not yet applied (a
- * processor's webhook taken while Temporal was away, say), or when nothing is owed any more, no
+ * While a payment, credit note, cancellation, dispute or request to cease contact for the invoice
+ * is stored and not yet applied (a processor's webhook or a collector's command taken while
+ * Temporal was away, say), or when nothing is owed any more, no
  * contact is made: the step fails for a retry, and the workflow cancels it the moment the case
  * is paid or ends. One still not applied after the step's retries blocks the case with this
  * reason, for operations, instead of chasing a customer who paid.
@@ -76,6 +81,18 @@ async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, 
     // Only a cancellation the case has not heard of yet: the case ends (and stops this step) when it does.
     throw paymentInFlight(
       `invoice ${c.invoice.number} is cancelled, and its case has not heard of it yet: the debtor is not contacted; the case closes when the cancellation reaches it (the API forwards it automatically)`,
+    );
+  }
+  // A dispute or a request to cease contact stops a step the moment its case has it; sent while
+  // Temporal was away, it waits in the API's outbox, and the debtor must not be contacted meanwhile.
+  const [stopping] = await db
+    .select({ name: commandOutbox.name, requestedBy: commandOutbox.requestedBy })
+    .from(commandOutbox)
+    .where(and(eq(commandOutbox.caseId, c.caseId), isNull(commandOutbox.outcome), inArray(commandOutbox.name, contactStoppingCommands)))
+    .limit(1);
+  if (stopping) {
+    throw paymentInFlight(
+      `a ${stopping.name} command for invoice ${c.invoice.number} (sent by ${stopping.requestedBy}) is stored and not yet delivered to the case: the debtor is not contacted until it is (the API delivers it automatically)`,
     );
   }
   // `forwarded_at` is when the forwarding that reached the case began, so one after the step

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { SignalDefinition } from '@temporalio/common';
 import type { StoredCase } from '../cases/collection-start';
-import { and, eq, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, not, sql, type SQL } from 'drizzle-orm';
+import type { caseCommandOutcomes, deliveredCommandNames } from '../db/schema';
 import { auditEvents, commandOutbox, invoices } from '../db/schema';
 import { positiveMinorUnitsSchema } from '../domain/schemas';
 import {
@@ -16,7 +17,7 @@ import {
   resumeSignal,
 } from '../workflows/messages';
 import type { Caller } from './auth';
-import { deliverToCase, findInvoice, type ServiceDeps } from './invoice-service';
+import { canonicalJson, deliverToCase, findInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
 import { claimDue, failedAttempt, leaseEnd, type OutboxClaim } from './outbox';
 import { startDispatcher, type PaymentDispatcher, type PaymentDispatcherOptions } from './payment-dispatcher';
 import { HttpProblem } from './problem';
@@ -62,19 +63,25 @@ export const caseCommands = {
 } as const;
 
 export type CaseCommandName = keyof typeof caseCommands;
-type CommandName = CaseCommandName;
+type DeliveredCommandName = (typeof deliveredCommandNames)[number];
+// Every command but a note goes to the workflow, and is stored under that name (db/schema/case-commands.ts).
+type Equal<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const namesMatch: Equal<Exclude<CaseCommandName, 'notes'>, DeliveredCommandName> = true;
+void namesMatch;
+
+type CommandRow = typeof commandOutbox.$inferSelect;
+type CommandOutcome = (typeof caseCommandOutcomes)[number];
 
 /** The invoice's case, which must be open: commands on a closed case are refused. */
-async function openCase(services: ServiceDeps, externalId: string): Promise<StoredCase> {
-  const { invoice, customer, caseRow } = await findInvoice(services, externalId);
+function openCase({ invoice, customer, caseRow }: FoundInvoice): StoredCase {
   if (!caseRow || caseRow.stage === 'Closed') {
-    throw new HttpProblem(409, 'case-closed', 'No open case', `Invoice ${externalId} has no open collection case.`);
+    throw new HttpProblem(409, 'case-closed', 'No open case', `Invoice ${invoice.externalId} has no open collection case.`);
   }
   return { invoice, customer, caseRow };
 }
 
-/** The signal that carries the command to its case, with its message; notes have none (they only go to the timeline). */
-function commandSignal(name: CommandName, base: { messageId: string; by: string }, body: Record<string, unknown>) {
+/** The signal that carries the command to its case, with its message. */
+function commandSignal(name: DeliveredCommandName, base: { messageId: string; by: string }, body: Record<string, unknown>) {
   const message = <Message>(signal: SignalDefinition<[Message]>, value: Message) => ({ signal: signal as SignalDefinition<[unknown]>, value });
   switch (name) {
     case 'dispute':
@@ -100,30 +107,38 @@ function commandSignal(name: CommandName, base: { messageId: string; by: string 
       return message(pauseSignal, { ...base, reason: body.reason as string });
     case 'resume':
       return message(resumeSignal, { ...base, reason: body.reason as string });
-    case 'notes':
-      return undefined;
   }
 }
 
 /**
  * What the caller is told: `applied` (its case has it), `queued` (stored; Temporal could not be
- * reached, and the command dispatcher delivers it once it can).
+ * reached, or an earlier command of the case is still on its way, and the command dispatcher
+ * delivers it as soon as it can).
  */
-export type CommandDelivery = 'applied' | 'queued';
+export const commandDeliverySchema = z.enum(['applied', 'queued']);
+export type CommandDelivery = z.infer<typeof commandDeliverySchema>;
+type Sent = { messageId: string; delivery: CommandDelivery };
 
 /**
  * Validates a command against the case, stores it, delivers it to the workflow, and records it
  * in the audit trail with who sent it, with a message id: `${name}:${idempotencyKey}` when the
- * caller gives a key, so a retried request changes nothing. A command that cannot reach its case
- * now (Temporal away, or slow to answer) is kept and delivered later: `queued`.
+ * caller gives a key, so a retried request changes nothing (it is answered from what was stored,
+ * whatever happened to the case since). A command that cannot reach its case now (Temporal
+ * away, or slow to answer) is kept and delivered later: `queued`. A payment plan or settlement
+ * is checked against the balance when it is sent; the workflow checks it again when it arrives.
  */
 export async function sendCaseCommand(
   services: ServiceDeps,
-  input: { externalId: string; name: CommandName; body: Record<string, unknown>; caller: Caller; idempotencyKey?: string },
-): Promise<{ messageId: string; delivery: CommandDelivery }> {
+  input: { externalId: string; name: CaseCommandName; body: Record<string, unknown>; caller: Caller; idempotencyKey?: string },
+): Promise<Sent> {
   const { externalId, name, body, caller } = input;
-  const stored = await openCase(services, externalId);
-  const { caseRow, invoice } = stored;
+  const messageId = `${name}:${input.idempotencyKey ?? randomUUID()}`;
+  const found = await findInvoice(services, externalId);
+  if (found.caseRow && name !== 'notes') {
+    const [existing] = await services.db.select().from(commandOutbox).where(and(eq(commandOutbox.caseId, found.caseRow.id), eq(commandOutbox.messageId, messageId)));
+    if (existing) return sentAgain(services, externalId, existing, body);
+  }
+  const { caseRow, invoice } = openCase(found);
   if (name === 'payment-plan') {
     const total = (body.instalments as { amountMinor: number }[]).reduce((sum, i) => sum + i.amountMinor, 0);
     if (total !== caseRow.amountOutstandingMinor) {
@@ -138,64 +153,83 @@ export async function sendCaseCommand(
   if (name === 'settlement' && (body.amountMinor as number) >= caseRow.amountOutstandingMinor) {
     throw new HttpProblem(422, 'settlement-not-reduced', 'A settlement must be below the amount outstanding', `${caseRow.amountOutstandingMinor} is outstanding.`);
   }
-  const messageId = `${name}:${input.idempotencyKey ?? randomUUID()}`;
   if (name === 'notes') {
     // A note goes to the timeline only: nothing to deliver.
-    await services.db.insert(auditEvents).values(commandAudit(caseRow, invoice.id, caller.name, name, body, messageId)).onConflictDoNothing({ target: auditEvents.dedupeKey });
+    await services.db
+      .insert(auditEvents)
+      .values({ caseId: caseRow.id, invoiceId: invoice.id, actor: caller.name, type: 'command.notes', data: { ...body, messageId }, dedupeKey: `${caseRow.workflowId}:${messageId}` })
+      .onConflictDoNothing({ target: auditEvents.dedupeKey });
     return { messageId, delivery: 'applied' };
   }
 
-  // Stored first, under this request's claim; sent again with the same key, it is the same row.
+  // Stored first, under this request's claim.
   const claimToken = randomUUID();
   const [inserted] = await services.db
     .insert(commandOutbox)
     .values({ caseId: caseRow.id, invoiceId: invoice.id, name, messageId, body, requestedBy: caller.name, claimToken, nextAttemptAt: leaseEnd })
     .onConflictDoNothing({ target: [commandOutbox.caseId, commandOutbox.messageId] })
     .returning({ id: commandOutbox.id });
-  let rowId = inserted?.id;
-  if (!rowId) {
+  if (!inserted) {
+    // The same command, stored by a concurrent request a moment ago.
     const [existing] = await services.db.select().from(commandOutbox).where(and(eq(commandOutbox.caseId, caseRow.id), eq(commandOutbox.messageId, messageId)));
-    if (existing!.outcome) return answer(externalId, messageId, existing!.outcome);
-    // Sent again before its case had it: delivered now, under this request's claim.
-    await services.db.update(commandOutbox).set({ claimToken, nextAttemptAt: leaseEnd }).where(and(eq(commandOutbox.id, existing!.id), isNull(commandOutbox.outcome)));
-    rowId = existing!.id;
+    return sentAgain(services, externalId, existing!, body);
   }
+  return deliverNow(services, externalId, messageId, { id: inserted.id, token: claimToken });
+}
+
+/**
+ * A command sent again with the same key: answered from the stored one (409 if the body
+ * differs); one still waiting is delivered now, under this request's claim.
+ */
+async function sentAgain(services: ServiceDeps, externalId: string, existing: CommandRow, body: Record<string, unknown>): Promise<Sent> {
+  if (canonicalJson(existing.body) !== canonicalJson(body)) {
+    throw new HttpProblem(
+      409,
+      'idempotency-conflict',
+      'Idempotency-Key already used for another command',
+      `The ${existing.name} command ${existing.messageId} on invoice ${externalId} was sent with another body; use a new Idempotency-Key for a new command.`,
+    );
+  }
+  if (existing.outcome) return answer(externalId, existing.messageId, existing.outcome);
+  const claimToken = randomUUID();
+  await services.db.update(commandOutbox).set({ claimToken, nextAttemptAt: leaseEnd }).where(and(eq(commandOutbox.id, existing.id), isNull(commandOutbox.outcome)));
+  return deliverNow(services, externalId, existing.messageId, { id: existing.id, token: claimToken });
+}
+
+/** Delivers a stored command in the request: the answer is its outcome, or `queued` if it has to wait. */
+async function deliverNow(services: ServiceDeps, externalId: string, messageId: string, claim: OutboxClaim): Promise<Sent> {
   let outcome: CommandOutcome | 'behind' | undefined;
   try {
-    outcome = await applyClaimedCommand(services, { id: rowId, token: claimToken });
+    outcome = await applyClaimedCommand(services, claim);
   } catch (err) {
     // Stored, and retried by the command dispatcher (the failure is recorded, or the claim's
     // lease runs out). (Temporal being away is logged where it is found.)
     if (!(err instanceof HttpProblem && err.slug === 'temporal-unavailable')) services.log?.error({ err, messageId }, 'delivering a case command failed; it is queued');
   }
   // Undefined: a repeat of it took it over meanwhile; what that one did stands.
-  if (outcome === undefined) outcome = await services.db
-    .select({ outcome: commandOutbox.outcome })
-    .from(commandOutbox)
-    .where(eq(commandOutbox.id, rowId))
-    .then(([now]) => now?.outcome ?? undefined)
-    .catch(() => undefined);
+  if (outcome === undefined) {
+    outcome = await services.db
+      .select({ outcome: commandOutbox.outcome })
+      .from(commandOutbox)
+      .where(eq(commandOutbox.id, claim.id))
+      .then(([now]) => now?.outcome ?? undefined)
+      .catch(() => undefined);
+  }
   return outcome && outcome !== 'behind' ? answer(externalId, messageId, outcome) : { messageId, delivery: 'queued' };
 }
 
-type CommandOutcome = (typeof commandOutbox.$inferSelect)['outcome'] & string;
-
 /** The answer for a command whose delivery has ended: applied, or 409 if its case had closed. */
-function answer(externalId: string, messageId: string, outcome: CommandOutcome): { messageId: string; delivery: CommandDelivery } {
+function answer(externalId: string, messageId: string, outcome: CommandOutcome): Sent {
   if (outcome === 'case_closed') {
     throw new HttpProblem(409, 'case-closed', 'No open case', `The case of invoice ${externalId} closed before the command arrived; nothing was changed.`);
   }
   return { messageId, delivery: 'applied' };
 }
 
-/** The timeline's record of a command, once per case and message id. */
-function commandAudit(caseRow: { id: string; workflowId: string }, invoiceId: string, actor: string, name: string, body: Record<string, unknown>, messageId: string) {
-  return { caseId: caseRow.id, invoiceId, actor, type: `command.${name}`, data: { ...body, messageId }, dedupeKey: `${caseRow.workflowId}:${messageId}` };
-}
-
 /**
- * Delivers commands whose delivery failed (Temporal away) or whose process stopped before it
- * finished: the same scheduling as the payment dispatcher, over this outbox.
+ * Delivers commands whose delivery failed (Temporal away), that waited behind an earlier one, or
+ * whose process stopped before it finished: the same scheduling as the payment dispatcher, over
+ * this outbox.
  */
 export function startCommandDispatcher(deps: ServiceDeps, options: PaymentDispatcherOptions = {}): PaymentDispatcher {
   return startDispatcher(
@@ -205,18 +239,28 @@ export function startCommandDispatcher(deps: ServiceDeps, options: PaymentDispat
   );
 }
 
-/** Commands whose delivery is due (a failed attempt's retry time, or an abandoned claim's lease), each claimed. */
+/** An earlier command of the same case (`row`'s columns, or a stored row's values) that its case does not have yet. */
+const olderUndelivered = (row: { caseId: SQL; createdAt: SQL; id: SQL }) =>
+  sql`exists (select 1 from case_commands older where older.case_id = ${row.caseId} and older.outcome is null and (older.created_at, older.id) < (${row.createdAt}, ${row.id}))`;
+
+/**
+ * Commands whose delivery is due (a failed attempt's retry time, or an abandoned claim's lease)
+ * and that are the oldest undelivered one of their case, each claimed: a command never waits in
+ * the dispatcher behind one of its own case.
+ */
 export function claimDueCommands(deps: ServiceDeps, limit: number): Promise<OutboxClaim[]> {
-  return claimDue(deps.db, commandOutbox, isNotNull(commandOutbox.nextAttemptAt), limit);
+  // The table's own columns, named in full: the subquery's alias must not capture them.
+  const self = { caseId: sql.raw('case_commands.case_id'), createdAt: sql.raw('case_commands.created_at'), id: sql.raw('case_commands.id') };
+  return claimDue(deps.db, commandOutbox, and(isNotNull(commandOutbox.nextAttemptAt), not(olderUndelivered(self)))!, limit);
 }
 
 /**
  * Delivers a claimed command to its case (a case not running yet starts with it), then marks it
- * delivered and puts it on the timeline, under the name of whoever sent it; undefined if the
- * claim was taken over. Commands reach a case in the order they were sent: while an older one of
- * the same case waits, this one waits behind it (`behind`, tried again a second later). A case
- * that closed meanwhile does not get it (`case_closed`, and the timeline says so if the sender
- * was told it was queued). A failure is recorded for a retry (1 s, 2 s … 5 min; at most 10 s
+ * delivered and puts it on the timeline, under the name of whoever sent it and when; undefined
+ * if the claim was taken over. Commands reach a case in the order they were sent: while an older
+ * one of the same case waits, this one waits behind it (`behind`: released, and claimed again
+ * once the older one is delivered). A case that closed meanwhile does not get it (`case_closed`,
+ * and the timeline says so). A failure is recorded for a retry (1 s, 2 s … 5 min; at most 10 s
  * apart while Temporal is unreachable), then thrown.
  */
 export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim): Promise<CommandOutcome | 'behind' | undefined> {
@@ -226,31 +270,25 @@ export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim)
   const [older] = await deps.db
     .select({ id: commandOutbox.id })
     .from(commandOutbox)
-    .where(
-      and(
-        eq(commandOutbox.caseId, held.caseId),
-        isNull(commandOutbox.outcome),
-        or(lt(commandOutbox.createdAt, held.createdAt), and(eq(commandOutbox.createdAt, held.createdAt), lt(commandOutbox.id, held.id))),
-      ),
-    )
+    .where(olderUndelivered({ caseId: sql`${held.caseId}::uuid`, createdAt: sql`${held.createdAt.toISOString()}::timestamptz`, id: sql`${held.id}::uuid` }))
     .limit(1);
   if (older) {
     // Not a failed attempt: no count, no backoff.
-    await deps.db.update(commandOutbox).set({ claimToken: null, nextAttemptAt: sql`now() + interval '1 second'` }).where(claimed);
+    await deps.db.update(commandOutbox).set({ claimToken: null, nextAttemptAt: sql`now()` }).where(claimed);
     return 'behind';
   }
   try {
     const [{ externalId }] = (await deps.db.select({ externalId: invoices.externalId }).from(invoices).where(eq(invoices.id, held.invoiceId))) as [{ externalId: string }];
     const { invoice, customer, caseRow } = await findInvoice(deps, externalId);
-    const name = held.name as CommandName;
+    if (!caseRow) throw new Error(`invoice ${externalId} has no case, yet command ${held.messageId} is stored for one`);
     let outcome: CommandOutcome = 'case_closed';
     // A closed case is not signalled again: once Temporal has forgotten the workflow, a signal
     // with start would begin a new one.
-    if (caseRow && caseRow.stage !== 'Closed') {
-      const { signal, value } = commandSignal(name, { messageId: held.messageId, by: held.requestedBy }, held.body)!;
+    if (caseRow.stage !== 'Closed') {
+      const { signal, value } = commandSignal(held.name, { messageId: held.messageId, by: held.requestedBy }, held.body);
       const delivered = await deliverToCase(deps, { invoice, customer, caseRow }, signal, value, {
         title: 'Command stored but not yet delivered',
-        detail: `The ${name} command on invoice ${externalId} is stored; delivering it to the collection case failed. It is retried automatically (it is applied once).`,
+        detail: `The ${held.name} command on invoice ${externalId} is stored; delivering it to the collection case failed. It is retried automatically (it is applied once).`,
       });
       outcome = delivered === 'applied' ? 'applied' : 'case_closed';
     }
@@ -258,10 +296,19 @@ export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim)
     await deps.db.transaction(async (tx) => {
       const [done] = await tx.update(commandOutbox).set({ deliveredAt: now, outcome, nextAttemptAt: null, claimToken: null, lastError: null }).where(claimed).returning({ id: commandOutbox.id });
       if (!done) return; // taken over meanwhile: its holder records the outcome
-      const audit = commandAudit({ id: held.caseId, workflowId: caseRow?.workflowId ?? '' }, held.invoiceId, held.requestedBy, held.name, held.body, held.messageId);
-      // A command that never reached its case is on the timeline as such, if the caller was told it was queued.
-      if (outcome === 'applied') await tx.insert(auditEvents).values(audit).onConflictDoNothing({ target: auditEvents.dedupeKey });
-      else if (held.attempts > 0) await tx.insert(auditEvents).values({ ...audit, type: 'command.not_delivered', data: { command: held.name, messageId: held.messageId, reason: 'the case closed before it arrived' } }).onConflictDoNothing({ target: auditEvents.dedupeKey });
+      const sent = { messageId: held.messageId, requestedAt: held.createdAt.toISOString() };
+      await tx
+        .insert(auditEvents)
+        .values({
+          caseId: caseRow.id,
+          invoiceId: held.invoiceId,
+          actor: held.requestedBy,
+          ...(outcome === 'applied'
+            ? { type: `command.${held.name}`, data: { ...held.body, ...sent } }
+            : { type: 'command.not_delivered', data: { command: held.name, ...sent, reason: 'the case closed before it arrived' } }),
+          dedupeKey: `${caseRow.workflowId}:${held.messageId}`,
+        })
+        .onConflictDoNothing({ target: auditEvents.dedupeKey });
     });
     return outcome;
   } catch (err) {

@@ -93,7 +93,7 @@ export function isTemporalUnreachable(err: unknown): boolean {
 type CustomerInput = RegisterInvoice['customer'];
 
 /** JSON with sorted keys: jsonb columns come back with their keys reordered. */
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v)
       ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))

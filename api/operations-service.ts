@@ -260,7 +260,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
         `The ${row.command.name} command sent by ${row.command.requestedBy} is stored but its case does not have it yet` +
         (row.command.attempts > 0
           ? ` after ${row.command.attempts} attempts (last: ${row.command.lastError ?? 'unknown'}); it is retried automatically`
-          : ': it waits behind an earlier command of the case'),
+          : ': it waits behind an earlier command of the case, or for its first attempt'),
       since: row.command.createdAt.toISOString(),
       action: null,
     })),

@@ -328,3 +328,28 @@ describe('operations view', () => {
     await restartedPage.close();
   });
 });
+
+describe('case page', () => {
+  it('shows a command waiting to reach its case while Temporal is away, and on the timeline once delivered', async () => {
+    const payload = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
+    payload.customer = { ...payload.customer, name: 'Queued Command GmbH', timeZone: afternoonZone() };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const pause = { method: 'POST' as const, url: `/invoices/${payload.externalId}/pause`, headers: { ...h.auth('collector'), 'idempotency-key': `page-pause-${payload.externalId}` }, payload: { reason: 'customer on holiday' } };
+    const cutOff = await h.appWithoutTemporal();
+    expect((await cutOff.inject(pause)).json()).toMatchObject({ delivery: 'queued' });
+    await cutOff.close();
+
+    const page = await signIn('collector', `/ui/cases/${payload.externalId}`);
+    const waiting = page.getByRole('heading', { name: 'Waiting to reach the case' });
+    expect(await waiting.count()).toBe(1);
+    expect(await page.locator('ul', { has: page.getByText('pause by') }).innerText()).toMatch(/pause by \S+ at .+\(1 attempt; last: .*retried automatically/);
+    await screenshot(page, 'case-command-queued');
+
+    // Sent again with Temporal back: delivered, and on the timeline instead.
+    expect((await h.app.inject(pause)).json()).toMatchObject({ delivery: 'applied' });
+    await page.reload();
+    expect(await waiting.count()).toBe(0);
+    expect(await page.getByRole('cell', { name: 'command.pause' }).count()).toBe(1);
+    await page.close();
+  });
+});

@@ -304,6 +304,9 @@ describe('case commands while Temporal is unreachable', () => {
     const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
     expect(status.stage).not.toBe('Paused');
     expect(await timelineTypes(invoice.externalId)).toEqual(['command.pause', 'command.resume']);
+    // When each was sent, not only when it arrived.
+    const timeline = (await h.app.inject({ url: `/invoices/${invoice.externalId}`, headers: h.auth('viewer') })).json().timeline as { type: string; data: { requestedAt?: string } }[];
+    expect(timeline.find((e) => e.type === 'command.pause')!.data.requestedAt).toBe((await storedCommands(invoice.externalId))[0]!.createdAt.toISOString());
     const delivered = await storedCommands(invoice.externalId);
     expect(delivered.map((c) => c.deliveredAt!.getTime() >= c.createdAt.getTime() && c.nextAttemptAt === null)).toEqual([true, true]);
     const after = (await h.app.inject({ url: `/invoices/${invoice.externalId}`, headers: h.auth('viewer') })).json();
@@ -323,22 +326,31 @@ describe('case commands while Temporal is unreachable', () => {
     const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
     expect(status).toMatchObject({ stage: 'Disputed', dispute: { reason: 'goods damaged' } });
     expect(await timelineTypes(invoice.externalId)).toEqual(['command.dispute']);
+    // The same key with another body is not the same command.
+    const other = await send(h.app, invoice.externalId, 'dispute', { reason: 'wrong quantity' }, key);
+    expect(other.statusCode, other.body).toBe(409);
+    expect(other.json()).toMatchObject({ type: 'urn:arrears:problem:idempotency-conflict' });
   });
 
-  it('tells whoever queued a command that its case closed before it arrived', async () => {
+  it('tells whoever queued commands that their case closed before they arrived', async () => {
     const invoice = await registered();
     const key = `promise-${randomUUID()}`;
     const promise = { promisedDate: invoice.dueDate, amountMinor: invoice.amountTotalMinor };
     const cutOff = await h.appWithoutTemporal();
     expect((await send(cutOff, invoice.externalId, 'promise', promise, key)).json()).toMatchObject({ delivery: 'queued' });
+    // Queued behind the promise, without an attempt of its own.
+    expect((await send(cutOff, invoice.externalId, 'pause', { reason: 'waiting for the promise' }, `pause-${randomUUID()}`)).json()).toMatchObject({ delivery: 'queued' });
     await cutOff.close();
     // The customer paid in full meanwhile: the case closes as paid.
     expect((await manualPayment(invoice, invoice.amountTotalMinor).record(h.app)).statusCode).toBe(201);
     await expectPaidOnce(h, invoice.externalId);
 
-    await inAnotherApiProcess('the queued command settled', async () => (await storedCommands(invoice.externalId))[0]?.outcome);
-    expect((await storedCommands(invoice.externalId))[0]).toMatchObject({ outcome: 'case_closed', nextAttemptAt: null });
-    expect(await timelineTypes(invoice.externalId)).toEqual(['command.not_delivered']);
+    await inAnotherApiProcess('the queued commands settled', async () => (await storedCommands(invoice.externalId)).every((c) => c.outcome));
+    expect(await storedCommands(invoice.externalId)).toEqual([
+      expect.objectContaining({ name: 'promise', outcome: 'case_closed', nextAttemptAt: null }),
+      expect.objectContaining({ name: 'pause', outcome: 'case_closed', nextAttemptAt: null }),
+    ]);
+    expect(await timelineTypes(invoice.externalId)).toEqual(['command.not_delivered', 'command.not_delivered']);
     // Sent again: the same answer as a command sent to a closed case.
     const resent = await send(h.app, invoice.externalId, 'promise', promise, key);
     expect(resent.statusCode, resent.body).toBe(409);

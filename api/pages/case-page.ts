@@ -91,8 +91,8 @@ ${
   detail.queuedCommands.length === 0
     ? ''
     : html`<h2>Waiting to reach the case</h2>
-<p class="muted">Stored, but Temporal could not be reached when they were sent: they are delivered automatically, in this order, and then appear on the timeline.</p>
-<ul>${detail.queuedCommands.map((c) => html`<li>${c.command} by ${c.requestedBy} at ${formatInstant(c.at)}${c.attempts > 0 ? ` (${c.attempts} attempts; last: ${c.lastError ?? 'unknown'})` : ''}</li>`)}</ul>`
+<p class="muted">Stored, and delivered automatically once Temporal answers, in this order; each then appears on the timeline.</p>
+<ul>${detail.queuedCommands.map((c) => html`<li>${c.command} by ${c.requestedBy} at ${formatInstant(c.at)}${c.attempts > 0 ? ` (${c.attempts} ${c.attempts === 1 ? 'attempt' : 'attempts'}; last: ${c.lastError ?? 'unknown'})` : ''}</li>`)}</ul>`
 }
 <h2>Timeline</h2>
 <table><thead><tr><th>When</th><th>Who</th><th>What</th><th>Details</th></tr></thead><tbody>

@@ -28,7 +28,7 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const queued = externalIdSchema.safeParse(notices.queued);
     const body = html`<h1>Stuck cases</h1>
 ${resumed.success ? html`<p class="notice" role="status">Sent to invoice ${resumed.data}: the case goes on.</p>` : ''}
-${queued.success ? html`<p class="notice" role="status">The resume of invoice ${queued.data} is stored, but Temporal could not be reached: it is delivered automatically as soon as it can be.</p>` : ''}
+${queued.success ? html`<p class="notice" role="status">The resume of invoice ${queued.data} is stored and on its way: it reaches the case as soon as Temporal answers, after any earlier command of the case.</p>` : ''}
 ${restarted.success ? html`<p class="notice" role="status">The case of invoice ${restarted.data} runs again, paused: check its timeline, then resume it.</p>` : ''}
 <p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days or restarted and not yet resumed, cases whose start keeps failing or whose workflow is gone, and payments, credit notes, cancellations and case commands stored but not yet applied.</p>
 ${

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
-import { caseCommands, sendCaseCommand, type CaseCommandName } from '../case-command-service';
+import { caseCommands, commandDeliverySchema, sendCaseCommand, type CaseCommandName } from '../case-command-service';
 import { idempotencyKey } from '../idempotency';
 import { problemResponses } from '../problem';
 import { externalIdParamsSchema } from '../schemas';
@@ -10,9 +10,9 @@ import { externalIdParamsSchema } from '../schemas';
 const acceptedSchema = z.object({
   accepted: z.literal(true),
   messageId: z.string(),
-  delivery: z.enum(['applied', 'queued']).meta({
+  delivery: commandDeliverySchema.meta({
     description:
-      '`applied`: the case has it. `queued`: stored, but Temporal could not be reached (or an earlier command of this case is still on its way); it is delivered automatically, in the order sent, and applied once. Sending it again with the same `Idempotency-Key` changes nothing.',
+      '`applied`: the case has it. `queued`: stored, but Temporal could not be reached (or an earlier command of this case is still on its way); it is delivered automatically, in the order sent, and applied once. Sending it again with the same `Idempotency-Key` changes nothing (with another body: `409 idempotency-conflict`).',
   }),
 });
 

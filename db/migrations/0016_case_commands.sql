@@ -18,4 +18,5 @@ CREATE TABLE "case_commands" (
 --> statement-breakpoint
 ALTER TABLE "case_commands" ADD CONSTRAINT "case_commands_case_id_collection_cases_id_fk" FOREIGN KEY ("case_id") REFERENCES "public"."collection_cases"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "case_commands" ADD CONSTRAINT "case_commands_invoice_id_invoices_id_fk" FOREIGN KEY ("invoice_id") REFERENCES "public"."invoices"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
-CREATE INDEX "case_commands_due_idx" ON "case_commands" USING btree ("next_attempt_at") WHERE next_attempt_at is not null;
+CREATE INDEX "case_commands_due_idx" ON "case_commands" USING btree ("next_attempt_at") WHERE next_attempt_at is not null;--> statement-breakpoint
+CREATE INDEX "case_commands_undelivered_idx" ON "case_commands" USING btree ("case_id","created_at","id") WHERE outcome is null;

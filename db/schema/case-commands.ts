@@ -3,6 +3,9 @@ import { index, integer, jsonb, pgTable, text, timestamp, unique, uuid } from 'd
 import { collectionCases } from './collection-cases';
 import { invoices } from './invoices';
 
+/** The case commands that go to the workflow (a note only goes to the timeline). */
+export const deliveredCommandNames = ['dispute', 'dispute-resolution', 'promise', 'payment-plan', 'settlement', 'cease-communication', 'pause', 'resume'] as const;
+
 /** What became of a command: its case has it, or the case had closed before it arrived. */
 export const caseCommandOutcomes = ['applied', 'case_closed'] as const;
 
@@ -23,7 +26,7 @@ export const commandOutbox = pgTable(
       .notNull()
       .references(() => invoices.id),
     /** The command's route name (`pause`, `payment-plan` …). */
-    name: text('name').notNull(),
+    name: text('name', { enum: deliveredCommandNames }).notNull(),
     /** `${name}:${Idempotency-Key}` (or a random id): sent again with the same key, it is this row. */
     messageId: text('message_id').notNull(),
     /** The request's body, as validated. */
@@ -47,5 +50,7 @@ export const commandOutbox = pgTable(
   (t) => [
     unique('case_commands_case_message_uq').on(t.caseId, t.messageId),
     index('case_commands_due_idx').on(t.nextAttemptAt).where(sql`next_attempt_at is not null`),
+    // A case's undelivered commands, oldest first: each waits for the ones before it.
+    index('case_commands_undelivered_idx').on(t.caseId, t.createdAt, t.id).where(sql`outcome is null`),
   ],
 );

@@ -2,9 +2,9 @@
 // payments arrive, first with SIGTERM, then with SIGKILL, and started again on the same file
 // and port each time: no case is lost, the payments that arrived meanwhile (by webhook, and
 // recorded by hand) are stored and answered, and applied once by the payment dispatcher when
-// Temporal is back, as are the cancellations; the timers fire, including the ones that came due
-// while it was dead; and nobody who paid, or whose invoice was cancelled, meanwhile is sent the
-// reminder those timers bring.
+// Temporal is back, as are the cancellations and disputes sent meanwhile; the timers fire,
+// including the ones that came due while it was dead; and nobody who paid, disputed, or whose
+// invoice was cancelled, meanwhile is sent the reminder those timers bring.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -66,6 +66,11 @@ function recordPayment(externalId: string) {
   return h.app.inject({ method: 'POST', url: `/invoices/${externalId}/payments`, headers: h.auth('collector'), payload });
 }
 
+/** A collector's dispute: every contact must stop. */
+function openDispute(externalId: string) {
+  return h.app.inject({ method: 'POST', url: `/invoices/${externalId}/dispute`, headers: h.auth('collector'), payload: { reason: 'goods never arrived' } });
+}
+
 function cancelInvoice(externalId: string) {
   return h.app.inject({ method: 'POST', url: `/invoices/${externalId}/cancellation`, headers: h.auth('collector'), payload: { reason: 'issued in error' } });
 }
@@ -108,15 +113,16 @@ it('continues every case, fires the timers and applies each payment once across 
     }),
   });
   const prefix = `restart-${Date.now()}`;
-  const invoicesIn = Array.from({ length: 4 * perGroup }, (_, i) => {
+  const invoicesIn = Array.from({ length: 5 * perGroup }, (_, i) => {
     const payload = invoicePayload({ externalId: `${prefix}-${i}`, dueDate: isoDate(-3), policy: 'opens-soon' });
     payload.customer = { ...payload.customer, externalId: `${prefix}-C${i}`, email: `${prefix}-${i}@debtor.example`, timeZone: zone };
     return payload;
   });
   const registered = await h.app.inject({ method: 'POST', url: '/invoices/batch', headers: h.auth('collector'), payload: { invoices: invoicesIn } });
-  expect(registered.json()).toMatchObject({ created: 4 * perGroup, failed: 0 });
+  expect(registered.json()).toMatchObject({ created: 5 * perGroup, failed: 0 });
   const ids = invoicesIn.map((i) => i.externalId);
-  const [paidDuringTerm, paidDuringKill, unpaid, cancelledDuringKill] = [0, 1, 2, 3].map((g) => ids.slice(g * perGroup, (g + 1) * perGroup)) as [
+  const [paidDuringTerm, paidDuringKill, unpaid, cancelledDuringKill, disputedDuringKill] = [0, 1, 2, 3, 4].map((g) => ids.slice(g * perGroup, (g + 1) * perGroup)) as [
+    string[],
     string[],
     string[],
     string[],
@@ -137,7 +143,8 @@ it('continues every case, fires the timers and applies each payment once across 
 
   // 2. SIGKILL, down until past the window's opening: the timers come due while it is dead.
   let queuedWhileDown = 0;
-  // How long a collector waited for "queued" (a payment by hand, a cancellation) while Temporal was dead.
+  let commandsQueuedWhileDown = 0;
+  // How long a collector waited for "queued" (a payment by hand, a cancellation, a dispute) while Temporal was dead.
   let slowestByHandMs = 0;
   const killDownMs = await restart('SIGKILL', async () => {
     // Half by webhook (200: stored), half recorded by hand (202: queued); and cancellations (202).
@@ -152,6 +159,8 @@ it('continues every case, fires the timers and applies each payment once across 
     storedWhileDown += answers.filter((a) => a.statusCode === 200 || (a.statusCode === 202 && a.json().delivery === 'queued')).length;
     const cancellations = await Promise.all(cancelledDuringKill.map((id) => timed(() => cancelInvoice(id))));
     queuedWhileDown += cancellations.filter((a) => a.statusCode === 202 && a.json().delivery === 'queued').length;
+    const disputes = await Promise.all(disputedDuringKill.map((id) => timed(() => openDispute(id))));
+    commandsQueuedWhileDown += disputes.filter((a) => a.statusCode === 202 && a.json().delivery === 'queued').length;
     await until('the window to open', async () => Date.now() > opensAt.getTime() + 5_000, opensAt.getTime() + 35_000 - Date.now());
   });
   const restartedAt = Date.now();
@@ -163,6 +172,7 @@ it('continues every case, fires the timers and applies each payment once across 
   // cancellation was stored and answered, to be applied when it is back.
   expect(storedWhileDown).toBe(paid.length);
   expect(queuedWhileDown).toBe(cancelledDuringKill.length);
+  expect(commandsQueuedWhileDown).toBe(disputedDuringKill.length);
   // Generous: a CI run under load once needed more than 2 minutes here (the error now says where
   // the stragglers were, by the database and by their workflows).
   await untilAllInStage(h, [...paid, ...cancelledDuringKill].map(workflowId), 'Closed', 240_000);
@@ -188,6 +198,11 @@ it('continues every case, fires the timers and applies each payment once across 
     expect(await h.client.workflow.getHandle(workflowId(externalId)).result()).toMatchObject({ outcome: 'cancelled' });
     expect(accepted.get(emailKey(workflowId(externalId))), externalId).toBeUndefined();
   }
+  // Disputed while Temporal was dead, their windows opening meanwhile: the disputes reached their
+  // cases after the restart, and no one was chased meanwhile.
+  await untilAllInStage(h, disputedDuringKill.map(workflowId), 'Disputed', 120_000);
+  const acceptedNow = acceptedByKey(h);
+  for (const externalId of disputedDuringKill) expect(acceptedNow.get(emailKey(workflowId(externalId))), externalId).toBeUndefined();
   // Unpaid: the timer fired once the window opened, and the e-mail went out once.
   for (const externalId of unpaid) {
     expect(accepted.get(emailKey(workflowId(externalId))), externalId).toBe(1);
@@ -212,6 +227,7 @@ it('continues every case, fires the timers and applies each payment once across 
     cases: ids.length,
     paymentsStoredWhileDown: storedWhileDown,
     cancellationsQueuedWhileDown: queuedWhileDown,
+    disputesQueuedWhileDown: commandsQueuedWhileDown,
     paymentsApplied: rows.length,
     emailsAccepted: h.sendgrid.messages.length,
     casesStartedAfresh: startedAfresh,
