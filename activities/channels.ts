@@ -51,13 +51,16 @@ export async function loadCase(db: Db, workflowId: string) {
 }
 
 /**
+ * Case commands that stop a step in flight (the workflow's runStepUnlessStopped): a dispute stops
+ * any step, a request to cease contact only those that contact the debtor (not a credit hold).
+ */
+const stepStoppingCommands = { contact: ['dispute', 'cease-communication'], other: ['dispute'] } satisfies Record<string, (typeof deliveredCommandNames)[number][]>;
+
+/**
  * A contact that must wait for money (or a cancellation) the case is about to hear of: retried
  * every 10 s. The workflow knows the type: it cancels the step when the case ends, and a step
  * it blocked is tried again when a payment arrives.
  */
-/** Case commands that stop a contact step in flight (the workflow's runStepUnlessStopped). */
-const contactStoppingCommands: (typeof deliveredCommandNames)[number][] = ['dispute', 'cease-communication'];
-
 function paymentInFlight(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'PaymentInFlight', message, nextRetryDelay: '10 seconds' });
 }
@@ -76,19 +79,19 @@ function paymentInFlight(message: string): ApplicationFailure {
  * is paid or ends. One still not applied after the step's retries blocks the case with this
  * reason, for operations, instead of chasing a customer who paid.
  */
-async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, input: StepInput): Promise<number> {
+async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, input: StepInput, step: keyof typeof stepStoppingCommands = 'contact'): Promise<number> {
   if (c.invoice.status === 'cancelled') {
     // Only a cancellation the case has not heard of yet: the case ends (and stops this step) when it does.
     throw paymentInFlight(
       `invoice ${c.invoice.number} is cancelled, and its case has not heard of it yet: the debtor is not contacted; the case closes when the cancellation reaches it (the API forwards it automatically)`,
     );
   }
-  // A dispute or a request to cease contact stops a step the moment its case has it; sent while
-  // Temporal was away, it waits in the API's outbox, and the debtor must not be contacted meanwhile.
+  // A dispute (or, for a contact, a request to cease contact) stops the step the moment its case
+  // has it; sent while Temporal was away, it waits in the API's outbox, and the step waits for it.
   const [stopping] = await db
     .select({ name: commandOutbox.name, requestedBy: commandOutbox.requestedBy })
     .from(commandOutbox)
-    .where(and(eq(commandOutbox.caseId, c.caseId), isNull(commandOutbox.outcome), inArray(commandOutbox.name, contactStoppingCommands)))
+    .where(and(eq(commandOutbox.caseId, c.caseId), isNull(commandOutbox.outcome), inArray(commandOutbox.name, stepStoppingCommands[step])))
     .limit(1);
   if (stopping) {
     throw paymentInFlight(
@@ -402,7 +405,7 @@ export async function placeCreditHold(deps: ChannelDeps, input: StepInput): Prom
   await deps.db.transaction(async (tx) => {
     const c = await loadCase(tx, input.workflowId);
     // No hold for a customer whose invoice is paid or withdrawn, as far as the case has yet heard.
-    await amountStillOwed(tx, c, input);
+    await amountStillOwed(tx, c, input, 'other');
     await tx
       .update(customers)
       .set({ creditHoldSince: new Date(input.at) })

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { SignalDefinition } from '@temporalio/common';
 import type { StoredCase } from '../cases/collection-start';
-import { and, eq, isNotNull, isNull, not, sql, type SQL } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, not, sql } from 'drizzle-orm';
 import type { caseCommandOutcomes, deliveredCommandNames } from '../db/schema';
 import { auditEvents, commandOutbox, invoices } from '../db/schema';
 import { positiveMinorUnitsSchema } from '../domain/schemas';
@@ -239,8 +239,11 @@ export function startCommandDispatcher(deps: ServiceDeps, options: PaymentDispat
   );
 }
 
-/** An earlier command of the same case (`row`'s columns, or a stored row's values) that its case does not have yet. */
-const olderUndelivered = (row: { caseId: SQL; createdAt: SQL; id: SQL }) =>
+/** The columns of the `case_commands` row a query is about, named in full: the subquery's alias below must not capture them. */
+const ownColumns = { caseId: sql.raw('case_commands.case_id'), createdAt: sql.raw('case_commands.created_at'), id: sql.raw('case_commands.id') };
+
+/** An earlier command of the same case as `row` that its case does not have yet. */
+const olderUndelivered = (row: typeof ownColumns) =>
   sql`exists (select 1 from case_commands older where older.case_id = ${row.caseId} and older.outcome is null and (older.created_at, older.id) < (${row.createdAt}, ${row.id}))`;
 
 /**
@@ -249,9 +252,7 @@ const olderUndelivered = (row: { caseId: SQL; createdAt: SQL; id: SQL }) =>
  * the dispatcher behind one of its own case.
  */
 export function claimDueCommands(deps: ServiceDeps, limit: number): Promise<OutboxClaim[]> {
-  // The table's own columns, named in full: the subquery's alias must not capture them.
-  const self = { caseId: sql.raw('case_commands.case_id'), createdAt: sql.raw('case_commands.created_at'), id: sql.raw('case_commands.id') };
-  return claimDue(deps.db, commandOutbox, and(isNotNull(commandOutbox.nextAttemptAt), not(olderUndelivered(self)))!, limit);
+  return claimDue(deps.db, commandOutbox, and(isNotNull(commandOutbox.nextAttemptAt), not(olderUndelivered(ownColumns)))!, limit);
 }
 
 /**
@@ -267,12 +268,9 @@ export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim)
   const claimed = and(eq(commandOutbox.id, claim.id), eq(commandOutbox.claimToken, claim.token));
   const [held] = await deps.db.update(commandOutbox).set({ nextAttemptAt: leaseEnd }).where(and(claimed, isNotNull(commandOutbox.nextAttemptAt))).returning();
   if (!held) return undefined;
-  const [older] = await deps.db
-    .select({ id: commandOutbox.id })
-    .from(commandOutbox)
-    .where(olderUndelivered({ caseId: sql`${held.caseId}::uuid`, createdAt: sql`${held.createdAt.toISOString()}::timestamptz`, id: sql`${held.id}::uuid` }))
-    .limit(1);
-  if (older) {
+  // Compared in SQL, on the stored row: its created_at has microseconds a Date does not.
+  const [behind] = await deps.db.select({ id: commandOutbox.id }).from(commandOutbox).where(and(eq(commandOutbox.id, held.id), olderUndelivered(ownColumns)));
+  if (behind) {
     // Not a failed attempt: no count, no backoff.
     await deps.db.update(commandOutbox).set({ claimToken: null, nextAttemptAt: sql`now()` }).where(claimed);
     return 'behind';

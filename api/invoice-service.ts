@@ -308,7 +308,7 @@ export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
           .select()
           .from(commandOutbox)
           .where(and(eq(commandOutbox.caseId, caseRow.id), isNull(commandOutbox.outcome)))
-          .orderBy(asc(commandOutbox.createdAt))
+          .orderBy(asc(commandOutbox.createdAt), asc(commandOutbox.id))
       : Promise.resolve([]),
   ]);
   return {

@@ -10,6 +10,7 @@ import {
   callTasks,
   collectionCases,
   collectionPolicies,
+  commandOutbox,
   communications,
   customers,
   disputes,
@@ -689,6 +690,57 @@ describe('invoice collection workflow (time-skipping server)', () => {
     await env.sleep('2 days');
     expect(emailsTo(address)).toEqual([]);
     expect(await contacts(handle.workflowId)).toEqual([]);
+  });
+
+  /**
+   * A dispute a collector sent while Temporal was away: stored and waiting for the command
+   * dispatcher's next attempt, held back until `release()`, which waits until it is delivered.
+   */
+  async function storeUndeliveredDispute(externalId: string) {
+    const [row] = await h.db.db
+      .select({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId })
+      .from(collectionCases)
+      .where(eq(collectionCases.workflowId, collectionWorkflowId(externalId)));
+    const [command] = await h.db.db
+      .insert(commandOutbox)
+      .values({
+        ...row!,
+        name: 'dispute',
+        messageId: `dispute:in-flight-${externalId}`,
+        body: { reason: 'never ordered this' },
+        requestedBy: 'collector',
+        attempts: 1,
+        nextAttemptAt: new Date(Date.now() + 24 * 3_600_000),
+      })
+      .returning();
+    const byId = eq(commandOutbox.id, command!.id);
+    return {
+      async release() {
+        await h.db.db.update(commandOutbox).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(byId);
+        await until('the dispute delivered', async () => (await h.db.db.select().from(commandOutbox).where(byId))[0]?.outcome);
+      },
+    };
+  }
+
+  it('contacts nobody while a dispute is stored and not yet delivered, and is disputed, not left blocked, once it arrives', async () => {
+    const address = 'disputed-in-flight@muster.example';
+    const { payload, handle } = await register(0, { email: address });
+    await until('the case row', async () => (await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId)))[0]);
+    const dispute = await storeUndeliveredDispute(payload.externalId);
+    await env.sleep('4 days'); // day 1's e-mail came due and was held
+    expect(emailsTo(address)).toEqual([]);
+    const held = await handle.query(caseStatusQuery);
+    expect(held.stage).toBe('Blocked');
+    expect(held.blockedReason).toContain('dispute command');
+
+    await dispute.release();
+    // No one resumed it: the dispute's arrival ended the held step.
+    await until('the case disputed', async () => (await handle.query(caseStatusQuery)).stage === 'Disputed');
+    await env.sleep('2 days');
+    expect(emailsTo(address)).toEqual([]);
+    expect(await contacts(handle.workflowId)).toEqual([]);
+    // The new path (patched: a case blocked before it waits for a person as it did) replays.
+    await replayAndRecord(handle, 'blocked-by-dispute-in-flight-v1');
   });
 
   it('states no credited amount: a contact waits for a credit note the case has not had yet', async () => {

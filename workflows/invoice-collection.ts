@@ -862,8 +862,12 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * already talking to SendGrid may still complete. Returns false when stopped.
    */
   function runStepUnlessStopped(step: PolicyStep, index: number): Promise<boolean> {
-    const stopped = () => isPaid() || (dispute !== null && !dispute.handled) || (communicationCeased && contactActions.has(step.action));
-    return unlessStopped(stopped, () => runStep(step, index));
+    return unlessStopped(() => stepStopped(step), () => runStep(step, index));
+  }
+
+  /** Whether the case no longer wants this step: paid, disputed, or (for a contact) contact ceased. */
+  function stepStopped(step: PolicyStep): boolean {
+    return isPaid() || (dispute !== null && !dispute.handled) || (communicationCeased && contactActions.has(step.action));
   }
 
   /** Runs a step; a permanent failure blocks the case until operations resume it (then retries) or it is paid. */
@@ -884,6 +888,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         const retryOnCorrection = retryOnPayment && patched('blocked-step-retried-on-correction');
         const moneyArrived = () =>
           (retryOnPayment && totalPaid !== paidWhenBlocked) || (retryOnCorrection && appliedAdjustments.size !== correctionsWhenBlocked);
+        // Or blocked waiting for a dispute or a request to cease contact (queued by the API while
+        // Temporal was away): its arrival stops the step, without waiting for a person.
+        const stopOnCommand = retryOnPayment && patched('blocked-step-stopped-by-command');
+        const stoppedByCommand = () => stopOnCommand && stepStopped(step);
         blockedReason = `${step.id}: ${(failure as Error).message}`;
         const previous = stage;
         stage = 'Blocked';
@@ -891,7 +899,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         resumeRequested = false;
         note('blocked', blockedReason);
         await publish('case.blocked', { stepId: step.id, reason: blockedReason });
-        await waitFor(() => isPaid() || resumeRequested || moneyArrived());
+        await waitFor(() => isPaid() || resumeRequested || moneyArrived() || stoppedByCommand());
         const resumed = resumeRequested;
         resumeRequested = false;
         blockedReason = null;
@@ -900,7 +908,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         await publish('case.unblocked', { stepId: step.id });
         // Woken by money, not a person (a backlog delivered at 3 a.m., say): a contact
         // waits for the debtor's window, as the step did in the first place.
-        if (retryOnPayment && !resumed && timedContact.has(step.action)) {
+        if (retryOnPayment && !resumed && !stoppedByCommand() && timedContact.has(step.action)) {
           await waitForContactWindow();
           if (isPaid()) return;
         }
