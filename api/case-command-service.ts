@@ -60,14 +60,11 @@ export const caseCommands = {
   pause: { summary: 'Pause the case (operations), with a reason', body: z.object({ reason }) },
   resume: { summary: 'Resume a paused case, or retry the step a blocked case stopped at', body: z.object({ reason }) },
   notes: { summary: 'Add a note to the case timeline', body: z.object({ text: z.string().trim().min(1).max(5000) }) },
-} as const;
+  // Every command but a note goes to the workflow, and is stored under its name (db/schema/case-commands.ts).
+} as const satisfies Record<DeliveredCommandName | 'notes', { summary: string; body: z.ZodType }>;
 
 export type CaseCommandName = keyof typeof caseCommands;
 type DeliveredCommandName = (typeof deliveredCommandNames)[number];
-// Every command but a note goes to the workflow, and is stored under that name (db/schema/case-commands.ts).
-type Equal<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const namesMatch: Equal<Exclude<CaseCommandName, 'notes'>, DeliveredCommandName> = true;
-void namesMatch;
 
 type CommandRow = typeof commandOutbox.$inferSelect;
 type CommandOutcome = (typeof caseCommandOutcomes)[number];
@@ -125,7 +122,8 @@ type Sent = { messageId: string; delivery: CommandDelivery };
  * caller gives a key, so a retried request changes nothing (it is answered from what was stored,
  * whatever happened to the case since). A command that cannot reach its case now (Temporal
  * away, or slow to answer) is kept and delivered later: `queued`. A payment plan or settlement
- * is checked against the balance when it is sent; the workflow checks it again when it arrives.
+ * is checked against the balance when it is sent (the workflow checks a settlement again when it
+ * arrives).
  */
 export async function sendCaseCommand(
   services: ServiceDeps,
