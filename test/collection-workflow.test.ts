@@ -693,10 +693,11 @@ describe('invoice collection workflow (time-skipping server)', () => {
   });
 
   /**
-   * A dispute a collector sent while Temporal was away: stored and waiting for the command
-   * dispatcher's next attempt, held back until `release()`, which waits until it is delivered.
+   * A dispute or a request to cease contact a collector sent while Temporal was away: stored and
+   * waiting for the command dispatcher's next attempt, held back until `release()`, which waits
+   * until it is delivered.
    */
-  async function storeUndeliveredDispute(externalId: string) {
+  async function storeUndeliveredCommand(externalId: string, name: 'dispute' | 'cease-communication') {
     const [row] = await h.db.db
       .select({ caseId: collectionCases.id, invoiceId: collectionCases.invoiceId })
       .from(collectionCases)
@@ -705,8 +706,8 @@ describe('invoice collection workflow (time-skipping server)', () => {
       .insert(commandOutbox)
       .values({
         ...row!,
-        name: 'dispute',
-        messageId: `dispute:in-flight-${externalId}`,
+        name,
+        messageId: `${name}:in-flight-${externalId}`,
         body: { reason: 'never ordered this' },
         requestedBy: 'collector',
         attempts: 1,
@@ -717,30 +718,38 @@ describe('invoice collection workflow (time-skipping server)', () => {
     return {
       async release() {
         await h.db.db.update(commandOutbox).set({ nextAttemptAt: new Date(Date.now() - 1000) }).where(byId);
-        await until('the dispute delivered', async () => (await h.db.db.select().from(commandOutbox).where(byId))[0]?.outcome);
+        await until(`the ${name} delivered`, async () => (await h.db.db.select().from(commandOutbox).where(byId))[0]?.outcome);
       },
     };
   }
 
-  it('contacts nobody while a dispute is stored and not yet delivered, and is disputed, not left blocked, once it arrives', async () => {
-    const address = 'disputed-in-flight@muster.example';
+  it.each(['dispute', 'cease-communication'] as const)('contacts nobody while a %s is stored and not yet delivered, and goes on, not left blocked, once it arrives', async (name) => {
+    const address = `${name}-in-flight@muster.example`;
     const { payload, handle } = await register(0, { email: address });
     await until('the case row', async () => (await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId)))[0]);
-    const dispute = await storeUndeliveredDispute(payload.externalId);
+    const command = await storeUndeliveredCommand(payload.externalId, name);
     await env.sleep('4 days'); // day 1's e-mail came due and was held
     expect(emailsTo(address)).toEqual([]);
     const held = await handle.query(caseStatusQuery);
     expect(held.stage).toBe('Blocked');
-    expect(held.blockedReason).toContain('dispute command');
+    expect(held.blockedReason).toContain(`${name} command`);
 
-    await dispute.release();
-    // No one resumed it: the dispute's arrival ended the held step.
-    await until('the case disputed', async () => (await handle.query(caseStatusQuery)).stage === 'Disputed');
+    await command.release();
+    // No one resumed it: the command's arrival ended the held step.
+    const after = await until('the case unblocked', async () => {
+      const status = await handle.query(caseStatusQuery);
+      return status.stage !== 'Blocked' && status;
+    });
+    expect(after.blockedReason).toBeNull();
+    if (name === 'dispute') expect(after).toMatchObject({ stage: 'Disputed', dispute: { reason: 'never ordered this' } });
+    else expect(after.communicationCeased).toBe(true);
     await env.sleep('2 days');
     expect(emailsTo(address)).toEqual([]);
     expect(await contacts(handle.workflowId)).toEqual([]);
+    const timeline = (await h.app.inject({ url: `/invoices/${payload.externalId}`, headers: h.auth('viewer') })).json().timeline as { type: string }[];
+    expect(timeline.map((e) => e.type)).not.toContain('command.resume');
     // The new path (patched: a case blocked before it waits for a person as it did) replays.
-    await replayAndRecord(handle, 'blocked-by-dispute-in-flight-v1');
+    if (name === 'dispute') await replayAndRecord(handle, 'blocked-by-dispute-in-flight-v1');
   });
 
   it('states no credited amount: a contact waits for a credit note the case has not had yet', async () => {

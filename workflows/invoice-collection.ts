@@ -892,6 +892,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         // Temporal was away): its arrival stops the step, without waiting for a person.
         const stopOnCommand = retryOnPayment && patched('blocked-step-stopped-by-command');
         const stoppedByCommand = () => stopOnCommand && stepStopped(step);
+        if (stoppedByCommand()) {
+          // It arrived with the step's last failure: nothing to wait for.
+          note('cancelled', step.id);
+          return;
+        }
         blockedReason = `${step.id}: ${(failure as Error).message}`;
         const previous = stage;
         stage = 'Blocked';
@@ -906,9 +911,13 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         stage = previous;
         if (isPaid()) return;
         await publish('case.unblocked', { stepId: step.id });
+        if (stoppedByCommand()) {
+          note('cancelled', step.id);
+          return;
+        }
         // Woken by money, not a person (a backlog delivered at 3 a.m., say): a contact
         // waits for the debtor's window, as the step did in the first place.
-        if (retryOnPayment && !resumed && !stoppedByCommand() && timedContact.has(step.action)) {
+        if (retryOnPayment && !resumed && timedContact.has(step.action)) {
           await waitForContactWindow();
           if (isPaid()) return;
         }
