@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { SignalDefinition } from '@temporalio/common';
 import type { StoredCase } from '../cases/collection-start';
-import { and, eq, isNotNull, isNull, not, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, lte, not, or, sql } from 'drizzle-orm';
 import type { caseCommandOutcomes, deliveredCommandNames } from '../db/schema';
 import { auditEvents, commandOutbox, invoices } from '../db/schema';
 import { positiveMinorUnitsSchema } from '../domain/schemas';
@@ -177,7 +177,8 @@ export async function sendCaseCommand(
 
 /**
  * A command sent again with the same key: answered from the stored one (409 if the body
- * differs); one still waiting is delivered now, under this request's claim.
+ * differs); one still waiting is delivered now, under this request's claim, unless another
+ * request or a dispatcher is delivering it at this moment (then it is `queued` until that ends).
  */
 async function sentAgain(services: ServiceDeps, externalId: string, existing: CommandRow, body: Record<string, unknown>): Promise<Sent> {
   if (canonicalJson(existing.body) !== canonicalJson(body)) {
@@ -189,8 +190,14 @@ async function sentAgain(services: ServiceDeps, externalId: string, existing: Co
     );
   }
   if (existing.outcome) return answer(externalId, existing.messageId, existing.outcome);
+  // Taken over only if no one is delivering it now (no claim, or its lease ran out).
   const claimToken = randomUUID();
-  await services.db.update(commandOutbox).set({ claimToken, nextAttemptAt: leaseEnd }).where(and(eq(commandOutbox.id, existing.id), isNull(commandOutbox.outcome)));
+  const [taken] = await services.db
+    .update(commandOutbox)
+    .set({ claimToken, nextAttemptAt: leaseEnd })
+    .where(and(eq(commandOutbox.id, existing.id), isNull(commandOutbox.outcome), or(isNull(commandOutbox.claimToken), lte(commandOutbox.nextAttemptAt, sql`now()`))))
+    .returning({ id: commandOutbox.id });
+  if (!taken) return { messageId: existing.messageId, delivery: 'queued' };
   return deliverNow(services, externalId, existing.messageId, { id: existing.id, token: claimToken });
 }
 
