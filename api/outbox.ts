@@ -51,11 +51,14 @@ export async function claimDue(db: Database, table: OutboxTable, pending: SQL, l
  * Temporal is back however long it was away.
  */
 export function failedAttempt(table: OutboxTable, err: unknown) {
-  const ceilingSeconds = err instanceof HttpProblem && isTemporalUnreachable(err.cause) ? temporalOutageRetrySeconds : 300;
+  const outage = err instanceof HttpProblem && isTemporalUnreachable(err.cause);
+  const ceilingSeconds = outage ? temporalOutageRetrySeconds : 300;
+  // Why, in words for operations; the underlying error (addresses and all) stays in the log.
+  const message = `${err instanceof Error ? err.message : String(err)}${outage ? ' (Temporal could not be reached, or did not answer in time)' : ''}`;
   return {
     attempts: sql`${table.attempts} + 1`,
     nextAttemptAt: sql`now() + make_interval(secs => least(power(2, least(${table.attempts}, 9)), ${ceilingSeconds}))`,
-    lastError: (err instanceof Error ? err.message : String(err)).slice(0, 1000),
+    lastError: message.slice(0, 1000),
     claimToken: null,
   };
 }

@@ -289,6 +289,7 @@ describe('case commands while Temporal is unreachable', () => {
       ['resume', null],
     ]);
     expect(waiting[0]!.attempts).toBeGreaterThan(0);
+    expect(waiting[0]!.lastError).toContain('Temporal could not be reached');
 
     // Still not delivered after 5 minutes: operations see both, and why.
     await h.db.db.update(commandOutbox).set({ createdAt: sql`${commandOutbox.createdAt} - interval '6 minutes'` }).where(eq(commandOutbox.invoiceId, waiting[0]!.invoiceId));

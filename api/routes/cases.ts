@@ -7,14 +7,16 @@ import { idempotencyKey } from '../idempotency';
 import { problemResponses } from '../problem';
 import { externalIdParamsSchema } from '../schemas';
 
-const acceptedSchema = z.object({
-  accepted: z.literal(true),
-  messageId: z.string(),
-  delivery: commandDeliverySchema.meta({
-    description:
-      '`applied`: the case has it. `queued`: stored, but Temporal could not be reached (or an earlier command of this case is still on its way); it is delivered automatically, in the order sent, and applied once. Sending it again with the same `Idempotency-Key` changes nothing (with another body: `409 idempotency-conflict`).',
-  }),
-});
+const acceptedSchema = z
+  .object({
+    accepted: z.literal(true),
+    messageId: z.string(),
+    delivery: commandDeliverySchema.meta({
+      description:
+        '`applied`: the case has it. `queued`: stored, but Temporal could not be reached (or an earlier command of this case is still on its way); it is delivered automatically, in the order sent, and applied once. Sending it again with the same `Idempotency-Key` changes nothing (with another body: `409 idempotency-conflict`).',
+    }),
+  })
+  .describe('Accepted: the command is stored, and applied or queued (see delivery)');
 
 /**
  * Collectors' commands on a case over HTTP. Each is validated, stored, delivered to the workflow
