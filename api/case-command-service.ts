@@ -223,12 +223,48 @@ async function deliverNow(services: ServiceDeps, externalId: string, messageId: 
   return outcome && outcome !== 'behind' ? answer(externalId, messageId, outcome) : { messageId, delivery: 'queued' };
 }
 
-/** The answer for a command whose delivery has ended: applied, or 409 if its case had closed. */
+/** The answer for a command whose delivery has ended: applied, or 409 if its case had closed or it was withdrawn. */
 function answer(externalId: string, messageId: string, outcome: CommandOutcome): Sent {
   if (outcome === 'case_closed') {
     throw new HttpProblem(409, 'case-closed', 'No open case', `The case of invoice ${externalId} closed before the command arrived; nothing was changed.`);
   }
+  if (outcome === 'withdrawn') {
+    throw new HttpProblem(409, 'command-withdrawn', 'The command was withdrawn', `Command ${messageId} on invoice ${externalId} was withdrawn before it reached the case; send a new one under a new Idempotency-Key.`);
+  }
   return { messageId, delivery: 'applied' };
+}
+
+/**
+ * Withdraws a command still waiting for its case (one whose delivery keeps failing, holding back
+ * the later commands of the case): it is never delivered, and the timeline says who withdrew it
+ * and why. Refused while it is being delivered, and once its delivery has ended.
+ */
+export async function withdrawCommand(deps: ServiceDeps, id: string, reason: string, caller: Caller): Promise<void> {
+  const [row] = await deps.db.select().from(commandOutbox).where(eq(commandOutbox.id, id));
+  if (!row) throw new HttpProblem(404, 'command-not-found', 'Unknown case command', `No stored case command with id ${id}.`);
+  const ended = { applied: 'was delivered to its case', case_closed: 'was not delivered: its case had closed', withdrawn: 'was withdrawn' } as const;
+  if (row.outcome) throw new HttpProblem(409, 'command-settled', 'The command no longer waits', `Command ${row.messageId} ${ended[row.outcome]} already.`);
+  const now = await deps.clock();
+  const withdrawn = await deps.db.transaction(async (tx) => {
+    // Not while someone holds a live claim on it: that delivery may be reaching the case now.
+    const [done] = await tx
+      .update(commandOutbox)
+      .set({ outcome: 'withdrawn', deliveredAt: now, nextAttemptAt: null, claimToken: null })
+      .where(and(eq(commandOutbox.id, id), isNull(commandOutbox.outcome), or(isNull(commandOutbox.claimToken), lte(commandOutbox.nextAttemptAt, sql`now()`))))
+      .returning({ id: commandOutbox.id });
+    if (!done) return false;
+    await tx.insert(auditEvents).values({
+      caseId: row.caseId,
+      invoiceId: row.invoiceId,
+      actor: caller.name,
+      type: 'command.withdrawn',
+      data: { command: row.name, messageId: row.messageId, requestedBy: row.requestedBy, requestedAt: row.createdAt.toISOString(), attempts: row.attempts, reason },
+    });
+    return true;
+  });
+  if (!withdrawn) {
+    throw new HttpProblem(409, 'command-in-delivery', 'The command is being delivered', `Command ${row.messageId} is being delivered right now; if that fails, it waits again and can be withdrawn.`);
+  }
 }
 
 /**

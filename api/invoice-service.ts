@@ -327,6 +327,7 @@ export async function getInvoiceDetail(deps: ServiceDeps, externalId: string) {
     })),
     timeline: timeline.map((e) => ({ at: e.occurredAt.toISOString(), actor: e.actor, type: e.type, data: e.data })),
     queuedCommands: queued.map((c) => ({
+      id: c.id,
       command: c.name,
       messageId: c.messageId,
       requestedBy: c.requestedBy,

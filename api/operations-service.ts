@@ -27,9 +27,10 @@ export type StuckKind = (typeof stuckKinds)[number];
 /**
  * What an operator can do from a stuck case: resume retries a blocked step or ends a pause (also
  * one a restart began with); decide an overdue approval; finish applies a half-handled payment;
- * restart starts a lost or ended workflow again, paused.
+ * restart starts a lost or ended workflow again, paused; withdraw drops a case command that
+ * keeps failing to reach its case.
  */
-export const stuckActions = ['resume', 'decide', 'finish', 'restart'] as const;
+export const stuckActions = ['resume', 'decide', 'finish', 'restart', 'withdraw'] as const;
 
 export type StuckCase = {
   kind: StuckKind;
@@ -49,6 +50,8 @@ export type StuckCase = {
   action: (typeof stuckActions)[number] | null;
   /** For an unfinished payment: the webhook event. */
   webhookEventId: string | null;
+  /** For an unfinished case command: the stored command. */
+  commandId: string | null;
   temporalUiUrl: string;
 };
 
@@ -86,6 +89,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
     attempts: null,
     approvalId: null,
     webhookEventId: null,
+    commandId: null,
   });
 
   const [blocked, paused, restartedPaused, due, overdueApprovals, unfinished, unforwarded, undelivered, gone, unstarted] = await Promise.all([
@@ -218,6 +222,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       attempts: null,
       approvalId: approval.id,
       webhookEventId: null,
+      commandId: null,
       action: 'decide' as const,
       temporalUiUrl: temporalUiLink(deps, approval.workflowId),
     })),
@@ -262,7 +267,8 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
           ? ` after ${row.command.attempts} attempts (last: ${row.command.lastError ?? 'unknown'}); it is retried automatically`
           : ': it waits behind an earlier command of the case, or for its first attempt'),
       since: row.command.createdAt.toISOString(),
-      action: null,
+      commandId: row.command.id,
+      action: 'withdraw' as const,
     })),
     ...unfinished.map((event) => ({
       kind: 'payment_unfinished' as const,
@@ -277,6 +283,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       attempts: null,
       approvalId: null,
       webhookEventId: event.id,
+      commandId: null,
       action: 'finish' as const,
       temporalUiUrl: temporalUiLink(deps, collectionWorkflowId(event.invoiceExternalId ?? '?')),
     })),

@@ -333,6 +333,40 @@ describe('case commands while Temporal is unreachable', () => {
     expect(other.json()).toMatchObject({ type: 'urn:arrears:problem:idempotency-conflict' });
   });
 
+  it('lets an operator withdraw a queued command that holds back the case, and the later ones go on', async () => {
+    const invoice = await registered();
+    const disputeKey = `dispute-${randomUUID()}`;
+    const cutOff = await h.appWithoutTemporal();
+    expect((await send(cutOff, invoice.externalId, 'dispute', { reason: 'sent in error' }, disputeKey)).json()).toMatchObject({ delivery: 'queued' });
+    expect((await send(cutOff, invoice.externalId, 'pause', { reason: 'customer on holiday' }, `pause-${randomUUID()}`)).json()).toMatchObject({ delivery: 'queued' });
+    await cutOff.close();
+    const [dispute] = await storedCommands(invoice.externalId);
+
+    // Listed after 5 minutes with the way to drop it.
+    await h.db.db.update(commandOutbox).set({ createdAt: sql`${commandOutbox.createdAt} - interval '6 minutes'` }).where(eq(commandOutbox.invoiceId, dispute!.invoiceId));
+    const stuck = (await h.app.inject({ url: '/operations/stuck', headers: h.auth('viewer') })).json();
+    expect(stuck.cases).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'command_unfinished', action: 'withdraw', commandId: dispute!.id })]));
+
+    const withdraw = (headers: Record<string, string>) =>
+      h.app.inject({ method: 'POST', url: `/case-commands/${dispute!.id}/withdrawal`, headers, payload: { reason: 'the customer called back: no dispute' } });
+    expect((await withdraw(h.auth('viewer'))).statusCode).toBe(403);
+    const withdrawn = await withdraw(h.auth('collector'));
+    expect(withdrawn.statusCode, withdrawn.body).toBe(200);
+    const again = await withdraw(h.auth('collector'));
+    expect(again.statusCode).toBe(409);
+    expect(again.json()).toMatchObject({ type: 'urn:arrears:problem:command-settled' });
+
+    // The pause behind it goes on; the dispute never reaches the case.
+    await inAnotherApiProcess('the pause delivered', async () => (await storedCommands(invoice.externalId))[1]?.outcome === 'applied');
+    const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
+    expect(status).toMatchObject({ stage: 'Paused', dispute: null });
+    expect(await timelineTypes(invoice.externalId)).toEqual(['command.withdrawn', 'command.pause']);
+    // Sent again, it is not sent anew.
+    const resent = await send(h.app, invoice.externalId, 'dispute', { reason: 'sent in error' }, disputeKey);
+    expect(resent.statusCode, resent.body).toBe(409);
+    expect(resent.json()).toMatchObject({ type: 'urn:arrears:problem:command-withdrawn' });
+  });
+
   it('tells whoever queued commands that their case closed before they arrived', async () => {
     const invoice = await registered();
     const key = `promise-${randomUUID()}`;

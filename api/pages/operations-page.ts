@@ -52,6 +52,8 @@ ${stuck.map(
         ? html`<a href="/ui/approvals">Decide</a>`
         : c.action === 'finish'
           ? html`<span class="muted">Finish it: <code>POST /webhook-events/${c.webhookEventId}/match</code> with the invoice</span>`
+        : c.action === 'withdraw'
+          ? html`<span class="muted">Retried by itself; to drop it: <code>POST /case-commands/${c.commandId}/withdrawal</code> with a reason</span>`
         : c.kind === 'activity_failing'
           ? html`<span class="muted">Retrying by itself (attempt ${c.attempts}); see the failure in the Temporal UI</span>`
           : ''

@@ -2,10 +2,10 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
-import { caseCommands, commandDeliverySchema, sendCaseCommand, type CaseCommandName } from '../case-command-service';
+import { caseCommands, commandDeliverySchema, sendCaseCommand, withdrawCommand, type CaseCommandName } from '../case-command-service';
 import { idempotencyKey } from '../idempotency';
 import { problemResponses } from '../problem';
-import { externalIdParamsSchema } from '../schemas';
+import { externalIdParamsSchema, reasonSchema } from '../schemas';
 
 const acceptedSchema = z
   .object({
@@ -54,4 +54,25 @@ export const caseRoutes =
         },
       );
     }
+
+    app.post(
+      '/case-commands/:id/withdrawal',
+      {
+        onRequest: requireRole(db.db, 'admin', 'collector'),
+        schema: {
+          tags: ['case commands'],
+          summary: 'Withdraw a case command that is still waiting to reach its case',
+          description:
+            'For a command whose delivery keeps failing (listed as command_unfinished): it is never delivered, the later commands of its case go on, and the timeline records who withdrew it and why. 409 while it is being delivered, or once it was delivered, dropped or withdrawn.',
+          security: [{ apiKey: [] }],
+          params: z.object({ id: z.uuid() }),
+          body: z.object({ reason: reasonSchema }),
+          response: { 200: z.object({ withdrawn: z.literal(true) }).describe('Withdrawn'), ...problemResponses },
+        },
+      },
+      async (request) => {
+        await withdrawCommand(services, request.params.id, request.body.reason, request.caller!);
+        return { withdrawn: true as const };
+      },
+    );
   };

@@ -73,8 +73,8 @@ const invoiceDetailSchema = registeredSchema.extend({
   ),
   timeline: z.array(z.object({ at: z.string(), actor: z.string(), type: z.string(), data: z.record(z.string(), z.unknown()) })),
   queuedCommands: z
-    .array(z.object({ command: z.string(), messageId: z.string(), requestedBy: z.string(), at: z.string(), attempts: z.number().int(), lastError: z.string().nullable() }))
-    .describe('Commands stored but not yet delivered to the case (Temporal could not be reached); delivered automatically, in this order'),
+    .array(z.object({ id: z.string(), command: z.string(), messageId: z.string(), requestedBy: z.string(), at: z.string(), attempts: z.number().int(), lastError: z.string().nullable() }))
+    .describe('Commands stored but not yet delivered to the case (Temporal could not be reached); delivered automatically, in this order, unless withdrawn (POST /case-commands/{id}/withdrawal)'),
 });
 
 export const invoiceRoutes = ({ db, services }: AppContext): FastifyPluginAsyncZod => async (app) => {

@@ -40,8 +40,11 @@ export const operationsRoutes =
                   action: z
                     .enum(stuckActions)
                     .nullable()
-                    .describe('finish: POST /webhook-events/{webhookEventId}/match with the invoice; restart: POST /invoices/{invoiceExternalId}/restart'),
+                    .describe(
+                      'finish: POST /webhook-events/{webhookEventId}/match with the invoice; restart: POST /invoices/{invoiceExternalId}/restart; withdraw: POST /case-commands/{commandId}/withdrawal',
+                    ),
                   webhookEventId: z.string().nullable(),
+                  commandId: z.string().nullable(),
                   temporalUiUrl: z.string(),
                 }),
               ),

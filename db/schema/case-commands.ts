@@ -6,8 +6,8 @@ import { invoices } from './invoices';
 /** The case commands that go to the workflow (a note only goes to the timeline). */
 export const deliveredCommandNames = ['dispute', 'dispute-resolution', 'promise', 'payment-plan', 'settlement', 'cease-communication', 'pause', 'resume'] as const;
 
-/** What became of a command: its case has it, or the case had closed before it arrived. */
-export const caseCommandOutcomes = ['applied', 'case_closed'] as const;
+/** What became of a command: its case has it, the case had closed before it arrived, or someone withdrew it while it waited. */
+export const caseCommandOutcomes = ['applied', 'case_closed', 'withdrawn'] as const;
 
 /**
  * Collectors' and operators' commands on a case (dispute, promise, plan, pause, resume …) that go
