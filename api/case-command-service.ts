@@ -239,9 +239,11 @@ function answer(externalId: string, messageId: string, outcome: CommandOutcome):
  * the later commands of the case): it is never delivered, and the timeline says who withdrew it
  * and why. Refused while it is being delivered, and once its delivery has ended.
  */
-export async function withdrawCommand(deps: ServiceDeps, id: string, reason: string, caller: Caller): Promise<void> {
+export async function withdrawCommand(deps: ServiceDeps, id: string, reason: string, caller: Caller): Promise<Pick<CommandRow, 'name' | 'messageId'>> {
+  const unknown = new HttpProblem(404, 'command-not-found', 'Unknown case command', `No stored case command with id ${id}.`);
+  if (!z.uuid().safeParse(id).success) throw unknown; // the column is a uuid: anything else is no command
   const [row] = await deps.db.select().from(commandOutbox).where(eq(commandOutbox.id, id));
-  if (!row) throw new HttpProblem(404, 'command-not-found', 'Unknown case command', `No stored case command with id ${id}.`);
+  if (!row) throw unknown;
   const ended = { applied: 'was delivered to its case', case_closed: 'was not delivered: its case had closed', withdrawn: 'was withdrawn' } as const;
   if (row.outcome) throw new HttpProblem(409, 'command-settled', 'The command no longer waits', `Command ${row.messageId} ${ended[row.outcome]} already.`);
   const now = await deps.clock();
@@ -265,6 +267,7 @@ export async function withdrawCommand(deps: ServiceDeps, id: string, reason: str
   if (!withdrawn) {
     throw new HttpProblem(409, 'command-in-delivery', 'The command is being delivered', `Command ${row.messageId} is being delivered right now; if that fails, it waits again and can be withdrawn.`);
   }
+  return { name: row.name, messageId: row.messageId };
 }
 
 /**

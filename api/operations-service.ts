@@ -264,7 +264,7 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       reason:
         `The ${row.command.name} command sent by ${row.command.requestedBy} is stored but its case does not have it yet` +
         (row.command.attempts > 0
-          ? ` after ${row.command.attempts} attempts (last: ${row.command.lastError ?? 'unknown'}); it is retried automatically`
+          ? `; retried automatically, ${row.command.attempts} ${row.command.attempts === 1 ? 'attempt' : 'attempts'} so far (last: ${row.command.lastError ?? 'unknown'})`
           : ': it waits behind an earlier command of the case, or for its first attempt'),
       since: row.command.createdAt.toISOString(),
       commandId: row.command.id,

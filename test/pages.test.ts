@@ -4,7 +4,7 @@
 import { eq } from 'drizzle-orm';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approvals, collectionCases, collectionPolicies, invoices } from '../db/schema';
+import { approvals, collectionCases, collectionPolicies, commandOutbox, invoices } from '../db/schema';
 import { policySchema } from '../domain/policy';
 import { overdueSweep } from '../workflows/overdue-sweep';
 import { launchBrowser, screenshot } from './support/browser';
@@ -330,6 +330,13 @@ describe('operations view', () => {
 });
 
 describe('case page', () => {
+  /** Keeps this app's command dispatcher (it polls) off the invoice's queued commands: Temporal is back here, and the page must see them waiting. */
+  async function holdQueuedCommands(externalId: string) {
+    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, externalId));
+    await h.db.db.update(commandOutbox).set({ nextAttemptAt: new Date(Date.now() + 24 * 3_600_000) }).where(eq(commandOutbox.invoiceId, invoice!.id));
+    return invoice!;
+  }
+
   it('shows a command waiting to reach its case while Temporal is away, and on the timeline once delivered', async () => {
     const payload = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
     payload.customer = { ...payload.customer, name: 'Queued Command GmbH', timeZone: afternoonZone() };
@@ -338,6 +345,7 @@ describe('case page', () => {
     const cutOff = await h.appWithoutTemporal();
     expect((await cutOff.inject(pause)).json()).toMatchObject({ delivery: 'queued' });
     await cutOff.close();
+    await holdQueuedCommands(payload.externalId);
 
     const page = await signIn('collector', `/ui/cases/${payload.externalId}`);
     const waiting = page.getByRole('heading', { name: 'Waiting to reach the case' });
@@ -350,6 +358,30 @@ describe('case page', () => {
     await page.reload();
     expect(await waiting.count()).toBe(0);
     expect(await page.getByRole('cell', { name: 'command.pause' }).count()).toBe(1);
+    await page.close();
+  });
+
+  it('withdraws, with a click, a queued command that has waited too long', async () => {
+    const payload = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });
+    payload.customer = { ...payload.customer, name: 'Withdrawn Command SA', timeZone: afternoonZone() };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const cutOff = await h.appWithoutTemporal();
+    const dispute = await cutOff.inject({ method: 'POST', url: `/invoices/${payload.externalId}/dispute`, headers: h.auth('collector'), payload: { reason: 'sent to the wrong case' } });
+    expect(dispute.json()).toMatchObject({ delivery: 'queued' });
+    await cutOff.close();
+    const invoice = await holdQueuedCommands(payload.externalId);
+    await h.db.db.update(commandOutbox).set({ createdAt: new Date(Date.now() - 6 * 60_000) }).where(eq(commandOutbox.invoiceId, invoice.id));
+
+    const page = await signIn('collector', '/ui/operations');
+    const row = page.locator(`tr[data-workflow-id="collection-${payload.externalId}"]`, { hasText: 'Command unfinished' });
+    expect(await row.innerText()).toContain('The dispute command sent by');
+    await screenshot(page, 'operations-command-unfinished');
+    await row.getByLabel('Reason').fill('the customer meant another invoice');
+    await row.getByRole('button', { name: 'Withdraw the command' }).click();
+    expect(await page.getByRole('status').innerText()).toContain('The dispute command was withdrawn');
+    expect(await row.count()).toBe(0);
+    const [stored] = await h.db.db.select().from(commandOutbox).where(eq(commandOutbox.invoiceId, invoice!.id));
+    expect(stored).toMatchObject({ outcome: 'withdrawn', nextAttemptAt: null });
     await page.close();
   });
 });

@@ -9,19 +9,26 @@ import { html, layout, type PageUser } from './html';
 import { requirePageRole } from './session';
 
 /**
+ * A form that posts an action with a reason to `url`, with its own key: sent again (a reload
+ * after a timeout), it is the same action, applied once.
+ */
+export function reasonForm(user: PageUser, form: { url: string; id: string; label: string }) {
+  return html`<form method="post" action="${form.url}" class="actions">
+  <input type="hidden" name="csrf" value="${user.csrfToken}">
+  <input type="hidden" name="key" value="${randomUUID()}">
+  <label class="muted" for="${form.id}">Reason</label>
+  <input id="${form.id}" name="reason" type="text" required minlength="3" maxlength="2000">
+  <button type="submit">${form.label}</button>
+</form>`;
+}
+
+/**
  * An operator's action on a case, with a reason: resume (on a blocked case it retries the step;
  * on a paused one it ends the pause) or restart (a lost or ended workflow starts again, paused).
  */
 export function caseActionForm(externalId: string, user: PageUser, action: 'resume' | 'restart', blocked = false) {
   const label = action === 'restart' ? 'Restart, paused' : blocked ? 'Retry the step' : 'Resume';
-  // The form's own key: sent again (a reload after a timeout), it is the same command, applied once.
-  return html`<form method="post" action="/ui/cases/${encodeURIComponent(externalId)}/${action}" class="actions">
-  <input type="hidden" name="csrf" value="${user.csrfToken}">
-  <input type="hidden" name="key" value="${randomUUID()}">
-  <label class="muted" for="${action}-${externalId}">Reason</label>
-  <input id="${action}-${externalId}" name="reason" type="text" required minlength="3" maxlength="2000">
-  <button type="submit">${label}</button>
-</form>`;
+  return reasonForm(user, { url: `/ui/cases/${encodeURIComponent(externalId)}/${action}`, id: `${action}-${externalId}`, label });
 }
 
 /** One case: balance, next step, everything that happened and who did it, and where to look in Temporal. */

@@ -1,12 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { deliveredCommandNames } from '../../db/schema';
 import { externalIdSchema } from '../../domain/schemas';
 import type { AppContext } from '../app';
-import { sendCaseCommand } from '../case-command-service';
+import type { Caller } from '../auth';
+import { sendCaseCommand, withdrawCommand } from '../case-command-service';
 import { findStuckCases, restartCase } from '../operations-service';
 import { HttpProblem } from '../problem';
 import { stuckQuerySchema } from '../routes/operations';
-import { caseActionForm } from './case-page';
+import { caseActionForm, reasonForm } from './case-page';
 import { formatInstant, kindLabel } from './format';
 import { html, layout } from './html';
 import { csrfValid, requirePageRole } from './session';
@@ -22,13 +24,15 @@ export function registerOperationsPages({ db, services }: AppContext, app: Fasti
     const stuck = await findStuckCases(services, { ...options, describeLimit: 100 });
     const canAct = user.role !== 'viewer';
     // Only an invoice id is echoed back, never free text from the URL.
-    const notices = request.query as { resumed?: unknown; restarted?: unknown; queued?: unknown };
+    const notices = request.query as { resumed?: unknown; restarted?: unknown; queued?: unknown; withdrawn?: unknown };
     const resumed = externalIdSchema.safeParse(notices.resumed);
     const restarted = externalIdSchema.safeParse(notices.restarted);
     const queued = externalIdSchema.safeParse(notices.queued);
+    const withdrawn = z.enum(deliveredCommandNames).safeParse(notices.withdrawn);
     const body = html`<h1>Stuck cases</h1>
 ${resumed.success ? html`<p class="notice" role="status">Sent to invoice ${resumed.data}: the case goes on.</p>` : ''}
 ${queued.success ? html`<p class="notice" role="status">The resume of invoice ${queued.data} is stored and on its way: it reaches the case as soon as Temporal answers, after any earlier command of the case.</p>` : ''}
+${withdrawn.success ? html`<p class="notice" role="status">The ${withdrawn.data} command was withdrawn: it will not reach its case, and the commands behind it go on.</p>` : ''}
 ${restarted.success ? html`<p class="notice" role="status">The case of invoice ${restarted.data} runs again, paused: check its timeline, then resume it.</p>` : ''}
 <p class="muted">Activities failing on attempt ${options.minAttempts} or later, steps blocked by a permanent error, approvals past their deadline, cases paused for more than ${options.pausedForDays} days or restarted and not yet resumed, cases whose start keeps failing or whose workflow is gone, and payments, credit notes, cancellations and case commands stored but not yet applied.</p>
 ${
@@ -52,8 +56,8 @@ ${stuck.map(
         ? html`<a href="/ui/approvals">Decide</a>`
         : c.action === 'finish'
           ? html`<span class="muted">Finish it: <code>POST /webhook-events/${c.webhookEventId}/match</code> with the invoice</span>`
-        : c.action === 'withdraw'
-          ? html`<span class="muted">Retried by itself; to drop it: <code>POST /case-commands/${c.commandId}/withdrawal</code> with a reason</span>`
+        : c.action === 'withdraw' && canAct
+          ? reasonForm(user, { url: `/ui/case-commands/${c.commandId}/withdraw`, id: `withdraw-${c.commandId}`, label: 'Withdraw the command' })
         : c.kind === 'activity_failing'
           ? html`<span class="muted">Retrying by itself (attempt ${c.attempts}); see the failure in the Temporal UI</span>`
           : ''
@@ -65,30 +69,37 @@ ${stuck.map(
     return reply.type('text/html; charset=utf-8').send(layout({ title: 'Stuck cases', user, body }));
   });
 
-  /** The operator's action from a form, with its reason; a refusal (4xx) is shown on a page, not thrown. */
-  const caseAction = (action: 'resume' | 'restart', done: 'resumed' | 'restarted') =>
-    app.post(`/ui/cases/:externalId/${action}`, { onRequest: requirePageRole(db.db, 'admin', 'collector') }, async (request, reply) => {
-      const { externalId } = request.params as { externalId: string };
+  /**
+   * An operator's action from a form, with its reason: `run` does it and says which notice the
+   * stuck list shows after it (a query string). A refusal (4xx) is shown on a page, not thrown.
+   */
+  const formAction = (path: string, title: string, run: (params: Record<string, string>, form: z.infer<typeof reasonFormSchema>, caller: Caller) => Promise<string>) =>
+    app.post(path, { onRequest: requirePageRole(db.db, 'admin', 'collector') }, async (request, reply) => {
       const user = request.pageUser!;
       const form = reasonFormSchema.safeParse(request.body);
-      const title = action === 'resume' ? 'Not resumed' : 'Not restarted';
       const fail = (status: number, text: string) =>
         reply.code(status).type('text/html; charset=utf-8').send(layout({ title, user, body: html`<h1>${title}</h1><p class="error" role="alert">${text}</p><p><a href="/ui/operations">Back to the stuck cases</a></p>` }));
       if (!csrfValid(request, (request.body as { csrf?: unknown } | undefined)?.csrf)) return fail(403, 'The form had expired. Nothing was sent; try again.');
       if (!form.success) return fail(400, form.error.issues.map((i) => i.message).join('; '));
-      let notice: typeof done | 'queued' = done;
+      let notice: string;
       try {
-        const { reason, key } = form.data;
-        if (action === 'resume') {
-          const sent = await sendCaseCommand(services, { externalId, name: 'resume', body: { reason }, caller: request.caller!, ...(key ? { idempotencyKey: key } : {}) });
-          if (sent.delivery === 'queued') notice = 'queued';
-        } else await restartCase(services, externalId, reason, request.caller!);
+        notice = await run(request.params as Record<string, string>, form.data, request.caller!);
       } catch (err) {
         if (err instanceof HttpProblem && err.status < 500) return fail(err.status, err.detail);
         throw err;
       }
-      return reply.redirect(`/ui/operations?${notice}=${encodeURIComponent(externalId)}`, 303);
+      return reply.redirect(`/ui/operations?${notice}`, 303);
     });
-  caseAction('resume', 'resumed');
-  caseAction('restart', 'restarted');
+  formAction('/ui/cases/:externalId/resume', 'Not resumed', async ({ externalId }, { reason, key }, caller) => {
+    const sent = await sendCaseCommand(services, { externalId: externalId!, name: 'resume', body: { reason }, caller, ...(key ? { idempotencyKey: key } : {}) });
+    return `${sent.delivery === 'queued' ? 'queued' : 'resumed'}=${encodeURIComponent(externalId!)}`;
+  });
+  formAction('/ui/cases/:externalId/restart', 'Not restarted', async ({ externalId }, { reason }, caller) => {
+    await restartCase(services, externalId!, reason, caller);
+    return `restarted=${encodeURIComponent(externalId!)}`;
+  });
+  formAction('/ui/case-commands/:id/withdraw', 'Not withdrawn', async ({ id }, { reason }, caller) => {
+    const { name } = await withdrawCommand(services, id!, reason, caller);
+    return `withdrawn=${encodeURIComponent(name)}`;
+  });
 }
