@@ -236,15 +236,19 @@ function answer(externalId: string, messageId: string, outcome: CommandOutcome):
 
 /**
  * Withdraws a command still waiting for its case (one whose delivery keeps failing, holding back
- * the later commands of the case): it is never delivered, and the timeline says who withdrew it
- * and why. Refused while it is being delivered, and once its delivery has ended.
+ * the later commands of the case): it is not tried again, and the timeline says who withdrew it
+ * and why. Refused while it is being delivered, and once its delivery has ended; withdrawing it
+ * again changes nothing. An attempt that timed out may have reached the case all the same (the
+ * workflow then has it; its last error says Temporal did not answer in time).
  */
 export async function withdrawCommand(deps: ServiceDeps, id: string, reason: string, caller: Caller): Promise<Pick<CommandRow, 'name' | 'messageId'>> {
   const unknown = new HttpProblem(404, 'command-not-found', 'Unknown case command', `No stored case command with id ${id}.`);
   if (!z.uuid().safeParse(id).success) throw unknown; // the column is a uuid: anything else is no command
   const [row] = await deps.db.select().from(commandOutbox).where(eq(commandOutbox.id, id));
   if (!row) throw unknown;
-  const ended = { applied: 'was delivered to its case', case_closed: 'was not delivered: its case had closed', withdrawn: 'was withdrawn' } as const;
+  // Withdrawn already (a form sent twice, say): that is the answer.
+  if (row.outcome === 'withdrawn') return { name: row.name, messageId: row.messageId };
+  const ended = { applied: 'was delivered to its case', case_closed: 'was not delivered: its case had closed' } as const;
   if (row.outcome) throw new HttpProblem(409, 'command-settled', 'The command no longer waits', `Command ${row.messageId} ${ended[row.outcome]} already.`);
   const now = await deps.clock();
   const withdrawn = await deps.db.transaction(async (tx) => {
@@ -335,9 +339,9 @@ export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim)
       outcome = delivered === 'applied' ? 'applied' : 'case_closed';
     }
     const now = await deps.clock();
-    await deps.db.transaction(async (tx) => {
+    const recorded = await deps.db.transaction(async (tx) => {
       const [done] = await tx.update(commandOutbox).set({ deliveredAt: now, outcome, nextAttemptAt: null, claimToken: null, lastError: null }).where(claimed).returning({ id: commandOutbox.id });
-      if (!done) return; // taken over meanwhile: its holder records the outcome
+      if (!done) return false; // taken over meanwhile: its holder records the outcome
       const sent = { messageId: held.messageId, requestedAt: held.createdAt.toISOString() };
       await tx
         .insert(auditEvents)
@@ -351,7 +355,14 @@ export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim)
           dedupeKey: `${caseRow.workflowId}:${held.messageId}`,
         })
         .onConflictDoNothing({ target: auditEvents.dedupeKey });
+      return true;
     });
+    if (!recorded) {
+      // This attempt outlived its lease. Withdrawn meanwhile, the case has it all the same: say so where operations look.
+      const [now] = await deps.db.select({ outcome: commandOutbox.outcome }).from(commandOutbox).where(eq(commandOutbox.id, claim.id));
+      if (now?.outcome === 'withdrawn' && outcome === 'applied') deps.log?.error({ commandRowId: claim.id, messageId: held.messageId }, 'a withdrawn case command reached its case: an attempt outlived its lease');
+      return undefined;
+    }
     return outcome;
   } catch (err) {
     await deps.db

@@ -63,7 +63,7 @@ export const caseRoutes =
           tags: ['case commands'],
           summary: 'Withdraw a case command that is still waiting to reach its case',
           description:
-            'For a command whose delivery keeps failing (listed as command_unfinished): it is never delivered, the later commands of its case go on, and the timeline records who withdrew it and why. 409 while it is being delivered, or once it was delivered, dropped or withdrawn.',
+            'For a command whose delivery keeps failing (listed as command_unfinished): it is not tried again, the later commands of its case go on, and the timeline records who withdrew it and why. An attempt that timed out (its last error says Temporal did not answer in time) may have reached the case all the same: check the case first. 409 while it is being delivered, or once it was delivered or not delivered because its case had closed; withdrawing it again changes nothing.',
           security: [{ apiKey: [] }],
           params: z.object({ id: z.uuid() }),
           body: z.object({ reason: reasonSchema }),
