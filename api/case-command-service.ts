@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { SignalDefinition } from '@temporalio/common';
 import type { StoredCase } from '../cases/collection-start';
-import { and, eq, isNotNull, isNull, lte, not, or, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, not, sql } from 'drizzle-orm';
 import type { caseCommandOutcomes, deliveredCommandNames } from '../db/schema';
 import { auditEvents, commandOutbox, invoices } from '../db/schema';
 import { positiveMinorUnitsSchema } from '../domain/schemas';
@@ -18,7 +18,7 @@ import {
 } from '../workflows/messages';
 import type { Caller } from './auth';
 import { canonicalJson, deliverToCase, findInvoice, type FoundInvoice, type ServiceDeps } from './invoice-service';
-import { claimDue, failedAttempt, leaseEnd, type OutboxClaim } from './outbox';
+import { claimDue, failedAttempt, leaseEnd, noLiveClaim, type OutboxClaim } from './outbox';
 import { startDispatcher, type PaymentDispatcher, type PaymentDispatcherOptions } from './payment-dispatcher';
 import { HttpProblem } from './problem';
 import { reasonSchema as reason } from './schemas';
@@ -195,7 +195,7 @@ async function sentAgain(services: ServiceDeps, externalId: string, existing: Co
   const [taken] = await services.db
     .update(commandOutbox)
     .set({ claimToken, nextAttemptAt: leaseEnd })
-    .where(and(eq(commandOutbox.id, existing.id), isNull(commandOutbox.outcome), or(isNull(commandOutbox.claimToken), lte(commandOutbox.nextAttemptAt, sql`now()`))))
+    .where(and(eq(commandOutbox.id, existing.id), isNull(commandOutbox.outcome), noLiveClaim(commandOutbox)))
     .returning({ id: commandOutbox.id });
   if (!taken) return { messageId: existing.messageId, delivery: 'queued' };
   return deliverNow(services, externalId, existing.messageId, { id: existing.id, token: claimToken });
@@ -256,7 +256,7 @@ export async function withdrawCommand(deps: ServiceDeps, id: string, reason: str
     const [done] = await tx
       .update(commandOutbox)
       .set({ outcome: 'withdrawn', deliveredAt: now, nextAttemptAt: null, claimToken: null })
-      .where(and(eq(commandOutbox.id, id), isNull(commandOutbox.outcome), or(isNull(commandOutbox.claimToken), lte(commandOutbox.nextAttemptAt, sql`now()`))))
+      .where(and(eq(commandOutbox.id, id), isNull(commandOutbox.outcome), noLiveClaim(commandOutbox)))
       .returning({ id: commandOutbox.id });
     if (!done) return false;
     await tx.insert(auditEvents).values({
@@ -359,8 +359,8 @@ export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim)
     });
     if (!recorded) {
       // This attempt outlived its lease. Withdrawn meanwhile, the case has it all the same: say so where operations look.
-      const [now] = await deps.db.select({ outcome: commandOutbox.outcome }).from(commandOutbox).where(eq(commandOutbox.id, claim.id));
-      if (now?.outcome === 'withdrawn' && outcome === 'applied') deps.log?.error({ commandRowId: claim.id, messageId: held.messageId }, 'a withdrawn case command reached its case: an attempt outlived its lease');
+      const [current] = await deps.db.select({ outcome: commandOutbox.outcome }).from(commandOutbox).where(eq(commandOutbox.id, claim.id));
+      if (current?.outcome === 'withdrawn' && outcome === 'applied') deps.log?.error({ commandRowId: claim.id, messageId: held.messageId }, 'a withdrawn case command reached its case: an attempt outlived its lease');
       return undefined;
     }
     return outcome;

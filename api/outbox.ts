@@ -5,7 +5,7 @@
  * whoever applies it holds a claim (a token, and that time moved ahead by a lease), and only the
  * holder records the outcome, so a slow or stale attempt never overwrites a newer one.
  */
-import { and, asc, inArray, lte, sql, type SQL } from 'drizzle-orm';
+import { and, asc, inArray, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import type { commandOutbox, invoiceAdjustments, webhookEvents } from '../db/schema';
 import { isTemporalUnreachable } from './invoice-service';
@@ -22,6 +22,11 @@ export const leaseEnd = sql`now() + make_interval(secs => ${leaseSeconds})`;
 
 /** The longest wait between attempts to deliver to a case while Temporal is unreachable. */
 export const temporalOutageRetrySeconds = 10;
+
+/** No one is applying the row now: it has no claim, or its claim's lease ran out. */
+export function noLiveClaim(table: OutboxTable) {
+  return or(isNull(table.claimToken), lte(table.nextAttemptAt, sql`now()`));
+}
 
 /**
  * Claims rows that are `pending` and whose retry time (or an abandoned claim's lease) has come,
