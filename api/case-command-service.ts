@@ -78,7 +78,9 @@ function openCase({ invoice, customer, caseRow }: FoundInvoice): StoredCase {
 }
 
 /** The signal that carries the command to its case, with its message. */
-function commandSignal(name: DeliveredCommandName, base: { messageId: string; by: string }, body: Record<string, unknown>) {
+function commandSignal(name: DeliveredCommandName, base: { messageId: string; by: string }, body: Record<string, unknown>, balanceSeenMinor: number | null) {
+  // An agreement counts the money its case receives after the sender saw this balance (AgreedOver).
+  const agreed = balanceSeenMinor === null ? {} : { balanceSeenMinor };
   const message = <Message>(signal: SignalDefinition<[Message]>, value: Message) => ({ signal: signal as SignalDefinition<[unknown]>, value });
   switch (name) {
     case 'dispute':
@@ -88,9 +90,9 @@ function commandSignal(name: DeliveredCommandName, base: { messageId: string; by
       return message(resolveDisputeSignal, { ...base, ...resolution });
     }
     case 'promise':
-      return message(promiseToPaySignal, { ...base, promisedDate: body.promisedDate as string, amountMinor: body.amountMinor as number });
+      return message(promiseToPaySignal, { ...base, ...agreed, promisedDate: body.promisedDate as string, amountMinor: body.amountMinor as number });
     case 'payment-plan':
-      return message(paymentPlanSignal, { ...base, instalments: body.instalments as { dueDate: string; amountMinor: number }[] });
+      return message(paymentPlanSignal, { ...base, ...agreed, instalments: body.instalments as { dueDate: string; amountMinor: number }[] });
     case 'settlement':
       return message(proposeSettlementSignal, {
         ...base,
@@ -164,7 +166,17 @@ export async function sendCaseCommand(
   const claimToken = randomUUID();
   const [inserted] = await services.db
     .insert(commandOutbox)
-    .values({ caseId: caseRow.id, invoiceId: invoice.id, name, messageId, body, requestedBy: caller.name, claimToken, nextAttemptAt: leaseEnd })
+    .values({
+      caseId: caseRow.id,
+      invoiceId: invoice.id,
+      name,
+      messageId,
+      body,
+      requestedBy: caller.name,
+      balanceSeenMinor: caseRow.amountOutstandingMinor,
+      claimToken,
+      nextAttemptAt: leaseEnd,
+    })
     .onConflictDoNothing({ target: [commandOutbox.caseId, commandOutbox.messageId] })
     .returning({ id: commandOutbox.id });
   if (!inserted) {
@@ -331,7 +343,7 @@ export async function applyClaimedCommand(deps: ServiceDeps, claim: OutboxClaim)
     // A closed case is not signalled again: once Temporal has forgotten the workflow, a signal
     // with start would begin a new one.
     if (caseRow.stage !== 'Closed') {
-      const { signal, value } = commandSignal(held.name, { messageId: held.messageId, by: held.requestedBy }, held.body);
+      const { signal, value } = commandSignal(held.name, { messageId: held.messageId, by: held.requestedBy }, held.body, held.balanceSeenMinor);
       const delivered = await deliverToCase(deps, { invoice, customer, caseRow }, signal, value, {
         title: 'Command stored but not yet delivered',
         detail: `The ${held.name} command on invoice ${externalId} is stored; delivering it to the collection case failed. It is retried automatically (it is applied once).`,

@@ -441,6 +441,21 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(await handle.result()).toMatchObject({ outcome: 'paid' });
   });
 
+  it('counts a payment made before a promise arrived (queued while Temporal was away) toward the promise', async () => {
+    const { payload, handle } = await register(0, { email: 'paid-before-promise@muster.example' });
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
+    const promisedDate = isoDate(2, new Date(await env.currentTimeMs()));
+    // The collector recorded the promise when 125,000 was outstanding; the debtor paid it before it arrived.
+    expect((await pay(payload.externalId, 'paid-as-promised', 50_000)).statusCode).toBe(201);
+    await env.sleep('1 hour');
+    await handle.signal(promiseToPaySignal, { by: 'collector', promisedDate, amountMinor: 50_000, balanceSeenMinor: 125_000 });
+    await env.sleep('7 days'); // the date and its grace have passed
+    const events = await h.db.db.select({ type: auditEvents.type }).from(auditEvents).where(eq(auditEvents.caseId, (await caseRow(handle.workflowId)).id));
+    expect(events.map((e) => e.type)).toContain('promise.kept');
+    expect(events.map((e) => e.type)).not.toContain('promise.broken');
+    await replayAndRecord(handle, 'promise-counts-money-since-seen-v1');
+  });
+
   it('resumes one step firmer when a promise is broken', async () => {
     const { handle } = await register(0, { email: 'broken@muster.example' });
     await env.sleep('4 days'); // past day 1, even when it fell on a weekend

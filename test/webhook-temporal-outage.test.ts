@@ -371,6 +371,29 @@ describe('case commands while Temporal is unreachable', () => {
     expect(resent.json()).toMatchObject({ type: 'urn:arrears:problem:command-withdrawn' });
   });
 
+  it('counts a payment the case received while a payment plan waited toward the plan, and does not ask for it again', async () => {
+    const invoice = await registered();
+    const half = invoice.amountTotalMinor / 2;
+    const day = (n: number) => new Date(Date.now() + n * 86_400_000).toISOString().slice(0, 10);
+    const instalments = [
+      { dueDate: day(30), amountMinor: half },
+      { dueDate: day(60), amountMinor: half },
+    ];
+    const cutOff = await h.appWithoutTemporal();
+    expect((await send(cutOff, invoice.externalId, 'payment-plan', { instalments }, `plan-${randomUUID()}`)).json()).toMatchObject({ delivery: 'queued' });
+    await cutOff.close();
+    // The first instalment, paid before the plan reached the case.
+    expect((await manualPayment(invoice, half).record(h.app)).statusCode).toBe(201);
+    const handle = h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId));
+    await until('the payment applied', async () => (await handle.query(caseStatusQuery)).amountOutstandingMinor === half);
+
+    await inAnotherApiProcess('the plan delivered', async () => (await storedCommands(invoice.externalId)).every((c) => c.outcome === 'applied'));
+    // The plan counts the payment as its first instalment: the case waits for the second.
+    await until('the plan under way', async () => (await handle.query(caseStatusQuery)).paymentPlan?.nextInstalment === 1);
+    const status = await handle.query(caseStatusQuery);
+    expect(status).toMatchObject({ stage: 'PaymentPlan', amountOutstandingMinor: half, nextAction: { kind: 'instalment 2 reminder' } });
+  });
+
   it('tells whoever queued commands that their case closed before they arrived', async () => {
     const invoice = await registered();
     const key = `promise-${randomUUID()}`;

@@ -42,6 +42,7 @@ import {
   resolveDisputeSignal,
   resumeSignal,
   searchAttributes,
+  type AgreedOver,
   type CaseAction,
   type ApprovalDecision,
   type CaseStatus,
@@ -195,23 +196,30 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     dispute.resolved = resolution;
     note('dispute_resolved', `${resolution.resolution}: ${resolution.note} (${resolution.by})`);
   });
-  setHandler(promiseToPaySignal, ({ messageId, by, promisedDate, amountMinor }) => {
+  /**
+   * What the case received (money, or a credit) since the sender of an agreement saw its balance:
+   * it counts toward the agreement. An agreement queued while Temporal was away can arrive after
+   * the debtor has paid part of it; without this, the plan or promise would ask for that part again.
+   */
+  const receivedSinceSeen = ({ balanceSeenMinor }: AgreedOver) =>
+    isPositiveInt(balanceSeenMinor) && patched('agreement-counts-money-since-seen') ? Math.max(0, balanceSeenMinor - balance) : 0;
+  setHandler(promiseToPaySignal, ({ messageId, by, promisedDate, amountMinor, balanceSeenMinor }) => {
     if (!firstTime(messageId)) return;
     if (!isIsoDate(promisedDate) || !isPositiveInt(amountMinor)) return ignored('promiseToPay', 'invalid date or amount');
     if (promise && promise.promisedDate === promisedDate && promise.amountMinor === amountMinor) return; // a repeat
-    const paidBefore = totalPaid;
+    const paidBefore = totalPaid - receivedSinceSeen({ balanceSeenMinor });
     const checkAt = new Date(Date.parse(`${promisedDate}T23:59:59Z`) + policy.promiseGraceDays * DAY_MS).toISOString();
     promise = { promisedDate, amountMinor, balanceWhenPromised: balance, paidBefore, checkAt, by };
     note('promise', `${amountMinor} by ${promisedDate} (${by})`);
   });
-  setHandler(paymentPlanSignal, ({ messageId, by, instalments }) => {
+  setHandler(paymentPlanSignal, ({ messageId, by, instalments, balanceSeenMinor }) => {
     if (!firstTime(messageId)) return;
     if (instalments.length === 0 || !instalments.every((i) => isIsoDate(i.dueDate) && isPositiveInt(i.amountMinor))) {
       return ignored('paymentPlan', 'invalid instalments');
     }
     if (plan && JSON.stringify(plan.instalments) === JSON.stringify(instalments)) return; // a repeat
     planCount += 1;
-    plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, paidBefore: totalPaid, by };
+    plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, paidBefore: totalPaid - receivedSinceSeen({ balanceSeenMinor }), by };
     promise = null; // the plan replaces any promise
     note('payment_plan', `${instalments.length} instalments (${by})`);
   });
@@ -603,7 +611,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const p = promise!;
     const heldAt = Date.now();
     const previous = stage;
-    // Kept means money received, not a balance lowered by a credit note.
+    // Kept means money received (or, before the promise arrived, what lowered the balance its
+    // sender saw: receivedSinceSeen), not a balance lowered by a credit note while it runs.
     const kept = () => totalPaid - p.paidBefore >= p.amountMinor;
     stage = 'PromisedToPay';
     const savedNext = nextAction;

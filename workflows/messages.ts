@@ -60,7 +60,13 @@ export type DisputeResolved = MessageId & {
   /** The invoice is withdrawn altogether (customer_favour). */
   cancelInvoice?: boolean;
 };
-export type PromiseToPay = MessageId & { by: string; promisedDate: string; amountMinor: number };
+/**
+ * What the sender of an agreement saw: the case's amount outstanding, in minor units. Money (or a
+ * credit) the case receives after that, and before the agreement reaches it, counts toward the
+ * agreement: it may arrive late (queued while Temporal was away).
+ */
+export type AgreedOver = { balanceSeenMinor?: number };
+export type PromiseToPay = MessageId & AgreedOver & { by: string; promisedDate: string; amountMinor: number };
 export type SettlementOffer = MessageId & {
   by: string;
   /** The reduced lump sum, in minor units. */
@@ -69,7 +75,7 @@ export type SettlementOffer = MessageId & {
   payBy: string;
   waiveFees: boolean;
 };
-export type PaymentPlan = MessageId & { by: string; instalments: { dueDate: string; amountMinor: number }[] };
+export type PaymentPlan = MessageId & AgreedOver & { by: string; instalments: { dueDate: string; amountMinor: number }[] };
 export type InvoiceAdjusted = {
   /** The credit note's or cancellation's own id upstream: the same adjustment counts once. */
   adjustmentId: string;

@@ -32,6 +32,12 @@ export const commandOutbox = pgTable(
     /** The request's body, as validated. */
     body: jsonb('body').$type<Record<string, unknown>>().notNull(),
     requestedBy: text('requested_by').notNull(),
+    /**
+     * The case's amount outstanding as the sender saw it (promises and payment plans): the
+     * workflow counts money received after that toward the agreement, however late the command
+     * reaches it. Null for older rows and other commands.
+     */
+    balanceSeenMinor: integer('balance_seen_minor'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     /** When its delivery ended (null while it waits), and how. */
     deliveredAt: timestamp('delivered_at', { withTimezone: true }),

@@ -1,0 +1,1 @@
+ALTER TABLE "case_commands" ADD COLUMN "balance_seen_minor" integer;
