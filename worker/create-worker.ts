@@ -56,6 +56,7 @@ export type CreateWorkerOptions = {
 
 /** The collection worker: the workflow code, and the activities bound to the database and Temporal client. */
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
+  const cache = options.maxCachedWorkflows ?? 200;
   const bundlePath = options.workflowBundlePath ?? workflowBundlePath;
   if (options.workflowCode === 'prebuilt' && !existsSync(bundlePath)) {
     throw new Error(`No workflow bundle at ${bundlePath}: run \`npm run build\` first.`);
@@ -75,14 +76,27 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     // The sticky cache keeps a workflow in memory between its tasks (no replay). A case sleeps
     // for days between steps, so caching sleeping cases buys nothing; the SDK's default sizes
     // the cache from the heap limit (2,310 workflows here), so memory grew with the sleeping
-    // population. A cache smaller than the cases busy at once costs latency instead: with 100
-    // cases getting payments, payment-to-stop p99 was 6.0 s with 40, 0.13 s with 100 and 0.32 s
-    // with 200 (one run each). 200 leaves room for more busy cases, at about 64 KiB of the
-    // workflow thread's heap per cached case (BENCHMARKS.md, items 3 and 5).
-    // WORKER_MAX_CACHED_WORKFLOWS moves the balance.
-    maxCachedWorkflows: options.maxCachedWorkflows ?? 200,
+    // population. A cache smaller than the cases busy at once costs a replay per task instead.
+    // 200 leaves room for bursts, at about 180 KiB of resident memory per cached case
+    // (BENCHMARKS.md, items 3 and 5). WORKER_MAX_CACHED_WORKFLOWS moves the balance.
+    maxCachedWorkflows: cache,
+    maxConcurrentWorkflowTaskExecutions: workflowTaskSlots(cache),
     ...options.overrides,
   });
+}
+
+/**
+ * Workflow tasks a worker runs at once, for a cache of `maxCachedWorkflows`: a quarter of it, at
+ * most the SDK's default of 40. With as many tasks in hand as the cache holds, and more cases
+ * busy than it holds, the SDK's core evicts runs whose local activities (our case-state writes)
+ * are still in flight. It logs "outgoing commands … only an eviction. This is an SDK bug", the
+ * task times out, and queries to the case go unanswered: with a cache of 40 and 40 tasks, item 5
+ * of BENCHMARKS.md failed on query timeouts; with 10 tasks it closed every case, p99 0.57–0.77 s.
+ * At least 2 (the SDK's floor with a cache); 0 (no cache at all) keeps the SDK's default.
+ */
+export function workflowTaskSlots(maxCachedWorkflows: number): number | undefined {
+  if (maxCachedWorkflows === 0) return undefined;
+  return Math.max(2, Math.min(40, Math.floor(maxCachedWorkflows / 4)));
 }
 
 /** The mailer and letterhead from the configuration. */

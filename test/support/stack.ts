@@ -32,6 +32,8 @@ export type HarnessOptions = {
   inProcessWorker?: boolean;
   /** Activities to use instead of the real ones (e.g. one that fails at a chosen moment). */
   activities?: Partial<Activities>;
+  /** The in-process worker's cache (WORKER_MAX_CACHED_WORKFLOWS); default: the worker's own. */
+  maxCachedWorkflows?: number;
 };
 
 /** Webhook signing secrets the harness's API is configured with (made up per run, never real). */
@@ -86,6 +88,7 @@ export async function startHarness(
           client: temporal.client,
           workflowCode: 'source',
           channels: channelsFromConfig(config),
+          ...(options.maxCachedWorkflows === undefined ? {} : { maxCachedWorkflows: options.maxCachedWorkflows }),
           ...(options.activities
             ? {
                 overrides: {
