@@ -16,8 +16,18 @@ export const configSchema = z.object({
   TEMPORAL_API_KEY: z.string().min(1).optional(),
   TEMPORAL_TLS: z.stringbool().optional(),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('arrears-collections'),
-  /** Workflows a worker keeps in memory between their tasks; more replays less in bursts, at ~0.5 MB each. */
-  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(100_000).default(200),
+  /**
+   * Workflows a worker keeps in memory between their tasks; more replays less in bursts, at about
+   * 180 KiB each. 0 (no cache) or at least 4: the worker runs a quarter of it in workflow tasks,
+   * and no fewer than 2 (workflowTaskSlots in worker/create-worker.ts).
+   */
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(100_000)
+    .refine((n) => n === 0 || n >= 4, { error: 'must be 0 (no cache) or at least 4, twice the 2 workflow tasks a worker runs at least' })
+    .default(200),
   TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
   /**
    * How often the overdue sweep (a Temporal Schedule) starts the cases whose start time has

@@ -249,6 +249,24 @@ it('lists a lost case that a dispute started again as restarted, though the disp
   expect(await stuckEntry(workflowId)).toMatchObject({ kind: 'restarted_paused', action: 'resume', reason: expect.stringContaining('paused until someone resumes it') });
 });
 
+it('starts a lost case again with a payment plan sent to it, and counts only the money paid after the plan was agreed toward it', async () => {
+  const { externalId, workflowId } = await partPaidCase(); // 25,000 of 125,000 paid
+  await lose(workflowId);
+  const instalments = [
+    { dueDate: isoDate(30), amountMinor: 25_000 },
+    { dueDate: isoDate(60), amountMinor: 75_000 },
+  ];
+  const plan = await h.app.inject({ method: 'POST', url: `/invoices/${externalId}/payment-plan`, headers: h.auth('collector'), payload: { instalments } });
+  expect(plan.statusCode, plan.body).toBe(202);
+  await untilStage(workflowId, 'Paused');
+  const resumed = await h.app.inject({ method: 'POST', url: `/invoices/${externalId}/resume`, headers: h.auth('collector'), payload: { reason: 'plan agreed' } });
+  expect(resumed.statusCode, resumed.body).toBe(202);
+  await untilStage(workflowId, 'PaymentPlan');
+  // The 25,000 paid before the plan is not its first instalment: that one is still ahead.
+  const status = await h.client.workflow.getHandle(workflowId).query(caseStatusQuery);
+  expect(status).toMatchObject({ amountOutstandingMinor: 100_000, paymentPlan: { nextInstalment: 0 }, nextAction: { kind: 'instalment 1 reminder' } });
+});
+
 it('tells an approver deciding for a lost case to restart it; the restarted case asks again, under the same request, and takes the decision, which stands if it is lost again', async () => {
   const invoice = invoicePayload({ dueDate: isoDate(-5), policy: 'lost-agency-first', amountTotalMinor: 250_000 });
   invoice.customer = { ...invoice.customer, timeZone: afternoonZone() };

@@ -96,6 +96,12 @@ describe('configuration', () => {
     expect(attempt).toThrow(/LOG_LEVEL/);
   });
 
+  it('refuses a worker cache too small for the two workflow tasks a worker runs at least', () => {
+    expect(() => loadConfig({ WORKER_MAX_CACHED_WORKFLOWS: '3' })).toThrow(/WORKER_MAX_CACHED_WORKFLOWS: must be 0 \(no cache\) or at least 4/);
+    expect(loadConfig({ WORKER_MAX_CACHED_WORKFLOWS: '0' }).WORKER_MAX_CACHED_WORKFLOWS).toBe(0);
+    expect(loadConfig({ WORKER_MAX_CACHED_WORKFLOWS: '4' }).WORKER_MAX_CACHED_WORKFLOWS).toBe(4);
+  });
+
   it('treats an empty variable as unset, as compose files write it', () => {
     expect(loadConfig({ SENDGRID_API_KEY: '' }).SENDGRID_API_KEY).toBeUndefined();
   });

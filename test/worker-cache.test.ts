@@ -11,6 +11,7 @@ import { invoicePayload } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
 import { until } from './support/until';
 
+// The smallest cache the configuration allows: the worker runs 2 workflow tasks at once.
 const cache = 4;
 let h: Awaited<ReturnType<typeof startDevServerHarness>>;
 beforeAll(async () => {
@@ -42,7 +43,7 @@ it('applies every payment and answers every query when more cases are busy than 
   await until('every payment counted', async () => {
     const statuses = await Promise.all(handles.map((handle) => handle.query(caseStatusQuery)));
     return statuses.every((s, i) => s.amountOutstandingMinor === invoices[i]!.amountTotalMinor - 3_000);
-  });
+  }, 60_000);
   // No task was dropped on the way: a stranded one shows as a workflow task that timed out
   // after it started (and its case waited 10 s for the server to hand it out again).
   const { EventType, TimeoutType } = temporal.api.enums.v1;

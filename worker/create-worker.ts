@@ -80,19 +80,22 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     // 200 leaves room for bursts, at about 180 KiB of resident memory per cached case
     // (BENCHMARKS.md, items 3 and 5). WORKER_MAX_CACHED_WORKFLOWS moves the balance.
     maxCachedWorkflows: cache,
-    maxConcurrentWorkflowTaskExecutions: workflowTaskSlots(cache),
+    // A tuner, if a caller gives one, sizes the tasks itself (the SDK refuses both).
+    ...(options.overrides?.tuner ? {} : { maxConcurrentWorkflowTaskExecutions: workflowTaskSlots(cache) }),
     ...options.overrides,
   });
 }
 
 /**
  * Workflow tasks a worker runs at once, for a cache of `maxCachedWorkflows`: a quarter of it, at
- * most the SDK's default of 40. With as many tasks in hand as the cache holds, and more cases
- * busy than it holds, the SDK's core evicts runs whose local activities (our case-state writes)
- * are still in flight. It logs "outgoing commands … only an eviction. This is an SDK bug", the
- * task times out, and queries to the case go unanswered: with a cache of 40 and 40 tasks, item 5
- * of BENCHMARKS.md failed on query timeouts; with 10 tasks it closed every case, p99 0.57–0.77 s.
- * At least 2 (the SDK's floor with a cache); 0 (no cache at all) keeps the SDK's default.
+ * most the SDK's default of 40 (so the default cache of 200 keeps it), and at least 2. With as
+ * many tasks in hand as the cache holds (the SDK takes 40 whatever the cache, and does not check
+ * it against the cache), and more cases busy than it holds, the SDK's core evicts runs whose
+ * local activities (our case-state writes) are still in flight. It logs "outgoing commands …
+ * only an eviction. This is an SDK bug", the task times out, and queries to the case go
+ * unanswered: with a cache of 40 and 40 tasks, item 5 of BENCHMARKS.md failed on query timeouts;
+ * with 10 tasks it closed every case, p99 0.57–0.77 s. The configuration keeps the cache at 0 or
+ * at least 4 (twice the floor). 0 (no cache at all) leaves the SDK's default.
  */
 export function workflowTaskSlots(maxCachedWorkflows: number): number | undefined {
   if (maxCachedWorkflows === 0) return undefined;

@@ -200,9 +200,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * What the case received (money, or a credit) since the sender of an agreement saw its balance:
    * it counts toward the agreement. An agreement queued while Temporal was away can arrive after
    * the debtor has paid part of it; without this, the plan or promise would ask for that part again.
+   * Negative when the case has yet to count money the sender had seen: a run started afresh
+   * receives the command before it applies the stored payments (signal with start).
    */
   const receivedSinceSeen = ({ balanceSeenMinor }: AgreedOver) =>
-    isPositiveInt(balanceSeenMinor) && patched('agreement-counts-money-since-seen') ? Math.max(0, balanceSeenMinor - balance) : 0;
+    isPositiveInt(balanceSeenMinor) && patched('agreement-counts-money-since-seen') ? balanceSeenMinor - balance : 0;
   setHandler(promiseToPaySignal, ({ messageId, by, promisedDate, amountMinor, balanceSeenMinor }) => {
     if (!firstTime(messageId)) return;
     if (!isIsoDate(promisedDate) || !isPositiveInt(amountMinor)) return ignored('promiseToPay', 'invalid date or amount');

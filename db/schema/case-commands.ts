@@ -33,9 +33,9 @@ export const commandOutbox = pgTable(
     body: jsonb('body').$type<Record<string, unknown>>().notNull(),
     requestedBy: text('requested_by').notNull(),
     /**
-     * The case's amount outstanding as the sender saw it (promises and payment plans): the
-     * workflow counts money received after that toward the agreement, however late the command
-     * reaches it. Null for older rows and other commands.
+     * The case's amount outstanding as the sender saw it. A promise or payment plan carries it to
+     * the workflow, which counts what the case received after that toward the agreement, however
+     * late the command reaches it. Null for rows stored before it was kept.
      */
     balanceSeenMinor: integer('balance_seen_minor'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
