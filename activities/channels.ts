@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { and, eq, gt, inArray, isNotNull, isNull, ne, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNotNull, isNull, ne, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
 import type { deliveredCommandNames } from '../db/schema';
 import { auditEvents, callTasks, collectionCases, commandOutbox, communications, customers, invoiceAdjustments, invoices, letters, manualPaymentSource, payments, webhookEvents } from '../db/schema';
@@ -88,14 +88,25 @@ async function amountStillOwed(db: Db, c: Awaited<ReturnType<typeof loadCase>>, 
   }
   // A dispute (or, for a contact, a request to cease contact) stops the step the moment its case
   // has it; sent while Temporal was away, it waits in the API's outbox, and the step waits for it.
+  // One delivered after the step began holds it too: the case has it and is cancelling this step,
+  // but an attempt that starts meanwhile must not contact the debtor first.
   const [stopping] = await db
-    .select({ name: commandOutbox.name, requestedBy: commandOutbox.requestedBy })
+    .select({ name: commandOutbox.name, requestedBy: commandOutbox.requestedBy, delivered: isNotNull(commandOutbox.outcome) })
     .from(commandOutbox)
-    .where(and(eq(commandOutbox.caseId, c.caseId), isNull(commandOutbox.outcome), inArray(commandOutbox.name, stepStoppingCommands[step])))
+    .where(
+      and(
+        eq(commandOutbox.caseId, c.caseId),
+        inArray(commandOutbox.name, stepStoppingCommands[step]),
+        or(isNull(commandOutbox.outcome), and(eq(commandOutbox.outcome, 'applied'), gt(commandOutbox.deliveredAt, sql`${input.at}::timestamptz`))),
+      ),
+    )
     .limit(1);
   if (stopping) {
+    const what = `a ${stopping.name} command for invoice ${c.invoice.number} (sent by ${stopping.requestedBy})`;
     throw paymentInFlight(
-      `a ${stopping.name} command for invoice ${c.invoice.number} (sent by ${stopping.requestedBy}) is stored and not yet delivered to the case: the debtor is not contacted until it is (the API delivers it automatically)`,
+      stopping.delivered
+        ? `${what} reached the case after this step began: the case stops the step, and the debtor is not contacted`
+        : `${what} is stored and not yet delivered to the case: the debtor is not contacted until it is (the API delivers it automatically)`,
     );
   }
   // `forwarded_at` is when the forwarding that reached the case began, so one after the step

@@ -767,6 +767,35 @@ describe('invoice collection workflow (time-skipping server)', () => {
     if (name === 'dispute') await replayAndRecord(handle, 'blocked-by-dispute-in-flight-v1');
   });
 
+  it('contacts nobody in the moment between a dispute reaching the case and the case stopping the step', async () => {
+    const address = 'dispute-arriving@muster.example';
+    const { payload, handle } = await register(0, { email: address });
+    const [row] = await until('the case row', async () => h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId)));
+    // The API has delivered the dispute (after the step began), and the case has not acted on it
+    // yet: an attempt of the e-mail that starts now must not go out.
+    const deliveredAt = new Date((await env.currentTimeMs()) + 10 * 86_400_000);
+    const messageId = 'dispute:arriving';
+    await h.db.db.insert(commandOutbox).values({
+      caseId: row!.id,
+      invoiceId: row!.invoiceId,
+      name: 'dispute',
+      messageId,
+      body: { reason: 'never ordered this' },
+      requestedBy: 'collector',
+      outcome: 'applied',
+      deliveredAt,
+    });
+    await env.sleep('4 days'); // day 1's e-mail came due and was held
+    expect(emailsTo(address)).toEqual([]);
+    expect((await handle.query(caseStatusQuery)).blockedReason).toContain('reached the case after this step began');
+    // The case acts on it: the step stops, the case is disputed, and still no e-mail.
+    await handle.signal(openDisputeSignal, { messageId, by: 'collector', reason: 'never ordered this' });
+    await until('the case disputed', async () => (await handle.query(caseStatusQuery)).stage === 'Disputed');
+    await env.sleep('2 days');
+    expect(emailsTo(address)).toEqual([]);
+    expect(payload.customer.email).toBe(address);
+  });
+
   it('states no credited amount: a contact waits for a credit note the case has not had yet', async () => {
     const address = 'credited-in-flight@muster.example';
     const { payload, handle } = await register(0, { email: address });
