@@ -770,14 +770,14 @@ describe('invoice collection workflow (time-skipping server)', () => {
   it('contacts nobody in the moment between a dispute reaching the case and the case stopping the step', async () => {
     const address = 'dispute-arriving@muster.example';
     const { payload, handle } = await register(0, { email: address });
-    const [row] = await until('the case row', async () => h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId)));
+    const row = await until('the case row', async () => (await h.db.db.select().from(collectionCases).where(eq(collectionCases.workflowId, handle.workflowId)))[0]);
     // The API has delivered the dispute (after the step began), and the case has not acted on it
     // yet: an attempt of the e-mail that starts now must not go out.
     const deliveredAt = new Date((await env.currentTimeMs()) + 10 * 86_400_000);
     const messageId = 'dispute:arriving';
     await h.db.db.insert(commandOutbox).values({
-      caseId: row!.id,
-      invoiceId: row!.invoiceId,
+      caseId: row.id,
+      invoiceId: row.invoiceId,
       name: 'dispute',
       messageId,
       body: { reason: 'never ordered this' },
