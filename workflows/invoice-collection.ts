@@ -197,19 +197,20 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     note('dispute_resolved', `${resolution.resolution}: ${resolution.note} (${resolution.by})`);
   });
   /**
-   * What the case received (money, or a credit) since the sender of an agreement saw its balance:
-   * it counts toward the agreement. An agreement queued while Temporal was away can arrive after
-   * the debtor has paid part of it; without this, the plan or promise would ask for that part again.
-   * Negative when the case has yet to count money the sender had seen: a run started afresh
-   * receives the command before it applies the stored payments (signal with start).
+   * The money counted before an agreement (promise or plan): what the case received (money, or a
+   * credit) since its sender saw the balance counts toward it. An agreement queued while Temporal
+   * was away can arrive after the debtor has paid part of it; without this, the plan or promise
+   * would ask for that part again. Above totalPaid when the case has yet to count money the sender
+   * had seen: a run started afresh receives the command before it applies the stored payments
+   * (signal with start).
    */
-  const receivedSinceSeen = ({ balanceSeenMinor }: AgreedOver) =>
-    isPositiveInt(balanceSeenMinor) && patched('agreement-counts-money-since-seen') ? balanceSeenMinor - balance : 0;
+  const paidBeforeAgreement = ({ balanceSeenMinor }: AgreedOver) =>
+    isPositiveInt(balanceSeenMinor) && patched('agreement-counts-money-since-seen') ? totalPaid - (balanceSeenMinor - balance) : totalPaid;
   setHandler(promiseToPaySignal, ({ messageId, by, promisedDate, amountMinor, balanceSeenMinor }) => {
     if (!firstTime(messageId)) return;
     if (!isIsoDate(promisedDate) || !isPositiveInt(amountMinor)) return ignored('promiseToPay', 'invalid date or amount');
     if (promise && promise.promisedDate === promisedDate && promise.amountMinor === amountMinor) return; // a repeat
-    const paidBefore = totalPaid - receivedSinceSeen({ balanceSeenMinor });
+    const paidBefore = paidBeforeAgreement({ balanceSeenMinor });
     const checkAt = new Date(Date.parse(`${promisedDate}T23:59:59Z`) + policy.promiseGraceDays * DAY_MS).toISOString();
     promise = { promisedDate, amountMinor, balanceWhenPromised: balance, paidBefore, checkAt, by };
     note('promise', `${amountMinor} by ${promisedDate} (${by})`);
@@ -221,7 +222,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     }
     if (plan && JSON.stringify(plan.instalments) === JSON.stringify(instalments)) return; // a repeat
     planCount += 1;
-    plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, paidBefore: totalPaid - receivedSinceSeen({ balanceSeenMinor }), by };
+    plan = { planNo: planCount, instalments, balanceWhenAgreed: balance, paidBefore: paidBeforeAgreement({ balanceSeenMinor }), by };
     promise = null; // the plan replaces any promise
     note('payment_plan', `${instalments.length} instalments (${by})`);
   });
@@ -614,7 +615,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const heldAt = Date.now();
     const previous = stage;
     // Kept means money received (or, before the promise arrived, what lowered the balance its
-    // sender saw: receivedSinceSeen), not a balance lowered by a credit note while it runs.
+    // sender saw: paidBeforeAgreement), not a balance lowered by a credit note while it runs.
     const kept = () => totalPaid - p.paidBefore >= p.amountMinor;
     stage = 'PromisedToPay';
     const savedNext = nextAction;
