@@ -155,10 +155,16 @@ export async function sendCaseCommand(
   }
   if (name === 'notes') {
     // A note goes to the timeline only: nothing to deliver.
-    await services.db
+    const dedupeKey = `${caseRow.workflowId}:${messageId}`;
+    const [added] = await services.db
       .insert(auditEvents)
-      .values({ caseId: caseRow.id, invoiceId: invoice.id, actor: caller.name, type: 'command.notes', data: { ...body, messageId }, dedupeKey: `${caseRow.workflowId}:${messageId}` })
-      .onConflictDoNothing({ target: auditEvents.dedupeKey });
+      .values({ caseId: caseRow.id, invoiceId: invoice.id, actor: caller.name, type: 'command.notes', data: { ...body, messageId }, dedupeKey })
+      .onConflictDoNothing({ target: auditEvents.dedupeKey })
+      .returning({ id: auditEvents.id });
+    if (!added) {
+      const [stored] = await services.db.select({ data: auditEvents.data }).from(auditEvents).where(eq(auditEvents.dedupeKey, dedupeKey));
+      if (stored && canonicalJson(stored.data) !== canonicalJson({ ...body, messageId })) throw idempotencyConflict(externalId, name, messageId);
+    }
     return { messageId, delivery: 'applied' };
   }
 
@@ -192,15 +198,16 @@ export async function sendCaseCommand(
  * differs); one still waiting is delivered now, under this request's claim, unless another
  * request or a dispatcher is delivering it at this moment (then it is `queued` until that ends).
  */
+const idempotencyConflict = (externalId: string, name: string, messageId: string) =>
+  new HttpProblem(
+    409,
+    'idempotency-conflict',
+    'Idempotency-Key already used for another command',
+    `The ${name} command ${messageId} on invoice ${externalId} was sent with another body; use a new Idempotency-Key for a new command.`,
+  );
+
 async function sentAgain(services: ServiceDeps, externalId: string, existing: CommandRow, body: Record<string, unknown>): Promise<Sent> {
-  if (canonicalJson(existing.body) !== canonicalJson(body)) {
-    throw new HttpProblem(
-      409,
-      'idempotency-conflict',
-      'Idempotency-Key already used for another command',
-      `The ${existing.name} command ${existing.messageId} on invoice ${externalId} was sent with another body; use a new Idempotency-Key for a new command.`,
-    );
-  }
+  if (canonicalJson(existing.body) !== canonicalJson(body)) throw idempotencyConflict(externalId, existing.name, existing.messageId);
   if (existing.outcome) return answer(externalId, existing.messageId, existing.outcome);
   // Taken over only if no one is delivering it now (no claim, or its lease ran out).
   const claimToken = randomUUID();

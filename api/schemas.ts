@@ -134,6 +134,9 @@ export const externalIdParamsSchema = z.object({ externalId: externalIdSchema })
 /** Why a person did something, for the audit trail and the case history. */
 export const reasonSchema = z.string().trim().min(3).max(2000);
 
+/** A number of days in a query (days overdue, age): a century either way, so any date it gives is one the database takes. */
+export const queryDaysSchema = z.coerce.number().int().min(-36_500).max(36_500);
+
 export const importQuerySchema = z.object({
   dryRun: z.stringbool().default(false).describe('true: validate every row and store nothing'),
 });

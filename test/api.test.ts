@@ -212,6 +212,11 @@ describe('case list', () => {
     expect(page).toMatchObject({ total: 3, limit: 1, offset: 1 });
     expect(page.cases[0].amountOutstandingMinor).toBe(120_000);
     expectProblem(await h.app.inject({ url: '/cases?minAmountMinor=5&maxAmountMinor=1', headers: h.auth('viewer') }), 400, 'validation');
+    // Days that would make a date the database cannot hold are refused, not a 500.
+    for (const query of ['minDaysOverdue=800000', 'maxDaysOverdue=-3000000', 'minDaysOverdue=200000000']) {
+      expectProblem(await h.app.inject({ url: `/cases?${query}`, headers: h.auth('viewer') }), 400, 'validation');
+    }
+    expectProblem(await h.app.inject({ url: '/approvals?minAgeDays=200000000', headers: h.auth('viewer') }), 400, 'validation');
   });
 });
 

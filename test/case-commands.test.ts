@@ -61,6 +61,30 @@ describe('case commands', () => {
     expect(await handle.query(caseStatusQuery)).toMatchObject({ stage: 'Disputed', dispute: { reason: 'never ordered this' } });
   });
 
+  it('takes commands on a case whose balance does not fit in 32 bits (30,000,000.00 EUR)', async () => {
+    const now = new Date(await env.currentTimeMs());
+    const payload = invoicePayload({ amountTotalMinor: 3_000_000_000, issueDate: isoDate(-30, now), dueDate: isoDate(0, now) });
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const promised = await command(payload.externalId, 'promise', { promisedDate: isoDate(10, now), amountMinor: 3_000_000_000 });
+    expect(promised.statusCode, promised.body).toBe(202);
+    expect((await command(payload.externalId, 'dispute', { reason: 'wrong quantity' })).statusCode).toBe(202);
+    await env.sleep('1 hour');
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
+    expect(await handle.query(caseStatusQuery)).toMatchObject({ stage: 'Disputed', amountOutstandingMinor: 3_000_000_000 });
+  });
+
+  it('refuses a note sent again under its Idempotency-Key with other text, and takes the same note again', async () => {
+    const { payload } = await register();
+    const headers = { ...h.auth('collector'), 'idempotency-key': 'call-3' };
+    expect((await command(payload.externalId, 'notes', { text: 'called, no answer' }, headers)).statusCode).toBe(202);
+    expect((await command(payload.externalId, 'notes', { text: 'called, no answer' }, headers)).statusCode).toBe(202);
+    const other = await command(payload.externalId, 'notes', { text: 'debtor promised Friday' }, headers);
+    expect(other.statusCode).toBe(409);
+    expect(other.json().type).toBe('urn:arrears:problem:idempotency-conflict');
+    const timeline = (await h.app.inject({ method: 'GET', url: `/invoices/${payload.externalId}`, headers: h.auth('collector') })).json().timeline;
+    expect(timeline.filter((e: { type: string }) => e.type === 'command.notes').map((e: { data: { text: string } }) => e.data.text)).toEqual(['called, no answer']);
+  });
+
   it('refuses a payment plan that does not cover the balance, a settlement that is not reduced, and viewers', async () => {
     const { payload } = await register();
     const plan = await command(payload.externalId, 'payment-plan', { instalments: [{ dueDate: isoDate(30), amountMinor: 1_000 }] });

@@ -291,6 +291,7 @@ describe('generic signed payment webhook', () => {
       { body: paymentEvent(externalId, -100), path: 'body.data.amountMinor' },
       { body: paymentEvent(externalId, 100, { currency: 'EURO' }), path: 'body.data.currency' },
       { body: { type: 'payment.succeeded', data: { invoiceExternalId: externalId, amountMinor: 100, currency: 'EUR' } }, path: 'body.id' },
+      { body: 'null', path: 'body' },
     ];
     for (const { body, path } of bad) {
       const response = await h.app.inject(signedDelivery(body));
@@ -299,11 +300,11 @@ describe('generic signed payment webhook', () => {
     }
     // Kept for a person to look at: the one without an id under its body's hash.
     const invalid = (await h.app.inject({ method: 'GET', url: '/webhook-events?status=invalid&source=bank', headers: h.auth('viewer') })).json();
-    expect(invalid.total).toBe(4);
+    expect(invalid.total).toBe(5);
     expect(invalid.events.map((e: { eventId: string }) => e.eventId)).toEqual(expect.arrayContaining([(bad[0]!.body as { id: string }).id, expect.stringMatching(/^sha256:[0-9a-f]{64}$/)]));
     // A redelivery is refused the same way and stores nothing more.
     expect((await h.app.inject(signedDelivery(bad[0]!.body))).statusCode).toBe(400);
-    expect((await h.app.inject({ method: 'GET', url: '/webhook-events?status=invalid&source=bank', headers: h.auth('viewer') })).json().total).toBe(4);
+    expect((await h.app.inject({ method: 'GET', url: '/webhook-events?status=invalid&source=bank', headers: h.auth('viewer') })).json().total).toBe(5);
     // The sender fixes the amount and sends the event again under the same id: it is applied.
     const fixed = { ...(bad[0]!.body as { id: string; type: string; data: object }), data: { invoiceExternalId: externalId, amountMinor: 1250, currency: 'EUR' } };
     const resent = await h.app.inject(signedDelivery(fixed));

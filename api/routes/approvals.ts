@@ -5,6 +5,7 @@ import { decideApproval, getApproval, listApprovals } from '../approval-service'
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { problemResponses } from '../problem';
+import { queryDaysSchema } from '../schemas';
 
 const approvalViewSchema = z.object({
   id: z.uuid(),
@@ -40,7 +41,7 @@ export const approvalRoutes =
             status: z.enum(approvalStatuses).default('pending'),
             kind: z.enum(approvalKinds).optional(),
             minAmountMinor: z.coerce.number().int().nonnegative().optional(),
-            minAgeDays: z.coerce.number().int().nonnegative().optional().describe('Only requests made at least this many days ago'),
+            minAgeDays: queryDaysSchema.nonnegative().optional().describe('Only requests made at least this many days ago'),
             limit: z.coerce.number().int().min(1).max(200).default(50),
           }),
           response: { 200: z.object({ approvals: z.array(approvalViewSchema) }), ...problemResponses },

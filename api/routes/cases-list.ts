@@ -7,7 +7,7 @@ import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { caseView } from '../invoice-service';
 import { problemResponses } from '../problem';
-import { caseViewSchema } from '../schemas';
+import { caseViewSchema, queryDaysSchema } from '../schemas';
 
 const DAY_MS = 86_400_000;
 
@@ -32,8 +32,8 @@ export const caseListRoutes =
               customer: z.string().min(1).optional().describe("The customer's external id"),
               minAmountMinor: z.coerce.number().int().nonnegative().optional(),
               maxAmountMinor: z.coerce.number().int().nonnegative().optional(),
-              minDaysOverdue: z.coerce.number().int().optional(),
-              maxDaysOverdue: z.coerce.number().int().optional(),
+              minDaysOverdue: queryDaysSchema.optional(),
+              maxDaysOverdue: queryDaysSchema.optional(),
               limit: z.coerce.number().int().min(1).max(200).default(50),
               offset: z.coerce.number().int().min(0).default(0),
             })

@@ -82,7 +82,8 @@ function fromGenericEvent(source: string, rawBody: Buffer): { event: IncomingEve
     source,
     eventId: typeof loose.id === 'string' && loose.id.length > 0 && loose.id.length <= 200 ? loose.id : `sha256:${createHash('sha256').update(rawBody).digest('hex')}`,
     type: typeof loose.type === 'string' && loose.type.length <= 100 ? loose.type : 'unknown',
-    payload,
+    // A body of JSON `null` is kept as an empty object: the column holds what was sent, and is never NULL.
+    payload: payload ?? {},
   };
   const envelope = genericEventSchema.safeParse(payload);
   if (!envelope.success) {

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { index, integer, jsonb, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
+import { bigint, index, integer, jsonb, pgTable, text, timestamp, unique, uuid } from 'drizzle-orm/pg-core';
 import { collectionCases } from './collection-cases';
 import { invoices } from './invoices';
 
@@ -37,7 +37,7 @@ export const commandOutbox = pgTable(
      * the workflow, which counts what the case received after that toward the agreement, however
      * late the command reaches it. Null for rows stored before it was kept.
      */
-    balanceSeenMinor: integer('balance_seen_minor'),
+    balanceSeenMinor: bigint('balance_seen_minor', { mode: 'number' }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     /** When its delivery ended (null while it waits), and how. */
     deliveredAt: timestamp('delivered_at', { withTimezone: true }),

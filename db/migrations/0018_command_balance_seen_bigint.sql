@@ -1,0 +1,1 @@
+ALTER TABLE "case_commands" ALTER COLUMN "balance_seen_minor" SET DATA TYPE bigint;
