@@ -22,7 +22,7 @@ import {
 } from '../db/schema';
 import { defaultPolicy, policySchema } from '../domain/policy';
 import { collectionWorkflowId } from '../domain/collection';
-import { localParts } from '../domain/contact-window';
+import { localParts, nextContactTime } from '../domain/contact-window';
 import {
   caseStatusQuery,
   ceaseCommunicationSignal,
@@ -85,6 +85,17 @@ async function caseRow(workflowId: string) {
 }
 
 /** "<template>:<channel>:<status>" of every communication of the case, in order. */
+/** Moves the clock to a moment at least an hour before a Berlin debtor's contact window opens. */
+async function sleepToOutsideContactWindow(): Promise<void> {
+  const now = await env.currentTimeMs();
+  for (let t = now + 60_000; ; t += 30 * 60_000) {
+    if (nextContactTime(new Date(t), 'Europe/Berlin', defaultPolicy.contactWindow).getTime() - t >= 3_600_000) {
+      await env.sleep(t - now);
+      return;
+    }
+  }
+}
+
 async function contacts(workflowId: string) {
   const c = await caseRow(workflowId);
   const rows = await h.db.db.select().from(communications).where(eq(communications.caseId, c.id)).orderBy(communications.createdAt, communications.channel);
@@ -850,6 +861,56 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(text).toContain('250,00');
     expect(text).not.toContain('1.250,00');
     await replayAndRecord(handle, 'blocked-by-payment-in-flight-v1');
+  });
+
+  it('sends no dispute verification to a debtor who asked not to be contacted while it waited for their business hours', async () => {
+    const address = 'verify-then-cease@muster.example';
+    const { handle } = await register(0, { email: address });
+    await handle.signal(openDisputeSignal, { by: 'collector', reason: 'pallet arrived damaged' });
+    await env.sleep('1 hour');
+    await sleepToOutsideContactWindow();
+    await handle.signal(resolveDisputeSignal, { by: 'ops', resolution: 'business_favour', note: 'delivery photos show intact pallet' });
+    await env.sleep('10 minutes');
+    await handle.signal(ceaseCommunicationSignal, { by: 'collector', reason: 'debtor: write to our lawyer only' });
+    await env.sleep('4 days');
+    expect(emailsTo(address)).toEqual([]);
+    const { history } = await handle.query(caseStatusQuery);
+    expect(history).toContainEqual(expect.objectContaining({ kind: 'cancelled', detail: 'dispute-1-verification' }));
+    await replayAndRecord(handle, 'contact-in-window-stopped-by-commands-v1');
+  });
+
+  it('hands a case over to the agency but sends the debtor no notice after they asked, while it waited for business hours, not to be contacted', async () => {
+    const { handle } = await register(0, { email: 'handover-then-cease@muster.example' });
+    await env.sleep('61 days');
+    const pending = (await handle.query(caseStatusQuery)).pendingApproval!;
+    expect(pending).toMatchObject({ kind: 'agency_referral' });
+    await sleepToOutsideContactWindow();
+    await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: pending.approvalId, decision: 'approve', reason: 'no reply to five contacts', decidedBy: { name: 'Anna', role: 'approver' } }],
+    });
+    await env.sleep('10 minutes');
+    await handle.signal(ceaseCommunicationSignal, { by: 'collector', reason: 'debtor: write to our lawyer only' });
+    await env.sleep('4 days');
+    const noticeKey = `${handle.workflowId}:${pending.stepId}-notice:email`;
+    expect(h.sendgrid.messages.filter((m) => m.body.custom_args?.idempotencyKey === noticeKey)).toEqual([]);
+    const c = await caseRow(handle.workflowId);
+    expect(await h.db.db.select().from(handovers).where(eq(handovers.caseId, c.id))).toHaveLength(1);
+    const { history } = await handle.query(caseStatusQuery);
+    expect(history).toContainEqual(expect.objectContaining({ kind: 'cancelled', detail: `${pending.stepId}-notice` }));
+  });
+
+  it('sends no dispute verification while a new dispute, opened as it waited for business hours, is open', async () => {
+    const address = 'verify-then-dispute@muster.example';
+    const { handle } = await register(0, { email: address });
+    await handle.signal(openDisputeSignal, { messageId: 'd1', by: 'collector', reason: 'pallet arrived damaged' });
+    await env.sleep('1 hour');
+    await sleepToOutsideContactWindow();
+    await handle.signal(resolveDisputeSignal, { by: 'ops', resolution: 'business_favour', note: 'delivery photos show intact pallet' });
+    await env.sleep('10 minutes');
+    await handle.signal(openDisputeSignal, { messageId: 'd2', by: 'collector', reason: 'the invoice names the wrong VAT number' });
+    await env.sleep('4 days');
+    expect(emailsTo(address)).toEqual([]);
+    expect(await handle.query(caseStatusQuery)).toMatchObject({ stage: 'Disputed', dispute: { reason: 'the invoice names the wrong VAT number' } });
   });
 
   it('cancels a dispute verification being retried when the invoice is paid in full meanwhile', async () => {

@@ -83,6 +83,8 @@ const localBooks = proxyLocalActivities<Activities>({
 /** Actions that reach the debtor, so they wait for the contact window and stop on "cease communication". */
 const contactActions = new Set<PolicyStep['action']>(['email', 'letter', 'call_task', 'final_notice']);
 const timedContact = new Set<PolicyStep['action']>(['email', 'call_task', 'final_notice']);
+/** The patch after which a contact waiting for the debtor's window is dropped if contact stops meanwhile. */
+const contactStoppedInWindowWait = 'contact-in-window-stopped-by-commands';
 
 /**
  * One invoice's collection case. Walks the pinned policy's ladder: waits for each step on a
@@ -392,17 +394,22 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       if (r.cancelInvoice) endedAs = 'cancelled';
       else applyCredit(r.creditMinor ?? 0);
     } else if (!communicationCeased) {
-      await waitForContactWindow();
-      await tryContact({
+      const verification = () => ({
         workflowId,
         stepId: `dispute-${d.no}-verification`,
         template: 'dispute_verification',
-        tone: 'firm',
+        tone: 'firm' as const,
         amountOutstandingMinor: balance,
         paidMinor: paidSoFar(),
         at: now(),
         reason: r.note,
       });
+      if (patched(contactStoppedInWindowWait)) {
+        await contactInWindowUnless(() => isPaid() || communicationCeased || (dispute !== d && dispute !== null && !dispute.handled), verification);
+      } else {
+        await waitForContactWindow();
+        await tryContact(verification());
+      }
     }
     // The ladder moves by the whole time contact was stopped, verification included.
     shiftMs += Date.now() - heldAt;
@@ -465,6 +472,17 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** Waits until the debtor may be contacted (their business hours), unless the case ends first. */
   async function waitForContactWindow(): Promise<void> {
     await sleepUntilOr(nextContactTime(new Date(), input.customerTimeZone, policy.contactWindow).getTime(), isPaid);
+  }
+
+  /**
+   * Waits for the debtor's contact window, then contacts them, unless `stop()` holds first (a
+   * request to cease contact, a new dispute, the invoice paid): the wait may be a weekend long.
+   * `args` is read when the contact goes, so it states the balance then.
+   */
+  async function contactInWindowUnless(stop: () => boolean, args: () => Parameters<typeof sendEmail>[0]): Promise<void> {
+    await sleepUntilOr(nextContactTime(new Date(), input.customerTimeZone, policy.contactWindow).getTime(), stop);
+    if (stop()) note('cancelled', args().stepId);
+    else await tryContact(args(), stop);
   }
 
   /** Waits (without a deadline) until `stop()`, publishing changes as they land meanwhile. */
@@ -853,9 +871,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (kind === 'write_off') return 'written_off';
     if (kind === 'sell_debt') return 'sold';
     if (!communicationCeased) {
-      // Cases that passed this point before the patch sent the notice at once; replay keeps that.
-      if (patched('handover-notice-in-contact-window')) await waitForContactWindow();
-      await tryContact({
+      const notice = () => ({
         workflowId,
         stepId: `${step.id}-notice`,
         template: step.template,
@@ -864,6 +880,14 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         paidMinor: paidSoFar(),
         at: now(),
       });
+      // Cases that passed this point before the patches sent the notice at once, or after the
+      // window whatever came meanwhile; replay keeps that.
+      if (!patched('handover-notice-in-contact-window')) await tryContact(notice());
+      else if (patched(contactStoppedInWindowWait)) await contactInWindowUnless(() => isPaid() || communicationCeased || (dispute !== null && !dispute.handled), notice);
+      else {
+        await waitForContactWindow();
+        await tryContact(notice());
+      }
     }
     return 'handed_over';
   }
