@@ -40,7 +40,13 @@ export function stepApplies(step: PolicyStep, outstandingMinor: number): boolean
   return (atLeast === undefined || outstandingMinor >= atLeast) && (below === undefined || outstandingMinor < below);
 }
 
-/** The referral date a final notice names: the first gated step after it. */
-export function referralOffsetAfter(policy: CollectionPolicy, stepIndex: number): number | undefined {
-  return policy.steps.slice(stepIndex + 1).find((s) => isGated(s.action))?.offsetDays;
+/**
+ * The agency referral a final notice may name: the first gated step after it that applies at
+ * this balance, if that step is an agency referral. A notice never threatens an action the
+ * policy will not take (below its amount threshold, a write-off is proposed instead), nor an
+ * action the notice's words do not name.
+ */
+export function referralOffsetAfter(policy: CollectionPolicy, stepIndex: number, outstandingMinor: number): number | undefined {
+  const next = policy.steps.slice(stepIndex + 1).find((s) => isGated(s.action) && stepApplies(s, outstandingMinor));
+  return next?.action === 'agency_referral' ? next.offsetDays : undefined;
 }

@@ -377,12 +377,18 @@ describe('invoice collection workflow (time-skipping server)', () => {
 
   it('proposes a write-off for a small balance, and closes the case as written off when approved', async () => {
     const now = new Date(await env.currentTimeMs());
+    const address = 'small-balance@muster.example';
     const base = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now), amountTotalMinor: 20_000 });
-    await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: base });
+    await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: { ...base, customer: { ...base.customer, email: address } } });
     const handle = env.client.workflow.getHandle(collectionWorkflowId(base.externalId));
     await env.sleep('61 days');
     const status = await handle.query(caseStatusQuery);
     expect(status.pendingApproval).toMatchObject({ kind: 'write_off', amountMinor: 20_000 });
+    // The final notice threatens no agency referral: at this balance the policy will not make one.
+    const notice = emailsTo(address, handle.workflowId).find((m) => String(m.body.custom_args?.idempotencyKey).includes(':final-notice:'));
+    const noticeText = notice?.body.content.find((p) => p.type === 'text/plain')?.value ?? '';
+    expect(noticeText).toContain('letzte Mahnung');
+    expect(noticeText).not.toMatch(/agency|Inkasso/i);
     await handle.executeUpdate(decideApprovalUpdate, {
       args: [{ approvalId: status.pendingApproval!.approvalId, decision: 'approve', reason: 'costs exceed the debt', decidedBy: { name: 'Anna', role: 'admin' } }],
     });

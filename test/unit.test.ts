@@ -12,7 +12,7 @@ import { collectionStartsAt, daysOverdue, isStepSuperseded, lateStartShiftMs, st
 import { localParts, nextContactTime } from '../domain/contact-window';
 import { formatMoney } from '../domain/money';
 import { currencySchema, positiveMinorUnitsSchema } from '../domain/schemas';
-import { contactWindowSchema, defaultPolicy, policySchema, stepApplies } from '../domain/policy';
+import { contactWindowSchema, defaultPolicy, policySchema, referralOffsetAfter, stepApplies } from '../domain/policy';
 import {
   cachedCliPath,
   resolveServerExecutable,
@@ -185,6 +185,19 @@ describe('contact windows', () => {
 });
 
 describe('collection policy', () => {
+  it('names an agency referral in the final notice only when the policy will make one at this balance', () => {
+    const finalNotice = defaultPolicy.steps.findIndex((s) => s.action === 'final_notice');
+    expect(referralOffsetAfter(defaultPolicy, finalNotice, 125_000)).toBe(60);
+    // Below 500.00 the policy proposes a write-off at day 60: the notice threatens no agency.
+    expect(referralOffsetAfter(defaultPolicy, finalNotice, 30_000)).toBeUndefined();
+    // A policy whose next gated step is legal action: the notice's words name an agency, so no date.
+    const legalFirst = policySchema.parse({
+      ...defaultPolicy,
+      steps: defaultPolicy.steps.filter((s) => s.action !== 'agency_referral' && s.action !== 'write_off'),
+    });
+    expect(referralOffsetAfter(legalFirst, legalFirst.steps.findIndex((s) => s.action === 'final_notice'), 125_000)).toBeUndefined();
+  });
+
   it('follows the domain timeline by default and validates as data', () => {
     expect(policySchema.parse(defaultPolicy)).toEqual(defaultPolicy);
     expect(defaultPolicy.steps.map((s) => [s.offsetDays, s.action])).toEqual([

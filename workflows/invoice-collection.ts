@@ -719,7 +719,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         await acts.sendLetter({ ...base, certified: step.certified ?? false });
         break;
       case 'final_notice': {
-        const referralOffset = referralOffsetAfter(policy, index);
+        // Only an argument of the sends: the commands are the same, so no patch is needed.
+        const referralOffset = referralOffsetAfter(policy, index, balance);
         const referralDate =
           referralOffset === undefined
             ? undefined
