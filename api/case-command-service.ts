@@ -96,6 +96,7 @@ function commandSignal(name: DeliveredCommandName, base: { messageId: string; by
     case 'settlement':
       return message(proposeSettlementSignal, {
         ...base,
+        ...agreed,
         amountMinor: body.amountMinor as number,
         payBy: body.payBy as string,
         waiveFees: Boolean(body.waiveFees),

@@ -602,6 +602,24 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(invoice?.status).toBe('settled');
   });
 
+  it('counts toward a settlement the money the debtor paid after the offer, before an approver accepted it', async () => {
+    const { payload, handle } = await register(0, { email: 'settle-early@muster.example' });
+    await env.sleep('4 days');
+    const payBy = isoDate(10, new Date(await env.currentTimeMs()));
+    await handle.signal(proposeSettlementSignal, { by: 'Carl', amountMinor: 100_000, payBy, waiveFees: true });
+    await env.sleep('1 hour');
+    const { pendingApproval } = await handle.query(caseStatusQuery);
+    expect(pendingApproval).toMatchObject({ kind: 'settlement', amountMinor: 100_000 });
+    // The debtor pays the agreed sum at once; the approver decides the next day.
+    expect((await pay(payload.externalId, 'lump-sum-early', 100_000)).statusCode).toBe(201);
+    await env.sleep('1 day');
+    await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: pendingApproval!.approvalId, decision: 'approve', reason: 'keeps the customer', decidedBy: { name: 'Anna', role: 'approver' } }],
+    });
+    expect(await handle.result()).toMatchObject({ outcome: 'settled', amountOutstandingMinor: 25_000 });
+    await replayAndRecord(handle, 'settlement-counts-money-since-offer-v1');
+  });
+
   it('handles messages that arrive together: a pause, a dispute opened and resolved, and a resume, none lost', async () => {
     const { handle } = await register(0, { email: 'burst@muster.example' });
     await env.sleep('4 days');

@@ -124,7 +124,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   let planCount = carried?.planCount ?? 0;
   let settlementCount = carried?.settlementCount ?? 0;
   /** A settlement offer being decided or agreed; handled once, where the ladder waits. */
-  let settlement: { offer: SettlementOffer; status: 'proposed' | 'agreed'; handling: boolean } | null = null;
+  /** A settlement offer; `paidBefore` is the money counted before it, so what the debtor pays once it is made counts toward it. */
+  let settlement: { offer: SettlementOffer; status: 'proposed' | 'agreed'; handling: boolean; paidBefore: number } | null = null;
   /** Index of the plan's next unpaid instalment, for the status query. */
   let planNext = 0;
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
@@ -234,7 +235,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       return ignored('proposeSettlement', 'invalid date, or an amount not below the balance');
     }
     if (settlement) return;
-    settlement = { offer, status: 'proposed', handling: false };
+    settlement = { offer, status: 'proposed', handling: false, paidBefore: paidBeforeAgreement(offer) };
     note('settlement_proposed', `${offer.amountMinor} by ${offer.payBy} (${offer.by})`);
   });
   const adjustInvoice = ({ adjustmentId, by, kind, creditMinor, reason }: InvoiceAdjusted) => {
@@ -449,7 +450,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (d?.decision === 'approve') {
       s.status = 'agreed';
       stage = 'SettlementAgreed';
-      const paidBefore = totalPaid;
+      // The debtor may pay as soon as the offer is made, before an approver gets to it: that
+      // money counts. Cases that agreed a settlement before this patch counted from approval.
+      const paidBefore = patched('settlement-counts-money-since-offer') ? s.paidBefore : totalPaid;
       const received = () => totalPaid - paidBefore >= s.offer.amountMinor;
       const checkAt = Date.parse(`${s.offer.payBy}T00:00:00Z`) + (policy.promiseGraceDays + 1) * DAY_MS;
       nextAction = { kind: 'settlement payment', at: new Date(checkAt).toISOString() };

@@ -67,14 +67,15 @@ export type DisputeResolved = MessageId & {
  */
 export type AgreedOver = { balanceSeenMinor?: number };
 export type PromiseToPay = MessageId & AgreedOver & { by: string; promisedDate: string; amountMinor: number };
-export type SettlementOffer = MessageId & {
-  by: string;
-  /** The reduced lump sum, in minor units. */
-  amountMinor: number;
-  /** The date by which the lump sum must arrive (YYYY-MM-DD). */
-  payBy: string;
-  waiveFees: boolean;
-};
+export type SettlementOffer = MessageId &
+  AgreedOver & {
+    by: string;
+    /** The reduced lump sum, in minor units. */
+    amountMinor: number;
+    /** The date by which the lump sum must arrive (YYYY-MM-DD). */
+    payBy: string;
+    waiveFees: boolean;
+  };
 export type PaymentPlan = MessageId & AgreedOver & { by: string; instalments: { dueDate: string; amountMinor: number }[] };
 export type InvoiceAdjusted = {
   /** The credit note's or cancellation's own id upstream: the same adjustment counts once. */
