@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, gt, isNotNull, or, sql } from 'drizzle-orm';
 import { pinnedPolicy } from '../cases/policies';
-import { auditEvents, collectionCases, invoiceAdjustments, invoices } from '../db/schema';
+import { auditEvents, collectionCases, invoiceAdjustments, invoices, payments } from '../db/schema';
 import { collectionStartsAt } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import { invoiceAdjustedSignal } from '../workflows/messages';
@@ -45,15 +45,16 @@ function openCase<C extends { stage: string }>(invoice: { externalId: string; st
  * adjustment id (and an invoice is cancelled once) before the case hears of it; a repeat
  * finds the stored one: forwarded already, that is the answer; else it is forwarded again
  * (the workflow counts it once).
- * `check` refuses a new adjustment the invoice cannot take. A case not running yet starts with
- * it (signal-with-start): the workflow stays the one writer of the balance.
+ * `check` refuses a new adjustment the invoice cannot take, given what is outstanding as far as
+ * this API knows (below). A case not running yet starts with it (signal-with-start): the
+ * workflow stays the one writer of the balance.
  */
 async function recordAdjustment(
   deps: ServiceDeps,
   externalId: string,
   adjustment: Adjustment,
   caller: Caller,
-  check: (invoice: typeof invoices.$inferSelect) => void,
+  check: (invoice: typeof invoices.$inferSelect, outstandingMinor: number) => void,
 ) {
   const { invoice, caseRow } = await findInvoice(deps, externalId);
   const claimToken = randomUUID();
@@ -78,8 +79,8 @@ async function recordAdjustment(
       if (!existing.forwardedAt) await tx.update(invoiceAdjustments).set({ claimToken, nextAttemptAt: leaseEnd }).where(eq(invoiceAdjustments.id, existing.id));
       return { row: existing, created: false };
     }
-    openCase(locked!, caseRow);
-    check(locked!);
+    const open = openCase(locked!, caseRow);
+    check(locked!, await outstandingAsRecorded(tx, locked!, open.openingAmountMinor));
     const [inserted] = await tx
       .insert(invoiceAdjustments)
       .values({ invoiceId: invoice.id, ...adjustment, recordedBy: caller.name, claimToken, nextAttemptAt: leaseEnd })
@@ -179,21 +180,36 @@ export async function applyClaimedAdjustment(deps: ServiceDeps, claim: OutboxCla
 export type CreditNote = { adjustmentId: string; amountMinor: number; currency: Currency; reason: string };
 
 /**
+ * What an invoice still owes by what this API has recorded: its opening amount less every credit
+ * note and payment recorded against it, or the balance its case last reported if that is lower.
+ * The case's report lags (a credit or payment it has yet to apply), so two credit notes sent one
+ * after the other, or during an outage, are checked against each other, not both against the
+ * balance before them.
+ */
+async function outstandingAsRecorded(tx: Pick<ServiceDeps['db'], 'select'>, invoice: typeof invoices.$inferSelect, openingAmountMinor: number): Promise<number> {
+  const [recorded] = await tx
+    .select({ paidMinor: sql<string>`coalesce(sum(${payments.amountMinor}), 0)` })
+    .from(payments)
+    .where(eq(payments.invoiceId, invoice.id));
+  return Math.max(0, Math.min(invoice.amountOutstandingMinor, openingAmountMinor - invoice.amountCreditedMinor - Number(recorded?.paidMinor ?? 0)));
+}
+
+/**
  * A credit note lowers what is owed: at most the amount outstanding, in the invoice's
  * currency. (The workflow caps a credit at its balance as well, and a credit that clears the
  * balance closes the case as cancelled.)
  */
 export function creditInvoice(deps: ServiceDeps, externalId: string, note: CreditNote, caller: Caller) {
-  return recordAdjustment(deps, externalId, { kind: 'credit_note', ...note }, caller, (invoice) => {
+  return recordAdjustment(deps, externalId, { kind: 'credit_note', ...note }, caller, (invoice, outstandingMinor) => {
     if (invoice.currency !== note.currency) {
       throw new HttpProblem(422, 'currency-mismatch', 'Credit note currency differs from the invoice', `Invoice ${externalId} is in ${invoice.currency}; the credit note is in ${note.currency}.`);
     }
-    if (note.amountMinor > invoice.amountOutstandingMinor) {
+    if (note.amountMinor > outstandingMinor) {
       throw new HttpProblem(
         422,
         'credit-exceeds-outstanding',
         'Credit note above the amount outstanding',
-        `Invoice ${externalId} has ${invoice.amountOutstandingMinor} outstanding; the credit note is for ${note.amountMinor}.`,
+        `Invoice ${externalId} has ${outstandingMinor} outstanding, counting the credit notes and payments recorded; the credit note is for ${note.amountMinor}.`,
       );
     }
   });

@@ -8,6 +8,7 @@ import { collectionWorkflowId } from '../domain/collection';
 import { caseStatusQuery } from '../workflows/messages';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startTimeSkippingHarness } from './support/harness';
+import { until } from './support/until';
 
 let h: Awaited<ReturnType<typeof startTimeSkippingHarness>>;
 beforeAll(async () => void (h = await startTimeSkippingHarness()));
@@ -90,6 +91,17 @@ describe('credit notes', () => {
     expectProblem(await post(payload.externalId, 'credit-notes', { ...note, amountMinor: 0.5 }), 400, 'validation');
     expect(await auditOf(payload.externalId, 'invoice.credited')).toEqual([]);
     expect((await invoiceRow(payload.externalId)).amountCreditedMinor).toBe(0);
+  });
+
+  it('checks a credit note against the credits before it, even before the case has applied them', async () => {
+    const { payload, handle } = await register(0);
+    const note = (adjustmentId: string) => post(payload.externalId, 'credit-notes', { adjustmentId, amountMinor: 80_000, currency: 'EUR', reason: 'damaged goods' });
+    // Sent together: each is checked once the other is recorded, before its case has heard of it.
+    const answers = await Promise.all([note('CN-A'), note('CN-B')]);
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([201, 422]);
+    expect(answers.find((a) => a.statusCode === 422)!.json().detail).toContain('45000 outstanding');
+    expect((await invoiceRow(payload.externalId)).amountCreditedMinor).toBe(80_000);
+    await until('the case applied the credit', async () => (await handle.query(caseStatusQuery)).amountOutstandingMinor === 45_000 || undefined);
   });
 
   it('starts a case that has not started yet with the credit in hand', async () => {
