@@ -397,6 +397,31 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(invoice?.status).toBe('written_off');
   });
 
+  it('takes a dispute on a case held after a rejected write-off, and holds it again once resolved', async () => {
+    const now = new Date(await env.currentTimeMs());
+    const base = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now), amountTotalMinor: 20_000 });
+    await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: base });
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(base.externalId));
+    await env.sleep('61 days');
+    const { pendingApproval } = await handle.query(caseStatusQuery);
+    expect(pendingApproval).toMatchObject({ kind: 'write_off' });
+    await handle.executeUpdate(decideApprovalUpdate, {
+      args: [{ approvalId: pendingApproval!.approvalId, decision: 'reject', reason: 'keep chasing by hand', decidedBy: { name: 'Anna', role: 'admin' } }],
+    });
+    await env.sleep('1 hour');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'OnHold' });
+
+    await handle.signal(openDisputeSignal, { by: 'collector', reason: 'never received the goods' });
+    await env.sleep('1 hour');
+    const c = await caseRow(handle.workflowId);
+    expect(c.stage).toBe('Disputed');
+    expect(await h.db.db.select().from(disputes).where(eq(disputes.caseId, c.id))).toHaveLength(1);
+    await handle.signal(resolveDisputeSignal, { by: 'ops', resolution: 'customer_favour', note: 'credit CN-9', creditMinor: 5_000 });
+    await env.sleep('1 hour');
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'OnHold', amountOutstandingMinor: 15_000 });
+    await replayAndRecord(handle, 'on-hold-handles-commands-v1');
+  });
+
   it('continues in-house when the agency referral is rejected, up to the legal step', async () => {
     const { handle } = await register(0);
     await env.sleep('61 days');

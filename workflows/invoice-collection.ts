@@ -861,7 +861,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       stage = 'OnHold';
       resumeRequested = false;
       await publish('case.on_hold', { stepId: step.id });
-      await waitFor(() => isPaid() || resumeRequested);
+      // A case on hold still takes disputes, settlements, plans and promises (each held in
+      // turn, then back on hold). Cases that went on hold before this patch only waited.
+      if (patched('on-hold-handles-commands')) await waitUntil(() => null, () => resumeRequested);
+      else await waitFor(() => isPaid() || resumeRequested);
       resumeRequested = false;
       stage = 'Scheduled';
       return null;
