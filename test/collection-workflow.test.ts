@@ -522,6 +522,17 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(invoice?.status).toBe('cancelled');
   });
 
+  it('closes as paid, not cancelled, when a credit note clears what payments left owing', async () => {
+    const { payload, handle } = await register(0);
+    expect((await pay(payload.externalId, 'most-of-it', 100_000)).statusCode).toBe(201);
+    await env.sleep('1 hour');
+    await handle.signal(invoiceAdjustedSignal, { adjustmentId: 'CN-rest', by: 'erp-sync', kind: 'credited', creditMinor: 25_000, reason: 'early payment discount' });
+    expect(await handle.result()).toMatchObject({ outcome: 'paid', amountOutstandingMinor: 0 });
+    const [invoice] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
+    expect(invoice?.status).toBe('paid');
+    await replayAndRecord(handle, 'credit-after-payment-closes-paid-v1');
+  });
+
   it('continues as new through a whole escalation without losing state, payments or history', async () => {
     // The default ladder, but a fresh run every 40 events: the state is handed over many times.
     const shortHistory = policySchema.parse({ ...defaultPolicy, name: 'short-history', continueAsNewAfterEvents: 40 });

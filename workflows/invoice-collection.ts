@@ -355,10 +355,14 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** The case is over: paid, or ended otherwise (cancelled, written off, sold). */
   const isPaid = () => balance === 0 || endedAs !== null;
 
-  /** A credit note lowers what is owed; one that clears it ends the case as cancelled. */
+  /**
+   * A credit note lowers what is owed. One that clears it ends the case as cancelled if nothing
+   * was paid, and as paid if money settled the rest (cases that closed so before this patch
+   * replay as cancelled).
+   */
   function applyCredit(creditMinor: number): void {
     balance -= Math.min(balance, creditMinor);
-    if (balance === 0) endedAs = 'cancelled';
+    if (balance === 0 && (totalPaid === 0 || !patched('credit-after-payment-closes-paid'))) endedAs = 'cancelled';
   }
 
   /**
