@@ -269,9 +269,31 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.stage)).toBe('Blocked');
 
     await handle.signal(resumeSignal, { by: 'ops', reason: 'address corrected' });
-    await env.sleep('1 hour');
+    // The retry waits for the debtor's business hours (after a weekend, days away).
+    const sent = async () => (await contacts(handle.workflowId)).includes('courtesy_reminder:email:sent');
+    for (let i = 0; i < 7 * 96 && !(await sent()); i++) await env.sleep('15 minutes');
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
     expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Scheduled', blockedReason: null });
+  });
+
+  it('sends a blocked e-mail that a person retries at night in the debtor business hours, not at once', async () => {
+    const address = 'refused-at-night@muster.example';
+    const { handle } = await register(0, { email: address });
+    h.sendgrid.failNext(1, 400, {}, { errors: [{ message: 'Does not contain a valid address.', field: 'personalizations.0.to', help: null }] }, address);
+    await env.sleep('4 days'); // past day 1, even when it fell on a weekend
+    expect(await caseRow(handle.workflowId)).toMatchObject({ stage: 'Blocked' });
+    await sleepToOutsideContactWindow();
+    await handle.signal(resumeSignal, { by: 'ops in another time zone', reason: 'address corrected' });
+    await env.sleep('10 minutes');
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:failed']);
+    const sent = async () => (await contacts(handle.workflowId)).includes('courtesy_reminder:email:sent');
+    for (let i = 0; i < 7 * 96 && !(await sent()); i++) await env.sleep('15 minutes');
+    expect(await sent()).toBe(true);
+    // Seen within 15 minutes of going out: inside Berlin's 09:00–18:00 on a weekday.
+    const local = localParts(new Date(await env.currentTimeMs()), 'Europe/Berlin');
+    expect(local.hour * 60 + local.minute).toBeGreaterThanOrEqual(9 * 60);
+    expect(local.hour * 60 + local.minute).toBeLessThanOrEqual(18 * 60 + 15);
+    await replayAndRecord(handle, 'resumed-step-waits-for-contact-window-v1');
   });
 
   it('sends nothing more to a debtor who asked for no contact', async () => {

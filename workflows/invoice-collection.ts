@@ -962,9 +962,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
           note('cancelled', step.id);
           return;
         }
-        // Woken by money, not a person (a backlog delivered at 3 a.m., say): a contact
-        // waits for the debtor's window, as the step did in the first place.
-        if (retryOnPayment && !resumed && timedContact.has(step.action)) {
+        // Woken by money (a backlog delivered at 3 a.m., say), or by a person in another time
+        // zone: a contact waits for the debtor's window, as the step did in the first place.
+        // Cases resumed by a person before this patch sent at once.
+        if (timedContact.has(step.action) && ((retryOnPayment && !resumed) || (resumed && patched('resumed-step-waits-for-contact-window')))) {
           await waitForContactWindow();
           if (isPaid()) return;
         }
