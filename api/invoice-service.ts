@@ -4,7 +4,7 @@ import { and, asc, eq, isNull, or } from 'drizzle-orm';
 import { signalCollection, startCollection, type CaseStartDeps, type StoredCase } from '../cases/collection-start';
 import { latestPolicy } from '../cases/policies';
 import type { Database } from '../db/client';
-import { auditEvents, collectionCases, commandOutbox, communications, customers, invoices } from '../db/schema';
+import { auditEvents, collectionCases, collectionPolicies, commandOutbox, communications, customers, invoices } from '../db/schema';
 import { collectionStartsAt, collectionWorkflowId } from '../domain/collection';
 import { caseStatusQuery, type CaseStatus } from '../workflows/messages';
 import type { Caller } from './auth';
@@ -163,9 +163,11 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
       .onConflictDoNothing({ target: invoices.externalId })
       .returning();
     const invoice = inserted ?? (await tx.select().from(invoices).where(eq(invoices.externalId, input.externalId)))[0]!;
-    if (!inserted) assertSameInvoice(invoice, input, customer.id);
-
     let [caseRow] = await tx.select().from(collectionCases).where(eq(collectionCases.invoiceId, invoice.id));
+    if (!inserted) {
+      const [pinned] = caseRow?.policyId ? await tx.select({ name: collectionPolicies.name }).from(collectionPolicies).where(eq(collectionPolicies.id, caseRow.policyId)) : [];
+      assertSameInvoice(invoice, { ...input, policy: policy.name }, customer.id, { openingMinor: caseRow?.openingAmountMinor ?? invoice.amountOutstandingMinor, policy: pinned?.name });
+    }
     if (!caseRow && invoice.status === 'open') {
       [caseRow] = await tx
         .insert(collectionCases)
@@ -222,13 +224,21 @@ export async function startIfDue(
   return after;
 }
 
-function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, customerId: string): void {
+/**
+ * A registration sent again must match what was registered, or the caller would believe a change
+ * was made that was not: a lower amount outstanding (money the accounting system recorded) goes
+ * through the payments route, a new due date or number through PATCH.
+ */
+function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, customerId: string, registered: { openingMinor: number; policy?: string }): void {
   const differences = [
     existing.customerId !== customerId && 'customer',
     existing.currency !== input.currency && 'currency',
     existing.amountTotalMinor !== input.amountTotalMinor && 'amountTotalMinor',
+    (input.amountOutstandingMinor ?? input.amountTotalMinor) !== registered.openingMinor && 'amountOutstandingMinor',
+    existing.issueDate !== input.issueDate && 'issueDate',
     existing.dueDate !== input.dueDate && 'dueDate',
     existing.number !== input.number && 'number',
+    registered.policy !== undefined && registered.policy !== input.policy && 'policy',
   ].filter(Boolean);
   if (differences.length > 0) {
     throw new HttpProblem(

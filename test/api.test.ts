@@ -8,7 +8,8 @@ import { eq } from 'drizzle-orm';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../api/app';
-import { apiKeys, auditEvents, customers, invoices } from '../db/schema';
+import { apiKeys, auditEvents, collectionPolicies, customers, invoices } from '../db/schema';
+import { defaultPolicy } from '../domain/policy';
 import { createTestDb } from './support/db';
 import { invoicePayload, isoDate } from './support/fixtures';
 import { startDevServerHarness } from './support/harness';
@@ -155,6 +156,14 @@ describe('invoices and payments', () => {
     await register(h.auth('collector'), payload);
     const body = expectProblem(await register(h.auth('collector'), { ...payload, amountTotalMinor: 1 }), 409, 'invoice-conflict');
     expect(body.detail).toContain('amountTotalMinor');
+    // The accounting system sends it again after recording a part payment: not silently ignored.
+    const lower = expectProblem(await register(h.auth('collector'), { ...payload, amountOutstandingMinor: 40_000 }), 409, 'invoice-conflict');
+    expect(lower.detail).toContain('amountOutstandingMinor');
+    expect(expectProblem(await register(h.auth('collector'), { ...payload, issueDate: isoDate(-29) }), 409, 'invoice-conflict').detail).toContain('issueDate');
+    await h.db.db.insert(collectionPolicies).values({ name: 'gentle', version: 1, definition: { ...defaultPolicy, name: 'gentle' }, createdBy: 'test' }).onConflictDoNothing();
+    expect(expectProblem(await register(h.auth('collector'), { ...payload, policy: 'gentle' }), 409, 'invoice-conflict').detail).toContain('policy');
+    // The same details, with the default amount outstanding and policy spelled out, are the same registration.
+    expect((await register(h.auth('collector'), { ...payload, amountOutstandingMinor: payload.amountTotalMinor, policy: 'default' })).statusCode).toBe(200);
     const [stored] = await h.db.db.select().from(invoices).where(eq(invoices.externalId, payload.externalId));
     expect(stored?.amountTotalMinor).toBe(payload.amountTotalMinor);
   });
