@@ -2,12 +2,12 @@
  * How a collection case's workflow is started and messaged: one piece of code for the API
  * (registration, payments, credit notes, cancellations) and the overdue sweep's activity.
  */
-import { and, asc, eq } from 'drizzle-orm';
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { WorkflowIdReusePolicy, type SignalDefinition } from '@temporalio/common';
 import { z } from 'zod';
 import type { Database } from '../db/client';
-import { collectionCases, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
+import { approvals, auditEvents, collectionCases, disputes, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
 import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import { searchAttributes, type InvoiceAdjusted, type PaymentReceived } from '../workflows/messages';
@@ -38,21 +38,50 @@ async function collectionInput(db: Database, { invoice, customer, caseRow }: Sto
     dueDate: invoice.dueDate,
     policyId: policy.id,
     policy: policy.definition,
-    ...(await storedMoney(db, invoice.id)),
+    ...(await storedMoney(db, invoice.id, caseRow.id)),
+    ...(await numberedBefore(db, caseRow.id)),
   };
+}
+
+/**
+ * What earlier runs of the case numbered (none for a first start): disputes and settlement
+ * offers by their rows, payment plans by their timeline events.
+ */
+async function numberedBefore(db: Database, caseId: string): Promise<Pick<CollectionInput, 'numbered'>> {
+  const count = sql<string>`count(*)`;
+  const [[d], [s], [p]] = await Promise.all([
+    db.select({ n: count }).from(disputes).where(eq(disputes.caseId, caseId)),
+    db.select({ n: count }).from(approvals).where(and(eq(approvals.caseId, caseId), eq(approvals.kind, 'settlement'))),
+    db.select({ n: count }).from(auditEvents).where(and(eq(auditEvents.caseId, caseId), eq(auditEvents.type, 'case.payment_plan'))),
+  ]);
+  const numbered = { disputes: Number(d?.n ?? 0), settlements: Number(s?.n ?? 0), plans: Number(p?.n ?? 0) };
+  return numbered.disputes + numbered.settlements + numbered.plans > 0 ? { numbered } : {};
 }
 
 /**
  * Payments and corrections already stored for the invoice. The workflow applies them first,
  * once each by id, so a case that starts late (from the sweep, or with a later message) does
- * not chase money that was paid or credited while it was not running.
+ * not chase money that was paid or credited while it was not running. A dispute an earlier run
+ * resolved with a credit counts as a credit note.
  */
-async function storedMoney(db: Database, invoiceId: string): Promise<Pick<CollectionInput, 'priorPayments' | 'priorAdjustments'>> {
-  const [paid, adjusted] = await Promise.all([
+async function storedMoney(db: Database, invoiceId: string, caseId: string): Promise<Pick<CollectionInput, 'priorPayments' | 'priorAdjustments'>> {
+  const [paid, adjusted, credited] = await Promise.all([
     db.select().from(payments).where(eq(payments.invoiceId, invoiceId)).orderBy(asc(payments.receivedAt)),
     db.select().from(invoiceAdjustments).where(eq(invoiceAdjustments.invoiceId, invoiceId)).orderBy(asc(invoiceAdjustments.createdAt)),
+    db
+      .select()
+      .from(disputes)
+      .where(and(eq(disputes.caseId, caseId), eq(disputes.resolution, 'customer_favour'), gt(disputes.creditMinor, 0)))
+      .orderBy(asc(disputes.resolvedAt)),
   ]);
-  return { priorPayments: paid.map(paymentMessage), priorAdjustments: adjusted.map(adjustmentMessage) };
+  const disputeCredits = credited.map((d) => ({
+    adjustmentId: `dispute:${d.disputeKey}`,
+    by: d.resolvedBy ?? d.openedBy,
+    kind: 'credited' as const,
+    creditMinor: d.creditMinor!,
+    reason: d.resolutionNote ?? 'dispute resolved in the debtor favour',
+  }));
+  return { priorPayments: paid.map(paymentMessage), priorAdjustments: [...adjusted.map(adjustmentMessage), ...disputeCredits] };
 }
 
 /** A stored payment as the case hears of it (signal or prior payment). */

@@ -61,6 +61,12 @@ export type CollectionInput = {
    * promises and plans is only on the timeline), until a person resumes it.
    */
   pausedAtStart?: { by: string; reason: string };
+  /**
+   * How many disputes, settlement offers and payment plans earlier runs of this case numbered
+   * (a run started again after a loss): this run numbers its own after them, so a new one never
+   * takes an earlier one's records (its approval, its dispute row, its sent reminders).
+   */
+  numbered?: { disputes: number; settlements: number; plans: number };
 };
 
 /** A case's state handed from one run to the next by continue-as-new. */

@@ -267,6 +267,42 @@ it('starts a lost case again with a payment plan sent to it, and counts only the
   expect(status).toMatchObject({ amountOutstandingMinor: 100_000, paymentPlan: { nextInstalment: 0 }, nextAction: { kind: 'instalment 1 reminder' } });
 });
 
+it('restarts a lost case with the credit of a dispute resolved before, and asks an approver about a new settlement offer rather than taking the old decision', async () => {
+  const { externalId, workflowId } = await partPaidCase(); // 25,000 of 125,000 paid
+  const command = (name: string, payload: object, role: 'collector' | 'approver' = 'collector') =>
+    h.app.inject({ method: 'POST', url: `/invoices/${externalId}/${name}`, headers: h.auth(role), payload });
+  expect((await command('dispute', { reason: 'two pallets damaged' })).statusCode).toBe(202);
+  await untilStage(workflowId, 'Disputed');
+  expect((await command('dispute-resolution', { resolution: 'customer_favour', note: 'credit for the damaged pallets', creditMinor: 10_000 })).statusCode).toBe(202);
+  const row = await until('the credit on the case', async () => {
+    const r = await caseRow(workflowId);
+    return r.amountOutstandingMinor === 90_000 && r.stage !== 'Disputed' && r;
+  });
+  expect((await command('settlement', { amountMinor: 60_000, payBy: isoDate(10) })).statusCode).toBe(202);
+  const first = await until('the settlement asking an approver', async () => {
+    const [a] = await h.db.db.select().from(approvals).where(and(eq(approvals.caseId, row.id), eq(approvals.kind, 'settlement'), eq(approvals.status, 'pending')));
+    return a;
+  });
+  const decided = await h.app.inject({ method: 'POST', url: `/approvals/${first.id}/decision`, headers: h.auth('approver'), payload: { decision: 'approve', reason: 'keeps the customer' } });
+  expect(decided.statusCode, decided.body).toBe(200);
+  await untilStage(workflowId, 'SettlementAgreed');
+
+  await lose(workflowId);
+  expect((await restart(externalId)).statusCode).toBe(202);
+  await untilStage(workflowId, 'Paused');
+  // The dispute's credit counts again, as the stored payment does.
+  expect(await h.client.workflow.getHandle(workflowId).query(caseStatusQuery)).toMatchObject({ amountOutstandingMinor: 90_000 });
+  expect((await command('resume', { reason: 'timeline checked: offer to be made again' })).statusCode).toBe(202);
+  await untilStage(workflowId, 'Scheduled');
+  // A new, smaller offer is the restarted run's first: it waits for an approver, not for the old yes.
+  expect((await command('settlement', { amountMinor: 30_000, payBy: isoDate(10) })).statusCode).toBe(202);
+  await until('the new offer asking an approver', async () => {
+    const pending = await h.db.db.select().from(approvals).where(and(eq(approvals.caseId, row.id), eq(approvals.kind, 'settlement'), eq(approvals.status, 'pending')));
+    return pending.length === 1 && pending[0]!.amountMinor === 30_000;
+  });
+  expect((await h.client.workflow.getHandle(workflowId).query(caseStatusQuery)).stage).toBe('AwaitingApproval');
+});
+
 it('tells an approver deciding for a lost case to restart it; the restarted case asks again, under the same request, and takes the decision, which stands if it is lost again', async () => {
   const invoice = invoicePayload({ dueDate: isoDate(-5), policy: 'lost-agency-first', amountTotalMinor: 250_000 });
   invoice.customer = { ...invoice.customer, timeZone: afternoonZone() };

@@ -116,15 +116,17 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** A dispute stays until the main loop has handled it, even if it was resolved in the meantime. */
   let dispute: { no: number; reason: string; by: string; openedAt: string; resolved: DisputeResolved | null; handled: boolean } | null =
     carried?.dispute ? { ...carried.dispute, handled: false } : null;
-  let disputeCount = carried?.disputeCount ?? 0;
+  let disputeCount = carried?.disputeCount ?? input.numbered?.disputes ?? 0;
   let promise: CarriedState['promise'] = carried?.promise ?? null;
   /** After a broken promise the next step runs at once: one step firmer. */
   let runNextStepNow = carried?.runNextStepNow ?? false;
   let plan: CarriedState['paymentPlan'] = carried?.paymentPlan ?? null;
-  let planCount = carried?.planCount ?? 0;
-  let settlementCount = carried?.settlementCount ?? 0;
-  /** A settlement offer being decided or agreed; handled once, where the ladder waits. */
-  /** A settlement offer; `paidBefore` is the money counted before it, so what the debtor pays once it is made counts toward it. */
+  let planCount = carried?.planCount ?? input.numbered?.plans ?? 0;
+  let settlementCount = carried?.settlementCount ?? input.numbered?.settlements ?? 0;
+  /**
+   * A settlement offer being decided or agreed; handled once, where the ladder waits. `paidBefore`
+   * is the money counted before it, so what the debtor pays once it is made counts toward it.
+   */
   let settlement: { offer: SettlementOffer; status: 'proposed' | 'agreed'; handling: boolean; paidBefore: number } | null = null;
   /** Index of the plan's next unpaid instalment, for the status query. */
   let planNext = 0;
