@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { and, eq, isNotNull, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import type { Database } from '../db/client';
-import { auditEvents, collectionCases, invoices } from '../db/schema';
+import { auditEvents, callTasks, collectionCases, customers, invoices } from '../db/schema';
 import type { CollectionOutcome, CollectionStage } from '../domain/collection';
 
 export type RecordCaseStateInput = {
@@ -111,6 +111,31 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
     sql`, `,
   );
   const data = { stage: input.stage, amountOutstandingMinor: input.amountOutstandingMinor, ...input.data };
+  // Nobody is to call a debtor who paid, disputes or asked not to be contacted: their open call
+  // tasks leave the worklist. An account settled (paid, settled or cancelled) lifts its credit
+  // hold once the customer has no other open case.
+  const withdrawCalls = input.stage === 'Closed' || input.stage === 'Disputed' || input.event === 'case.communication_ceased';
+  const settled = input.stage === 'Closed' && (input.outcome === 'paid' || input.outcome === 'settled' || input.outcome === 'cancelled');
+  const withdrawn = withdrawCalls
+    ? sql`, withdrawn as (
+      update ${callTasks} set ${columns(callTasks.status)} = 'cancelled', ${columns(callTasks.outcome)} = ${`withdrawn: ${input.event}`},
+        ${columns(callTasks.completedAt)} = ${now.toISOString()}::timestamptz
+      from updated where ${callTasks.caseId} = updated.id and ${callTasks.status} = 'open'
+      returning 1
+    )`
+    : sql``;
+  const released = settled
+    ? sql`, released as (
+      update ${customers} set ${columns(customers.creditHoldSince)} = null
+      from updated join ${invoices} on ${invoices.id} = updated.invoice_id
+      where ${customers.id} = ${invoices.customerId} and ${customers.creditHoldSince} is not null
+        and not exists (
+          select 1 from ${collectionCases} other join ${invoices} other_invoice on other_invoice.id = other.invoice_id
+          where other_invoice.customer_id = ${customers.id} and other.id <> updated.id and other.stage <> 'Closed'
+        )
+      returning 1
+    )`
+    : sql``;
   const dedupeKey = runId ? `${input.workflowId}:${runId}:state:${input.seq}` : `${input.workflowId}:state:${input.seq}`;
   // The audit event goes to the case whether or not its row was newer (a late write is still
   // history); the invoice follows the row only when the row changed.
@@ -131,7 +156,7 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
       select case_id, invoice_id, 'workflow', ${input.event}, ${JSON.stringify(data)}::jsonb, ${dedupeKey}, ${now.toISOString()}::timestamptz from target
       on conflict (${columns(auditEvents.dedupeKey)}) do nothing
       returning 1
-    )
+    )${withdrawn}${released}
     select (select count(*) from target)::int as found`);
   const rows = Array.isArray(result) ? result : (result as unknown as { rows: { found: number }[] }).rows;
   if (!rows[0]?.found) throw new Error(`no collection case for workflow ${input.workflowId}`);

@@ -156,6 +156,34 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(status).toMatchObject({ stage: 'Scheduled', nextAction: { kind: 'final-notice' }, policy: { name: 'default', version: 1 } });
   });
 
+  it('takes the open call task off the worklist and lifts the credit hold once the invoice is paid', async () => {
+    const { payload, handle } = await register(0, { email: 'hold-then-paid@muster.example' });
+    await env.sleep('34 days'); // past day 30, even when it fell on a weekend
+    const c = await caseRow(handle.workflowId);
+    const customerOf = async () =>
+      (await h.db.db.select().from(customers).innerJoin(invoices, eq(invoices.customerId, customers.id)).where(eq(invoices.id, c.invoiceId)))[0]!.customers;
+    expect(await h.db.db.select({ status: callTasks.status }).from(callTasks).where(eq(callTasks.caseId, c.id))).toEqual([{ status: 'open' }]);
+    expect((await customerOf()).creditHoldSince).not.toBeNull();
+
+    await pay(payload.externalId, 'paid-after-hold', 125_000);
+    expect(await handle.result()).toMatchObject({ outcome: 'paid' });
+    const [task] = await h.db.db.select().from(callTasks).where(eq(callTasks.caseId, c.id));
+    expect(task).toMatchObject({ status: 'cancelled', outcome: expect.stringContaining('case.closed') });
+    expect((await customerOf()).creditHoldSince).toBeNull();
+  });
+
+  it('takes the open call task off the worklist when the debtor disputes', async () => {
+    const { handle } = await register(0);
+    await env.sleep('10 days'); // past day 7, even when it fell on a weekend
+    const c = await caseRow(handle.workflowId);
+    expect(await h.db.db.select({ status: callTasks.status }).from(callTasks).where(eq(callTasks.caseId, c.id))).toEqual([{ status: 'open' }]);
+    await handle.signal(openDisputeSignal, { by: 'collector', reason: 'wrong goods delivered' });
+    await until('the call task withdrawn', async () => {
+      const [task] = await h.db.db.select().from(callTasks).where(eq(callTasks.caseId, c.id));
+      return task?.status === 'cancelled' || undefined;
+    });
+  });
+
   it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {
     const { payload, handle } = await register(0, { email: 'paid@muster.example' });
     await env.sleep('4 days'); // past day 1, even when it fell on a weekend
