@@ -1,3 +1,4 @@
+import { zonedTime } from './contact-window';
 import { isGated } from './ladder';
 import type { Currency } from './money';
 import type { CollectionPolicy } from './policy';
@@ -115,6 +116,18 @@ export type CarriedState = {
 export function stepDueAt(dueDate: string, offsetDays: number): Date {
   const due = Date.parse(`${dueDate}T00:00:00Z`);
   return new Date(due + offsetDays * 86_400_000);
+}
+
+/**
+ * The instant a step falls due for the debtor: not before its calendar day has begun where they
+ * are. West of UTC, 00:00 UTC of "day 1" is still the due date (17:00 the day before in Los
+ * Angeles), and a reminder then would call an invoice overdue on the day it is due. East of UTC
+ * the day has begun already, so this is stepDueAt.
+ */
+export function stepDueForDebtor(dueDate: string, offsetDays: number, timeZone: string): Date {
+  const utc = stepDueAt(dueDate, offsetDays);
+  const local = zonedTime(utc.getUTCFullYear(), utc.getUTCMonth() + 1, utc.getUTCDate(), 0, 0, timeZone);
+  return local > utc ? local : utc;
 }
 
 /** Whole days from the due date to `now` (0 on the due date, negative before it). */

@@ -37,7 +37,7 @@ import {
   resumeSignal,
   searchAttributes,
 } from '../workflows/messages';
-import { invoicePayload, isoDate } from './support/fixtures';
+import { emailFirstPolicy, invoicePayload, isoDate } from './support/fixtures';
 import { startTimeSkippingHarness } from './support/harness';
 import { replayAndRecord } from './support/histories';
 import { until } from './support/until';
@@ -182,6 +182,23 @@ describe('invoice collection workflow (time-skipping server)', () => {
       const [task] = await h.db.db.select().from(callTasks).where(eq(callTasks.caseId, c.id));
       return task?.status === 'cancelled' || undefined;
     });
+  });
+
+  it('sends the day-1 reminder on the day after the due date where the debtor is, west of UTC too', async () => {
+    await h.db.db.insert(collectionPolicies).values(emailFirstPolicy('day-one-local')).onConflictDoNothing();
+    const now = new Date(await env.currentTimeMs());
+    const base = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now), policy: 'day-one-local' });
+    // UTC-10 all year, and a contact window of 08:00-21:00 every day: at 00:00 UTC it is 14:00 the day before.
+    const payload = { ...base, customer: { ...base.customer, email: 'west@muster.example', timeZone: 'Etc/GMT+10' } };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
+    await env.sleep('4 days');
+    const c = await caseRow(handle.workflowId);
+    const [sent] = await h.db.db.select().from(communications).where(and(eq(communications.caseId, c.id), eq(communications.channel, 'email')));
+    const local = localParts(sent!.createdAt, 'Etc/GMT+10');
+    const localDate = `${local.year}-${String(local.month).padStart(2, '0')}-${String(local.day).padStart(2, '0')}`;
+    expect(localDate > payload.dueDate, `sent on ${localDate} local, due ${payload.dueDate}`).toBe(true);
+    await replayAndRecord(handle, 'steps-due-in-debtor-day-v1');
   });
 
   it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {

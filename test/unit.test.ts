@@ -8,7 +8,7 @@ import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { isTemporalUnreachable } from '../api/invoice-service';
 import { ConfigError, configSchema, loadConfig } from '../config';
-import { collectionStartsAt, daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt } from '../domain/collection';
+import { collectionStartsAt, daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt, stepDueForDebtor } from '../domain/collection';
 import { localParts, nextContactTime } from '../domain/contact-window';
 import { formatMoney } from '../domain/money';
 import { currencySchema, positiveMinorUnitsSchema } from '../domain/schemas';
@@ -38,6 +38,16 @@ describe('money', () => {
 });
 
 describe('schedule arithmetic', () => {
+  it('makes a step due when its day has begun where the debtor is, never earlier than 00:00 UTC', () => {
+    // Los Angeles (PDT, UTC-7): day 1 after 2026-10-30 begins at 07:00 UTC on the 31st.
+    expect(stepDueForDebtor('2026-10-30', 1, 'America/Los_Angeles').toISOString()).toBe('2026-10-31T07:00:00.000Z');
+    // After the change to PST (UTC-8) on 1 November.
+    expect(stepDueForDebtor('2026-11-01', 1, 'America/Los_Angeles').toISOString()).toBe('2026-11-02T08:00:00.000Z');
+    // East of UTC the day began before 00:00 UTC: unchanged.
+    expect(stepDueForDebtor('2026-10-30', 1, 'Europe/Berlin').toISOString()).toBe(stepDueAt('2026-10-30', 1).toISOString());
+    expect(stepDueForDebtor('2026-10-30', -3, 'Etc/UTC').toISOString()).toBe('2026-10-27T00:00:00.000Z');
+  });
+
   it('puts a step at the due date plus its offset, in UTC days', () => {
     expect(stepDueAt('2026-01-31', 1).toISOString()).toBe('2026-02-01T00:00:00.000Z');
     expect(stepDueAt('2026-01-31', -3).toISOString()).toBe('2026-01-28T00:00:00.000Z');

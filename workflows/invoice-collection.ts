@@ -19,6 +19,7 @@ import {
   isStepSuperseded,
   lateStartShiftMs,
   stepDueAt,
+  stepDueForDebtor,
   type CarriedState,
   type CollectionInput,
   type CollectionOutcome,
@@ -713,7 +714,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
 
   /** When a step is due: its offset plus any shift, moved into the debtor's contact window. */
   function stepTime(step: PolicyStep): Date {
-    const scheduled = runNextStepNow ? Date.now() : stepDueAt(input.dueDate, step.offsetDays).getTime() + shiftMs;
+    // Cases that scheduled steps before this patch took the day at 00:00 UTC.
+    const due = patched('steps-due-in-debtor-day') ? stepDueForDebtor(input.dueDate, step.offsetDays, input.customerTimeZone) : stepDueAt(input.dueDate, step.offsetDays);
+    const scheduled = runNextStepNow ? Date.now() : due.getTime() + shiftMs;
     const at = new Date(Math.max(scheduled, Date.now()));
     return timedContact.has(step.action) ? nextContactTime(at, input.customerTimeZone, policy.contactWindow) : at;
   }
