@@ -15,6 +15,7 @@ import { HttpProblem, registerProblemHandlers } from './problem';
 import { healthRoutes } from './routes/health';
 import { approvalRoutes } from './routes/approvals';
 import { caseRoutes } from './routes/cases';
+import { callTaskRoutes } from './routes/call-tasks';
 import { caseListRoutes } from './routes/cases-list';
 import { invoiceAdjustmentRoutes } from './routes/invoice-adjustments';
 import { invoiceImportRoutes } from './routes/invoice-import';
@@ -137,6 +138,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(caseRoutes(context));
   await app.register(approvalRoutes(context));
   await app.register(caseListRoutes(context));
+  await app.register(callTaskRoutes(context));
   await app.register(webhookRoutes(context));
   await app.register(webhookEventRoutes(context));
   await app.register(operationsRoutes(context));

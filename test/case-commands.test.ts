@@ -120,3 +120,47 @@ describe('approvals over HTTP', () => {
     expect(detail.json()).toMatchObject({ status: 'approved', decidedBy: 'test-approver' });
   });
 });
+
+describe('call worklist', () => {
+  const outcome = (id: string, text: string, role: 'collector' | 'viewer' = 'collector') =>
+    h.app.inject({ method: 'POST', url: `/call-tasks/${id}/outcome`, headers: h.auth(role), payload: { outcome: text } });
+  const worklist = async (query = '') => (await h.app.inject({ url: `/call-tasks${query}`, headers: h.auth('viewer') })).json();
+
+  it('lists the call a case asked for, takes its outcome once, and puts it on the timeline', async () => {
+    const { payload } = await register();
+    await env.sleep('10 days'); // past day 7, even when it fell on a weekend
+    const task = (await worklist('?limit=200')).tasks.find((t: { invoiceExternalId: string }) => t.invoiceExternalId === payload.externalId);
+    expect(task).toMatchObject({ status: 'open', phone: '+49 30 1234567', customerName: 'Muster GmbH', currency: 'EUR', amountOutstandingMinor: 125_000 });
+
+    expect((await outcome(task.id, 'left a voicemail', 'viewer')).statusCode).toBe(403);
+    const done = await outcome(task.id, 'spoke to AP: payment run on Friday');
+    expect(done.statusCode, done.body).toBe(200);
+    expect(done.json()).toMatchObject({ status: 'done', outcome: 'spoke to AP: payment run on Friday', assignedTo: expect.any(String) });
+    expect((await outcome(task.id, 'spoke to AP: payment run on Friday')).statusCode).toBe(200);
+    const other = await outcome(task.id, 'no answer');
+    expect(other.statusCode).toBe(409);
+    expect(other.json().type).toBe('urn:arrears:problem:call-task-closed');
+    expect((await worklist('?limit=200')).tasks.map((t: { id: string }) => t.id)).not.toContain(task.id);
+    expect((await worklist('?status=done&limit=200')).tasks.map((t: { id: string }) => t.id)).toContain(task.id);
+    const timeline = (await h.app.inject({ url: `/invoices/${payload.externalId}`, headers: h.auth('viewer') })).json().timeline;
+    expect(timeline.filter((e: { type: string }) => e.type === 'call_task.done')).toHaveLength(1);
+    expect((await outcome('00000000-0000-4000-8000-000000000000', 'no answer')).statusCode).toBe(404);
+  });
+
+  it('refuses an outcome for a call withdrawn because the debtor paid', async () => {
+    const { payload, handle } = await register();
+    await env.sleep('10 days');
+    const task = (await worklist('?limit=200')).tasks.find((t: { invoiceExternalId: string }) => t.invoiceExternalId === payload.externalId);
+    const paid = await h.app.inject({
+      method: 'POST',
+      url: `/invoices/${payload.externalId}/payments`,
+      headers: h.auth('collector'),
+      payload: { reference: `paid-${payload.externalId}`, amountMinor: 125_000, currency: 'EUR' },
+    });
+    expect(paid.statusCode).toBe(201);
+    await handle.result();
+    const refused = await outcome(task.id, 'called: no answer');
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json().detail).toContain('cancelled');
+  });
+});
