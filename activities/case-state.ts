@@ -130,8 +130,10 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
       from updated join ${invoices} on ${invoices.id} = updated.invoice_id
       where ${customers.id} = ${invoices.customerId} and ${customers.creditHoldSince} is not null
         and not exists (
+          -- Another case still chasing, or one whose debt was written off or sold: the account is not settled.
           select 1 from ${collectionCases} other join ${invoices} other_invoice on other_invoice.id = other.invoice_id
-          where other_invoice.customer_id = ${customers.id} and other.id <> updated.id and other.stage <> 'Closed'
+          where other_invoice.customer_id = ${customers.id} and other.id <> updated.id
+            and (other.stage not in ('Closed', 'NotStarted') or other.outcome in ('written_off', 'sold'))
         )
       returning 1
     )`

@@ -166,7 +166,7 @@ export async function registerInvoice(deps: ServiceDeps, input: RegisterInvoice,
     let [caseRow] = await tx.select().from(collectionCases).where(eq(collectionCases.invoiceId, invoice.id));
     if (!inserted) {
       const [pinned] = caseRow?.policyId ? await tx.select({ name: collectionPolicies.name }).from(collectionPolicies).where(eq(collectionPolicies.id, caseRow.policyId)) : [];
-      assertSameInvoice(invoice, { ...input, policy: policy.name }, customer.id, { openingMinor: caseRow?.openingAmountMinor ?? invoice.amountOutstandingMinor, policy: pinned?.name });
+      assertSameInvoice(invoice, input, customer.id, { openingMinor: caseRow?.openingAmountMinor ?? invoice.amountOutstandingMinor, policy: pinned?.name });
     }
     if (!caseRow && invoice.status === 'open') {
       [caseRow] = await tx
@@ -234,11 +234,11 @@ function assertSameInvoice(existing: InvoiceRow, input: RegisterInvoice, custome
     existing.customerId !== customerId && 'customer',
     existing.currency !== input.currency && 'currency',
     existing.amountTotalMinor !== input.amountTotalMinor && 'amountTotalMinor',
-    (input.amountOutstandingMinor ?? input.amountTotalMinor) !== registered.openingMinor && 'amountOutstandingMinor',
+    input.amountOutstandingMinor !== undefined && input.amountOutstandingMinor !== registered.openingMinor && 'amountOutstandingMinor',
     existing.issueDate !== input.issueDate && 'issueDate',
     existing.dueDate !== input.dueDate && 'dueDate',
     existing.number !== input.number && 'number',
-    registered.policy !== undefined && registered.policy !== input.policy && 'policy',
+    input.policy !== undefined && registered.policy !== undefined && registered.policy !== input.policy && 'policy',
   ].filter(Boolean);
   if (differences.length > 0) {
     throw new HttpProblem(

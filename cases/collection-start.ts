@@ -7,7 +7,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { WorkflowIdReusePolicy, type SignalDefinition } from '@temporalio/common';
 import { z } from 'zod';
 import type { Database } from '../db/client';
-import { approvals, auditEvents, collectionCases, disputes, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
+import { approvals, auditEvents, collectionCases, commandOutbox, disputes, invoiceAdjustments, payments, type customers, type invoices } from '../db/schema';
 import { collectionWorkflowId, type CollectionInput } from '../domain/collection';
 import type { Currency } from '../domain/money';
 import { searchAttributes, type InvoiceAdjusted, type PaymentReceived } from '../workflows/messages';
@@ -49,12 +49,15 @@ async function collectionInput(db: Database, { invoice, customer, caseRow }: Sto
  */
 async function numberedBefore(db: Database, caseId: string): Promise<Pick<CollectionInput, 'numbered'>> {
   const count = sql<string>`count(*)`;
-  const [[d], [s], [p]] = await Promise.all([
+  const [[d], [s], [held], [sent]] = await Promise.all([
     db.select({ n: count }).from(disputes).where(eq(disputes.caseId, caseId)),
     db.select({ n: count }).from(approvals).where(and(eq(approvals.caseId, caseId), eq(approvals.kind, 'settlement'))),
     db.select({ n: count }).from(auditEvents).where(and(eq(auditEvents.caseId, caseId), eq(auditEvents.type, 'case.payment_plan'))),
+    // A plan replaced before it was ever held leaves no event: the plans sent count it. More is
+    // harmless (a number skipped); fewer would reuse a plan's sent reminders.
+    db.select({ n: count }).from(commandOutbox).where(and(eq(commandOutbox.caseId, caseId), eq(commandOutbox.name, 'payment-plan'))),
   ]);
-  const numbered = { disputes: Number(d?.n ?? 0), settlements: Number(s?.n ?? 0), plans: Number(p?.n ?? 0) };
+  const numbered = { disputes: Number(d?.n ?? 0), settlements: Number(s?.n ?? 0), plans: Math.max(Number(held?.n ?? 0), Number(sent?.n ?? 0)) };
   return numbered.disputes + numbered.settlements + numbered.plans > 0 ? { numbered } : {};
 }
 

@@ -1,4 +1,4 @@
-import { zonedTime } from './contact-window';
+import { localParts, zonedTime } from './contact-window';
 import { isGated } from './ladder';
 import type { Currency } from './money';
 import type { CollectionPolicy } from './policy';
@@ -126,7 +126,10 @@ export function stepDueAt(dueDate: string, offsetDays: number): Date {
  */
 export function stepDueForDebtor(dueDate: string, offsetDays: number, timeZone: string): Date {
   const utc = stepDueAt(dueDate, offsetDays);
-  const local = zonedTime(utc.getUTCFullYear(), utc.getUTCMonth() + 1, utc.getUTCDate(), 0, 0, timeZone);
+  const [year, month, day] = [utc.getUTCFullYear(), utc.getUTCMonth() + 1, utc.getUTCDate()];
+  let local = zonedTime(year, month, day, 0, 0, timeZone);
+  // Where summer time begins at midnight (Santiago, Havana, the Azores) that day has no 00:00: it begins at 01:00.
+  if (localParts(local, timeZone).day !== day) local = zonedTime(year, month, day, 1, 0, timeZone);
   return local > utc ? local : utc;
 }
 

@@ -164,6 +164,9 @@ describe('invoice collection workflow (time-skipping server)', () => {
       (await h.db.db.select().from(customers).innerJoin(invoices, eq(invoices.customerId, customers.id)).where(eq(invoices.id, c.invoiceId)))[0]!.customers;
     expect(await h.db.db.select({ status: callTasks.status }).from(callTasks).where(eq(callTasks.caseId, c.id))).toEqual([{ status: 'open' }]);
     expect((await customerOf()).creditHoldSince).not.toBeNull();
+    // Another invoice of theirs, not due for two months: not a debt being chased.
+    const later = invoicePayload({ issueDate: isoDate(-1, new Date(await env.currentTimeMs())), dueDate: isoDate(60, new Date(await env.currentTimeMs())), customer: payload.customer });
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload: later })).statusCode).toBe(201);
 
     await pay(payload.externalId, 'paid-after-hold', 125_000);
     expect(await handle.result()).toMatchObject({ outcome: 'paid' });

@@ -46,6 +46,8 @@ describe('schedule arithmetic', () => {
     // East of UTC the day began before 00:00 UTC: unchanged.
     expect(stepDueForDebtor('2026-10-30', 1, 'Europe/Berlin').toISOString()).toBe(stepDueAt('2026-10-30', 1).toISOString());
     expect(stepDueForDebtor('2026-10-30', -3, 'Etc/UTC').toISOString()).toBe('2026-10-27T00:00:00.000Z');
+    // Summer time begins at midnight in Santiago on 6 September 2026: that day begins at 01:00 (UTC-3).
+    expect(stepDueForDebtor('2026-09-05', 1, 'America/Santiago').toISOString()).toBe('2026-09-06T04:00:00.000Z');
   });
 
   it('puts a step at the due date plus its offset, in UTC days', () => {

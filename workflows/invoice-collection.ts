@@ -84,8 +84,6 @@ const localBooks = proxyLocalActivities<Activities>({
 /** Actions that reach the debtor, so they wait for the contact window and stop on "cease communication". */
 const contactActions = new Set<PolicyStep['action']>(['email', 'letter', 'call_task', 'final_notice']);
 const timedContact = new Set<PolicyStep['action']>(['email', 'call_task', 'final_notice']);
-/** The patch after which a contact waiting for the debtor's window is dropped if contact stops meanwhile. */
-const contactStoppedInWindowWait = 'contact-in-window-stopped-by-commands';
 
 /**
  * One invoice's collection case. Walks the pinned policy's ladder: waits for each step on a
@@ -94,6 +92,16 @@ const contactStoppedInWindowWait = 'contact-in-window-stopped-by-commands';
  * published to the search attributes and, through an activity, to the database.
  */
 export async function invoiceCollection(input: CollectionInput): Promise<CollectionResult> {
+  /**
+   * The fixes of the December 2026 review, decided once, when the run starts: a contact waiting
+   * for the debtor's window dropped if contact stops meanwhile, money paid after a settlement
+   * offer counted toward it, a held case taking commands, a credit clearing what payments left
+   * closing as paid, a person's retry waiting for the window, a step's day beginning at the
+   * debtor's midnight. Runs started before keep the old behaviour to the end. Asked first deep
+   * in the flow, right after a local activity, a patch's marker did not replay (the core found
+   * it with no command), so it is asked here, before anything else.
+   */
+  const reviewFixes = patched('collections-review-2026-12');
   const { workflowId } = workflowInfo();
   const { policy } = input;
   let stage: CollectionStage = 'Scheduled';
@@ -360,12 +368,12 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
 
   /**
    * A credit note lowers what is owed. One that clears it ends the case as cancelled if nothing
-   * was paid, and as paid if money settled the rest (cases that closed so before this patch
-   * replay as cancelled).
+   * was paid, and as paid if money settled the rest (runs started before the review fixes close
+   * as cancelled).
    */
   function applyCredit(creditMinor: number): void {
     balance -= Math.min(balance, creditMinor);
-    if (balance === 0 && (totalPaid === 0 || !patched('credit-after-payment-closes-paid'))) endedAs = 'cancelled';
+    if (balance === 0 && (totalPaid === 0 || !reviewFixes)) endedAs = 'cancelled';
   }
 
   /**
@@ -412,7 +420,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         at: now(),
         reason: r.note,
       });
-      if (patched(contactStoppedInWindowWait)) {
+      if (reviewFixes) {
         await contactInWindowUnless(() => isPaid() || communicationCeased || (dispute !== d && dispute !== null && !dispute.handled), verification);
       } else {
         await waitForContactWindow();
@@ -458,8 +466,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       s.status = 'agreed';
       stage = 'SettlementAgreed';
       // The debtor may pay as soon as the offer is made, before an approver gets to it: that
-      // money counts. Cases that agreed a settlement before this patch counted from approval.
-      const paidBefore = patched('settlement-counts-money-since-offer') ? s.paidBefore : totalPaid;
+      // money counts. Runs started before the review fixes count from approval.
+      const paidBefore = reviewFixes ? s.paidBefore : totalPaid;
       const received = () => totalPaid - paidBefore >= s.offer.amountMinor;
       const checkAt = Date.parse(`${s.offer.payBy}T00:00:00Z`) + (policy.promiseGraceDays + 1) * DAY_MS;
       nextAction = { kind: 'settlement payment', at: new Date(checkAt).toISOString() };
@@ -714,8 +722,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
 
   /** When a step is due: its offset plus any shift, moved into the debtor's contact window. */
   function stepTime(step: PolicyStep): Date {
-    // Cases that scheduled steps before this patch took the day at 00:00 UTC.
-    const due = patched('steps-due-in-debtor-day') ? stepDueForDebtor(input.dueDate, step.offsetDays, input.customerTimeZone) : stepDueAt(input.dueDate, step.offsetDays);
+    // Runs started before the review fixes take the day at 00:00 UTC.
+    const due = reviewFixes ? stepDueForDebtor(input.dueDate, step.offsetDays, input.customerTimeZone) : stepDueAt(input.dueDate, step.offsetDays);
     const scheduled = runNextStepNow ? Date.now() : due.getTime() + shiftMs;
     const at = new Date(Math.max(scheduled, Date.now()));
     return timedContact.has(step.action) ? nextContactTime(at, input.customerTimeZone, policy.contactWindow) : at;
@@ -871,8 +879,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       resumeRequested = false;
       await publish('case.on_hold', { stepId: step.id });
       // A case on hold still takes disputes, settlements, plans and promises (each held in
-      // turn, then back on hold). Cases that went on hold before this patch only waited.
-      if (patched('on-hold-handles-commands')) await waitUntil(() => null, () => resumeRequested);
+      // turn, then back on hold). Runs started before the review fixes only wait.
+      if (reviewFixes) await waitUntil(() => null, () => resumeRequested);
       else await waitFor(() => isPaid() || resumeRequested);
       resumeRequested = false;
       stage = 'Scheduled';
@@ -899,7 +907,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       // Cases that passed this point before the patches sent the notice at once, or after the
       // window whatever came meanwhile; replay keeps that.
       if (!patched('handover-notice-in-contact-window')) await tryContact(notice());
-      else if (patched(contactStoppedInWindowWait)) await contactInWindowUnless(() => isPaid() || communicationCeased || (dispute !== null && !dispute.handled), notice);
+      else if (reviewFixes) await contactInWindowUnless(() => isPaid() || communicationCeased || (dispute !== null && !dispute.handled), notice);
       else {
         await waitForContactWindow();
         await tryContact(notice());
@@ -969,8 +977,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         }
         // Woken by money (a backlog delivered at 3 a.m., say), or by a person in another time
         // zone: a contact waits for the debtor's window, as the step did in the first place.
-        // Cases resumed by a person before this patch sent at once.
-        if (timedContact.has(step.action) && ((retryOnPayment && !resumed) || (resumed && patched('resumed-step-waits-for-contact-window')))) {
+        // Runs started before the review fixes send at once when a person resumes them.
+        if (timedContact.has(step.action) && ((retryOnPayment && !resumed) || (resumed && reviewFixes))) {
           await waitForContactWindow();
           if (isPaid()) return;
         }
