@@ -4,7 +4,7 @@
 import { eq } from 'drizzle-orm';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approvals, collectionCases, collectionPolicies, commandOutbox, invoices } from '../db/schema';
+import { approvals, callTasks, collectionCases, collectionPolicies, commandOutbox, invoices } from '../db/schema';
 import { policySchema } from '../domain/policy';
 import { overdueSweep } from '../workflows/overdue-sweep';
 import { launchBrowser, screenshot } from './support/browser';
@@ -33,6 +33,17 @@ beforeAll(async () => {
       }),
     },
     emailFirstPolicy('email-first'),
+    {
+      name: 'call-first',
+      version: 1,
+      createdBy: 'test',
+      definition: policySchema.parse({
+        name: 'call-first',
+        version: 1,
+        contactWindow: anyDay,
+        steps: [{ id: 'call', offsetDays: 1, action: 'call_task', template: 'first_call', tone: 'firm' }],
+      }),
+    },
   ]);
 });
 
@@ -280,6 +291,35 @@ describe('operations view', () => {
     h.sendgrid.reset();
     await page.close();
   }, 90_000);
+
+  it('lists a call to make with what to say, and records its outcome with a click', async () => {
+    const payload = invoicePayload({ dueDate: isoDate(-3), policy: 'call-first' });
+    payload.customer = { ...payload.customer, name: 'Phone First GmbH', timeZone: afternoonZone() };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const page = await signIn('collector', '/ui/calls');
+    const row = page.locator('tr', { hasText: payload.externalId });
+    await until('the call on the list', async () => {
+      await page.reload();
+      return (await row.count()) === 1;
+    });
+    const text = await row.innerText();
+    expect(text).toContain('Phone First GmbH');
+    expect(text).toContain('+49 30 1234567');
+    expect(text).toContain('1.250,00');
+    await screenshot(page, 'calls');
+
+    await row.getByLabel('Outcome').fill('Spoke to AP: payment run on Friday');
+    await row.getByRole('button', { name: 'Record' }).click();
+    expect(await page.getByRole('status').innerText()).toContain(payload.externalId);
+    expect(await row.count()).toBe(0);
+    const [task] = await h.db.db
+      .select({ status: callTasks.status, outcome: callTasks.outcome, assignedTo: callTasks.assignedTo })
+      .from(callTasks)
+      .innerJoin(collectionCases, eq(collectionCases.id, callTasks.caseId))
+      .where(eq(collectionCases.workflowId, `collection-${payload.externalId}`));
+    expect(task).toMatchObject({ status: 'done', outcome: 'Spoke to AP: payment run on Friday' });
+    await page.close();
+  });
 
   it('restarts, paused, a case whose workflow Temporal lost, with a click', async () => {
     const lost = invoicePayload({ dueDate: isoDate(-3), policy: 'email-first' });

@@ -76,6 +76,7 @@ export function layout(input: { title: string; user?: PageUser; body: Html }): s
       ? html`<nav aria-label="Main">
       <a href="/ui/approvals">Approvals</a>
       <a href="/ui/operations">Operations</a>
+      <a href="/ui/calls">Calls</a>
     </nav>
     <form method="post" action="/ui/logout">
       <input type="hidden" name="csrf" value="${user.csrfToken}">

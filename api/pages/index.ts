@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../app';
 import { registerApprovalPages } from './approvals-page';
+import { registerCallsPage } from './calls-page';
 import { registerCasePage } from './case-page';
 import { registerLoginPages } from './login-page';
 import { registerOperationsPages } from './operations-page';
@@ -27,4 +28,5 @@ export const pageRoutes =
     registerApprovalPages(context, app);
     registerCasePage(context, app);
     registerOperationsPages(context, app);
+    registerCallsPage(context, app);
   };
