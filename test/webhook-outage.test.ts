@@ -57,7 +57,8 @@ it('answers 503 while the database is down, and applies the redelivered event on
     return response.statusCode === 200 && response;
   });
   expect(after.json()).toMatchObject({ duplicate: false, event: { status: 'received' } });
-  await until('the event to be applied', async () => (await storedEvent(h.db.db, event.id))?.status === 'applied');
+  // A pooled connection opened through the proxy around the cut may still time out once.
+  await until('the event to be applied', async () => (await storedEvent(h.db.db, event.id).catch(() => undefined))?.status === 'applied');
   const again = await h.app.inject(signedBankDelivery(event));
   expect(again.json()).toMatchObject({ duplicate: true, event: { status: 'applied' } });
 
