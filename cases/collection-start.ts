@@ -38,10 +38,13 @@ async function collectionInput(db: Database, { invoice, customer, caseRow }: Sto
     dueDate: invoice.dueDate,
     policyId: policy.id,
     policy: policy.definition,
-    ...(await storedMoney(db, invoice.id, caseRow.id)),
-    ...(await numberedBefore(db, caseRow.id)),
+    ...(await storedMoney(db, invoice.id, caseRow.id, ranBefore(caseRow))),
+    ...(ranBefore(caseRow) ? await numberedBefore(db, caseRow.id) : {}),
   };
 }
+
+/** Whether a run of this case has written its state: only then can it have left disputes, offers and plans behind. */
+const ranBefore = (caseRow: StoredCase['caseRow']) => caseRow.stateSeq > 0;
 
 /**
  * What earlier runs of the case numbered (none for a first start): disputes and settlement
@@ -67,15 +70,18 @@ async function numberedBefore(db: Database, caseId: string): Promise<Pick<Collec
  * not chase money that was paid or credited while it was not running. A dispute an earlier run
  * resolved with a credit counts as a credit note.
  */
-async function storedMoney(db: Database, invoiceId: string, caseId: string): Promise<Pick<CollectionInput, 'priorPayments' | 'priorAdjustments'>> {
+async function storedMoney(db: Database, invoiceId: string, caseId: string, ranBefore: boolean): Promise<Pick<CollectionInput, 'priorPayments' | 'priorAdjustments'>> {
   const [paid, adjusted, credited] = await Promise.all([
     db.select().from(payments).where(eq(payments.invoiceId, invoiceId)).orderBy(asc(payments.receivedAt)),
     db.select().from(invoiceAdjustments).where(eq(invoiceAdjustments.invoiceId, invoiceId)).orderBy(asc(invoiceAdjustments.createdAt)),
-    db
-      .select()
-      .from(disputes)
-      .where(and(eq(disputes.caseId, caseId), eq(disputes.resolution, 'customer_favour'), gt(disputes.creditMinor, 0)))
-      .orderBy(asc(disputes.resolvedAt)),
+    // Only an earlier run resolves disputes: a first start (the hot path of registration) skips the query.
+    ranBefore
+      ? db
+          .select()
+          .from(disputes)
+          .where(and(eq(disputes.caseId, caseId), eq(disputes.resolution, 'customer_favour'), gt(disputes.creditMinor, 0)))
+          .orderBy(asc(disputes.resolvedAt))
+      : [],
   ]);
   const disputeCredits = credited.map((d) => ({
     adjustmentId: `dispute:${d.disputeKey}`,

@@ -487,9 +487,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     nextAction = savedNext;
   }
 
-  /** Waits until the debtor may be contacted (their business hours), unless the case ends first. */
-  async function waitForContactWindow(): Promise<void> {
-    await sleepUntilOr(nextContactTime(new Date(), input.customerTimeZone, policy.contactWindow).getTime(), isPaid);
+  /** Waits until the debtor may be contacted (their business hours), unless the case ends (or `stop()` holds) first. */
+  async function waitForContactWindow(stop: () => boolean = isPaid): Promise<void> {
+    await sleepUntilOr(nextContactTime(new Date(), input.customerTimeZone, policy.contactWindow).getTime(), stop);
   }
 
   /**
@@ -498,7 +498,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * `args` is read when the contact goes, so it states the balance then.
    */
   async function contactInWindowUnless(stop: () => boolean, args: () => Parameters<typeof sendEmail>[0]): Promise<void> {
-    await sleepUntilOr(nextContactTime(new Date(), input.customerTimeZone, policy.contactWindow).getTime(), stop);
+    await waitForContactWindow(stop);
     if (stop()) note('cancelled', args().stepId);
     else await tryContact(args(), stop);
   }
