@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
-import { Worker, type WorkerOptions } from '@temporalio/worker';
+import { GracefulShutdownPeriodExpiredError, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { ApprovalDeps } from '../activities/approvals';
 import { createMailer } from '../activities/mailer';
@@ -73,6 +73,11 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     activities: createActivities({ db: options.db, temporal: options.client, taskQueue: options.taskQueue, ...options.channels }),
     // On shutdown, activities in hand get this long to finish before they are cancelled.
     shutdownGraceTime: '30 seconds',
+    // Without it the SDK waits for ever on anything in hand that does not end (an activity
+    // ignoring its cancellation, a local activity the core keeps retrying, sdk-typescript
+    // #2266): a deploy or a restart then hangs. After this, run() throws and the process exits;
+    // whatever was in hand is retried by Temporal after its timeout, on another worker.
+    shutdownForceTime: '1 minute',
     // The sticky cache keeps a workflow in memory between its tasks (no replay). A case sleeps
     // for days between steps, so caching sleeping cases buys nothing; the SDK's default sizes
     // the cache from the heap limit (2,310 workflows here), so memory grew with the sleeping
@@ -84,6 +89,17 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     ...(options.overrides?.tuner ? {} : { maxConcurrentWorkflowTaskExecutions: workflowTaskSlots(cache) }),
     ...options.overrides,
   });
+}
+
+/**
+ * Ends the process when `err` is the SDK's word that the shutdown ran out of time
+ * (`shutdownForceTime`): the core may still hold work, so closing its connections could hang
+ * too, and the SDK advises exiting. Any other error is left to the caller.
+ */
+export function exitIfShutdownForced(err: unknown): void {
+  if (!(err instanceof GracefulShutdownPeriodExpiredError)) return;
+  console.error(`worker shutdown forced: ${err.message}; what was in hand is retried after its timeout`);
+  process.exit(1);
 }
 
 /**

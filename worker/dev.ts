@@ -18,7 +18,7 @@ import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { apiKeys } from '../db/schema';
 import { allSearchAttributeKeys } from '../workflows/messages';
 import { ensureServers, TemporalServerUnavailableError } from '../scripts/temporal-servers';
-import { channelsFromConfig, createWorker } from './create-worker';
+import { channelsFromConfig, createWorker, exitIfShutdownForced } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
 import { ensureSweepSchedule, sweepScheduleId } from './sweep-schedule';
 
@@ -112,7 +112,10 @@ Press Ctrl-C to stop.
     console.log(`\n${signal}: stopping API, worker, database${ownTemporal ? ', Temporal dev server' : ''}...`);
     await app.close();
     worker.shutdown();
-    await workerRun;
+    await workerRun.catch((err: unknown) => {
+      exitIfShutdownForced(err);
+      throw err;
+    });
     await nativeConnection.close();
     await connection.close();
     await db.close();

@@ -45,12 +45,27 @@ export async function startFaultStack() {
     },
     /** Stops the workers still running, then the rest. */
     async stop() {
-      for (const worker of workers) await worker.kill('SIGTERM');
+      for (const worker of workers) await stopWorker(worker);
       await h.stop();
       await proxy.close();
       await server.dispose();
     },
   };
+}
+
+/**
+ * Stops a worker as a deployment does (SIGTERM). The worker gives up waiting on work in hand
+ * after its shutdown force time (a minute), so a slow stop is not failed here; its log is shown,
+ * for whoever reads the run to see what it waited on.
+ */
+async function stopWorker(worker: ServiceProcess): Promise<void> {
+  if (!worker.isRunning()) return;
+  const startedAt = Date.now();
+  const code = await worker.kill('SIGTERM');
+  const tookMs = Date.now() - startedAt;
+  if (code !== 0 || tookMs > 20_000) {
+    console.warn(`worker ${worker.pid} took ${tookMs} ms to stop on SIGTERM (exit code ${code}); its log ends:\n${worker.output().slice(-8_000)}`);
+  }
 }
 
 /** Registers `n` overdue invoices on the storm policy in one batch; their e-mails are all due now. */

@@ -112,6 +112,8 @@ export async function spawnUntilReady(name: string, args: string[], ready: RegEx
     url: match[1],
     /** How long it took from spawn to serving (for the worker from source, bundling is most of it). */
     startMs: Date.now() - startedAt,
+    /** The last 50,000 characters it printed. */
+    output: () => output,
     /** False once the process has exited (asked or not). */
     isRunning: () => child.exitCode === null && child.signalCode === null,
     /** Sends `signal` (SIGKILL: no cleanup at all) and resolves with the exit code when the process is gone. */

@@ -4,7 +4,8 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { runWorker } from '../../worker/main';
 
-Runtime.install({ logger: new DefaultLogger('WARN') });
+// INFO: the worker's state changes (stopping, draining, drained) show where a slow stop waited.
+Runtime.install({ logger: new DefaultLogger('INFO') });
 runWorker('source').catch((err) => {
   console.error(err);
   process.exit(1);
