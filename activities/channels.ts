@@ -4,8 +4,9 @@ import type { Database } from '../db/client';
 import type { deliveredCommandNames } from '../db/schema';
 import { auditEvents, callTasks, collectionCases, commandOutbox, communications, customers, invoiceAdjustments, invoices, letters, manualPaymentSource, payments, webhookEvents } from '../db/schema';
 import { daysOverdue } from '../domain/collection';
+import { nextContactTime } from '../domain/contact-window';
 import type { Currency } from '../domain/money';
-import type { Tone } from '../domain/policy';
+import type { ContactWindow, Tone } from '../domain/policy';
 import { formatPostalAddress, renderLetterPdf } from './letter-pdf';
 import type { Mailer } from './mailer';
 import { renderMessage } from './templates';
@@ -14,6 +15,8 @@ export type ChannelDeps = {
   db: Database;
   mailer: Mailer;
   business: { name: string; address: string[]; paymentInstructions: string };
+  /** What time it is, for the debtor's contact window: the wall clock, or a test server's skipped time. */
+  clock?: () => Promise<Date>;
 };
 
 /** What every step activity is given by the workflow. */
@@ -34,6 +37,11 @@ export type StepInput = {
   reason?: string;
   /** For a payment plan reminder: the instalment that falls due. */
   instalment?: { dueDate: string; amountMinor: number };
+  /**
+   * For a contact: the debtor's zone and the case's contact window, which every attempt keeps to.
+   * Absent from steps scheduled by workflow code that did not give it (they are not held).
+   */
+  contactWindow?: { timeZone: string; window: ContactWindow };
 };
 
 type Db = Database | Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -63,6 +71,25 @@ const stepStoppingCommands = { contact: ['dispute', 'cease-communication'], othe
  */
 function paymentInFlight(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'PaymentInFlight', message, nextRetryDelay: '10 seconds' });
+}
+
+/**
+ * Keeps an attempt to contact the debtor inside their contact window. The workflow waits for the
+ * window before a contact, but an attempt can still fall outside it: a retry after SendGrid
+ * failed, an attempt that waited in a backlog or for SendGrid's rate limit. Such an attempt
+ * contacts nobody and is retried when the window next opens (one attempt of the step's retries).
+ */
+async function holdOutsideContactWindow(deps: ChannelDeps, input: StepInput): Promise<void> {
+  if (!input.contactWindow) return;
+  const { timeZone, window } = input.contactWindow;
+  const now = deps.clock ? await deps.clock() : new Date();
+  const opensAt = nextContactTime(now, timeZone, window);
+  if (opensAt.getTime() <= now.getTime()) return;
+  throw ApplicationFailure.create({
+    type: 'OutsideContactWindow',
+    message: `outside the debtor's contact window (${window.start}–${window.end} ${timeZone}): the contact is made when it opens, at ${opensAt.toISOString()}`,
+    nextRetryDelay: opensAt.getTime() - now.getTime(),
+  });
 }
 
 /**
@@ -202,6 +229,7 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
   const c = await loadCase(deps.db, input.workflowId);
   const [existing] = await deps.db.select().from(communications).where(eq(communications.idempotencyKey, idempotencyKey));
   if (existing?.status === 'sent') return { communicationId: existing.id, sent: false, messageId: existing.providerMessageId };
+  await holdOutsideContactWindow(deps, input);
   const owed = await amountStillOwed(deps.db, c, input);
   if (!c.customer.email) {
     throw ApplicationFailure.nonRetryable(`customer ${c.customer.externalId} has no e-mail address`, 'EmailRejected');
@@ -243,8 +271,10 @@ export async function deliverEmail(deps: ChannelDeps, input: StepInput): Promise
       text: message.text,
       html: message.html,
       idempotencyKey,
-      // After a wait for SendGrid's rate limit: still owed, and the same amount (else written again).
+      // After a wait for SendGrid's rate limit: still inside the window, still owed, and the
+      // same amount (else written again).
       stillDue: async () => {
+        await holdOutsideContactWindow(deps, input);
         const owedNow = await amountStillOwed(deps.db, c, input);
         if (owedNow !== owed) throw paymentInFlight(`the balance of invoice ${c.invoice.number} changed from ${owed} to ${owedNow} while this e-mail waited its turn: it is written again`);
       },

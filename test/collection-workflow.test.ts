@@ -4,6 +4,7 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { tsToMs } from '@temporalio/common/lib/time';
 import {
   approvals,
   auditEvents,
@@ -202,6 +203,38 @@ describe('invoice collection workflow (time-skipping server)', () => {
     const localDate = `${local.year}-${String(local.month).padStart(2, '0')}-${String(local.day).padStart(2, '0')}`;
     expect(localDate > payload.dueDate, `sent on ${localDate} local, due ${payload.dueDate}`).toBe(true);
     await replayAndRecord(handle, 'steps-due-in-debtor-day-v1');
+  });
+
+  it("keeps to the debtor's contact window through SendGrid's failures: an e-mail refused until the window closed goes out when it opens again", async () => {
+    // A half-hour window, every day: SendGrid refuses the first nine attempts, and the step's
+    // backoff (5 s doubling, at most 10 minutes) brings the tenth 31 minutes after the first.
+    const name = 'half-hour-window';
+    const policy = emailFirstPolicy(name);
+    policy.definition = policySchema.parse({ ...policy.definition, contactWindow: { weekdays: [1, 2, 3, 4, 5, 6, 7], start: '09:00', end: '09:30' } });
+    await h.db.db.insert(collectionPolicies).values(policy).onConflictDoNothing();
+    const now = new Date(await env.currentTimeMs());
+    const base = invoicePayload({ issueDate: isoDate(-30, now), dueDate: isoDate(0, now), policy: name });
+    const address = 'after-hours@muster.example';
+    const payload = { ...base, customer: { ...base.customer, email: address, timeZone: 'Europe/Berlin' } };
+    h.sendgrid.failNext(9, 503, {}, undefined, address);
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
+    await env.sleep('4 days');
+
+    expect(h.sendgrid.requests.filter((r) => r.to === address).map((r) => r.status)).toEqual([...Array(9).fill(503), 202]);
+    expect(emailsTo(address)).toHaveLength(1);
+    // When SendGrid took it, by the server's clock: inside the window, a day after the refusals began.
+    const { events } = await handle.fetchHistory();
+    const scheduled = events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deliverEmail')!;
+    const ofDelivery = events!.filter((e) => String((e.activityTaskStartedEventAttributes ?? e.activityTaskCompletedEventAttributes)?.scheduledEventId) === String(scheduled.eventId));
+    const started = ofDelivery.find((e) => e.activityTaskStartedEventAttributes)!.activityTaskStartedEventAttributes!;
+    // Ten attempts refused or held (the tenth found the window closed), the eleventh sent.
+    expect(started.attempt).toBe(11);
+    const completed = ofDelivery.find((e) => e.activityTaskCompletedEventAttributes)!;
+    const sentAt = localParts(new Date(tsToMs(completed.eventTime)), 'Europe/Berlin');
+    expect(sentAt.hour * 60 + sentAt.minute, `sent at ${sentAt.hour}:${sentAt.minute} Berlin time`).toBeGreaterThanOrEqual(9 * 60);
+    expect(sentAt.hour * 60 + sentAt.minute).toBeLessThan(9 * 60 + 30);
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
   });
 
   it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {

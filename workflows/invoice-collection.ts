@@ -521,7 +521,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * the server records a marker instead of one more activity task and workflow task; cases
    * that marked a send as an activity task replay it as one.
    */
-  async function sendEmail(args: Parameters<Activities['deliverEmail']>[0]): Promise<void> {
+  async function sendEmail(stepArgs: Parameters<Activities['deliverEmail']>[0]): Promise<void> {
+    // Every attempt keeps to the debtor's window (activities/channels.ts). Only the activity's
+    // input grows, no command changes, so runs already under way take it without a patch.
+    const args = { ...stepArgs, contactWindow: { timeZone: input.customerTimeZone, window: policy.contactWindow } };
     if (!patched('email-marked-sent-apart')) {
       await acts.sendEmail(args);
       return;

@@ -21,7 +21,7 @@ export type HarnessOptions = {
   db?: DbHandle & { url?: string; dispose(): Promise<void> };
   /** API settings over the harness's own (e.g. a higher rate limit for a benchmark). */
   settings?: Partial<ApiSettings>;
-  /** The API's notion of now (the wall clock unless given). */
+  /** The API's and the activities' notion of now (the wall clock unless given). */
   clock?: () => Promise<Date>;
   /** How the API's payment dispatcher runs (e.g. no polling, for a test that polls by hand). */
   paymentDispatch?: PaymentDispatcherOptions;
@@ -87,13 +87,13 @@ export async function startHarness(
           db: db.db,
           client: temporal.client,
           workflowCode: 'source',
-          channels: channelsFromConfig(config),
+          channels: { ...channelsFromConfig(config), clock },
           ...(options.maxCachedWorkflows === undefined ? {} : { maxCachedWorkflows: options.maxCachedWorkflows }),
           ...(options.activities
             ? {
                 overrides: {
                   activities: {
-                    ...createActivities({ db: db.db, temporal: temporal.client, taskQueue, ...channelsFromConfig(config) }),
+                    ...createActivities({ db: db.db, temporal: temporal.client, taskQueue, ...channelsFromConfig(config), clock }),
                     ...options.activities,
                   },
                 },
