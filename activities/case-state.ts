@@ -124,20 +124,6 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
       returning 1
     )`
     : sql``;
-  const released = settled
-    ? sql`, released as (
-      update ${customers} set ${columns(customers.creditHoldSince)} = null
-      from updated join ${invoices} on ${invoices.id} = updated.invoice_id
-      where ${customers.id} = ${invoices.customerId} and ${customers.creditHoldSince} is not null
-        and not exists (
-          -- Another case still chasing, or one whose debt was written off or sold: the account is not settled.
-          select 1 from ${collectionCases} other join ${invoices} other_invoice on other_invoice.id = other.invoice_id
-          where other_invoice.customer_id = ${customers.id} and other.id <> updated.id
-            and (other.stage not in ('Closed', 'NotStarted') or other.outcome in ('written_off', 'sold'))
-        )
-      returning 1
-    )`
-    : sql``;
   const dedupeKey = runId ? `${input.workflowId}:${runId}:state:${input.seq}` : `${input.workflowId}:state:${input.seq}`;
   // The audit event goes to the case whether or not its row was newer (a late write is still
   // history); the invoice follows the row only when the row changed.
@@ -158,8 +144,31 @@ export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStat
       select case_id, invoice_id, 'workflow', ${input.event}, ${JSON.stringify(data)}::jsonb, ${dedupeKey}, ${now.toISOString()}::timestamptz from target
       on conflict (${columns(auditEvents.dedupeKey)}) do nothing
       returning 1
-    )${withdrawn}${released}
+    )${withdrawn}
     select (select count(*) from target)::int as found`);
   const rows = Array.isArray(result) ? result : (result as unknown as { rows: { found: number }[] }).rows;
   if (!rows[0]?.found) throw new Error(`no collection case for workflow ${input.workflowId}`);
+  if (settled) await releaseCreditHold(deps, input.workflowId);
+}
+
+/**
+ * Lifts the credit hold of the customer whose case `workflowId` closed settled, unless another
+ * of their cases is still being chased, or was written off or sold. A statement of its own,
+ * after the case's close has committed: two of a customer's cases closing at once (one bank
+ * transfer paying both) would each, inside their own statement, see the other still open, and
+ * neither lift it. Run after the commit, the later of the two sees both closed. A retry runs it
+ * again, from the rows, whatever the state write it follows found.
+ */
+async function releaseCreditHold(deps: CaseStateDeps, workflowId: string): Promise<void> {
+  await deps.db.execute(sql`
+    update ${customers} set ${columns(customers.creditHoldSince)} = null
+    from ${collectionCases} closed join ${invoices} on ${invoices.id} = closed.invoice_id
+    where closed.workflow_id = ${workflowId} and closed.stage = 'Closed' and closed.outcome in ('paid', 'settled', 'cancelled')
+      and ${customers.id} = ${invoices.customerId} and ${customers.creditHoldSince} is not null
+      and not exists (
+        -- Another case still chasing, or one whose debt was written off or sold: the account is not settled.
+        select 1 from ${collectionCases} other join ${invoices} other_invoice on other_invoice.id = other.invoice_id
+        where other_invoice.customer_id = ${customers.id} and other.id <> closed.id
+          and (other.stage not in ('Closed', 'NotStarted') or other.outcome in ('written_off', 'sold'))
+      )`);
 }

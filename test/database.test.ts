@@ -177,6 +177,31 @@ describe('database schema', () => {
     expect(events.map((e) => e.type).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9].map((seq) => `state.${seq}`));
   });
 
+  it("lifts a customer's credit hold when their last two cases close at the same moment (one bank transfer paying both)", async () => {
+    // On PostgreSQL the two writes run on two connections at once; each must not take the other for still open.
+    for (let round = 0; round < 10; round++) {
+      const [customer] = await db.db.insert(customers).values({ externalId: `C-hold-${round}`, name: 'C', creditHoldSince: new Date() }).returning();
+      const workflowIds = [`wf-hold-${round}-a`, `wf-hold-${round}-b`];
+      for (const workflowId of workflowIds) {
+        const [invoice] = await db.db
+          .insert(invoices)
+          .values({ externalId: `I-${workflowId}`, customerId: customer!.id, number: workflowId, currency: 'EUR', amountTotalMinor: 100, amountOutstandingMinor: 100, issueDate: '2026-01-01', dueDate: '2026-01-31' })
+          .returning();
+        await db.db.insert(collectionCases).values({ invoiceId: invoice!.id, workflowId, stage: 'Scheduled', amountOutstandingMinor: 100, openingAmountMinor: 100, startsAt: new Date() });
+      }
+      await Promise.all(
+        workflowIds.map((workflowId) =>
+          recordCaseState(
+            { db: db.db },
+            { workflowId, seq: 1, stage: 'Closed', outcome: 'paid', amountOutstandingMinor: 0, nextActionAt: null, blockedReason: null, at: new Date().toISOString(), event: 'case.closed', data: {}, runId: 'run-a', runStartedAt: '2026-11-02T09:00:00.000Z' },
+          ),
+        ),
+      );
+      const [after] = await db.db.select().from(customers).where(eq(customers.id, customer!.id));
+      expect(after!.creditHoldSince, `round ${round}: the hold stayed on a customer who owes nothing`).toBeNull();
+    }
+  });
+
   it('takes a state of another run over a row written before runs were dated', async () => {
     const invoice = await seedInvoice('undated');
     await db.db
