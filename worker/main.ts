@@ -54,8 +54,12 @@ export async function runWorker(workflowCode: 'prebuilt' | 'source' = 'prebuilt'
 }
 
 if (require.main === module) {
-  runWorker().catch((err) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
-  });
+  runWorker().then(
+    // Drained and disconnected: nothing is left to do, so a stray timer does not keep the process up.
+    () => process.exit(0),
+    (err) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(1);
+    },
+  );
 }

@@ -45,10 +45,20 @@ export async function startFaultStack() {
     },
     /** Stops the workers still running, then the rest. */
     async stop() {
-      for (const worker of workers) await stopWorker(worker);
-      await h.stop();
-      await proxy.close();
-      await server.dispose();
+      // Each part is timed, and one that hangs is named and left behind (the test process ends
+      // with the file): the checks are the test's, the stop only tidies up.
+      const timed = async (part: string, fn: () => Promise<unknown>, limitMs = 30_000) => {
+        const startedAt = Date.now();
+        let timer: NodeJS.Timeout | undefined;
+        const limit = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), limitMs)));
+        const outcome = await Promise.race([fn(), limit]).finally(() => clearTimeout(timer));
+        if (outcome === 'hung') console.warn(`fault stack: stopping ${part} did not finish in ${limitMs / 1000} s; left behind`);
+        else if (Date.now() - startedAt > 10_000) console.warn(`fault stack: stopping ${part} took ${Date.now() - startedAt} ms`);
+      };
+      for (const worker of workers) await timed(`worker ${worker.pid}`, () => stopWorker(worker), 90_000);
+      await timed('the API and harness', () => h.stop());
+      await timed('the TCP proxy', () => proxy.close());
+      await timed('the database', () => server.dispose());
     },
   };
 }
@@ -61,7 +71,13 @@ export async function startFaultStack() {
 async function stopWorker(worker: ServiceProcess): Promise<void> {
   if (!worker.isRunning()) return;
   const startedAt = Date.now();
-  const code = await worker.kill('SIGTERM');
+  const exited = worker.kill('SIGTERM');
+  // The worker's own limit is a minute (shutdownForceTime); past 75 s, something else holds it.
+  const watchdog = setTimeout(() => {
+    console.warn(`worker ${worker.pid} still running 75 s after SIGTERM: killed; its log ends:\n${worker.output().slice(-8_000)}`);
+    void worker.kill('SIGKILL');
+  }, 75_000);
+  const code = await exited.finally(() => clearTimeout(watchdog));
   const tookMs = Date.now() - startedAt;
   if (code !== 0 || tookMs > 20_000) {
     console.warn(`worker ${worker.pid} took ${tookMs} ms to stop on SIGTERM (exit code ${code}); its log ends:\n${worker.output().slice(-8_000)}`);

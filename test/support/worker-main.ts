@@ -6,7 +6,10 @@ import { runWorker } from '../../worker/main';
 
 // INFO: the worker's state changes (stopping, draining, drained) show where a slow stop waited.
 Runtime.install({ logger: new DefaultLogger('INFO') });
-runWorker('source').catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runWorker('source').then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
