@@ -69,7 +69,8 @@ const columns = (...list: { name: string }[]) => sql.join(list.map((column) => s
  * same seq changes nothing; the audit event is written once, by its dedupe key.
  *
  * One statement (data-modifying CTEs), so one round trip and one commit: it runs for every
- * change of every case, two of them before a case's first step (BENCHMARKS.md, item 2).
+ * change of every case, two of them before a case's first step (BENCHMARKS.md, item 2). A
+ * case closing settled takes a second, for its customer's credit hold (releaseCreditHold).
  */
 export async function recordCaseState(deps: CaseStateDeps, input: RecordCaseStateInput): Promise<void> {
   const now = new Date(input.at);

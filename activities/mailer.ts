@@ -201,7 +201,11 @@ function rateLimitWindow(now: () => number) {
             },
           };
         }
-        if (budgetLeft() <= 0) return { done() {} };
+        if (budgetLeft() <= 0) {
+          // Out of patience behind the send ahead: it goes on its own, but only if still due.
+          if (waited && stillDue) await stillDue();
+          return { done() {} };
+        }
         waited = true;
         await Promise.race([changed.promise, sleep(budgetLeft())]);
       }

@@ -62,7 +62,6 @@ export type StuckOptions = {
   pausedForDays: number;
   /** At most this many cases are asked about their activities (each is one describe call). */
   describeLimit: number;
-  now?: Date;
 };
 
 /**
@@ -72,7 +71,7 @@ export type StuckOptions = {
  * first retries is reported with its last failure.
  */
 export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): Promise<StuckCase[]> {
-  const now = options.now ?? new Date();
+  const now = await deps.clock();
   const selectCases = () =>
     deps.db
       .select({ caseRow: collectionCases, invoiceExternalId: invoices.externalId, customerName: customers.name })
@@ -182,7 +181,8 @@ export async function findStuckCases(deps: ServiceDeps, options: StuckOptions): 
       seenRunning.add(row.caseRow.workflowId);
       if (view.state !== 'running') return undefined;
       const worst = view.pendingActivities
-        .filter((a) => (a.attempt ?? 0) >= options.minAttempts)
+        // A contact held until the debtor's window opens is waiting, not failing.
+        .filter((a) => (a.attempt ?? 0) >= options.minAttempts && a.lastFailure?.applicationFailureInfo?.type !== 'OutsideContactWindow')
         .sort((a, b) => (b.attempt ?? 0) - (a.attempt ?? 0))[0];
       if (!worst) return undefined;
       const failure = worst.lastFailure?.message ?? 'no failure message';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
-import { GracefulShutdownPeriodExpiredError, Worker, type WorkerOptions } from '@temporalio/worker';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { ApprovalDeps } from '../activities/approvals';
 import { createMailer } from '../activities/mailer';
@@ -74,9 +74,10 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     // On shutdown, activities in hand get this long to finish before they are cancelled.
     shutdownGraceTime: '30 seconds',
     // Without it the SDK waits for ever on anything in hand that does not end (an activity
-    // ignoring its cancellation, a local activity the core keeps retrying, sdk-typescript
-    // #2266): a deploy or a restart then hangs. After this, run() throws and the process exits;
-    // whatever was in hand is retried by Temporal after its timeout, on another worker.
+    // ignoring its cancellation, a query to a database that went silent, sdk-typescript
+    // #2266): a deploy or a restart then hangs. After this, run() throws (exitWhenStopTakes
+    // ends the process in any case); whatever was in hand is retried by Temporal after its
+    // timeout, on another worker.
     shutdownForceTime: '1 minute',
     // The sticky cache keeps a workflow in memory between its tasks (no replay). A case sleeps
     // for days between steps, so caching sleeping cases buys nothing; the SDK's default sizes
@@ -91,15 +92,20 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
   });
 }
 
+/** How long a worker process may take to stop: the SDK's minute (shutdownForceTime) and its clean-up. */
+export const workerStopLimitMs = 70_000;
+
 /**
- * Ends the process when `err` is the SDK's word that the shutdown ran out of time
- * (`shutdownForceTime`): the core may still hold work, so closing its connections could hang
- * too, and the SDK advises exiting. Any other error is left to the caller.
+ * Called when a stop begins: ends the process with code 1 if it is still stopping after
+ * `workerStopLimitMs`. When the SDK gives up on work that does not end, run() may reject with
+ * an error of the SDK's own clean-up rather than its GracefulShutdownPeriodExpiredError, and
+ * closing the connections after it could hang too; this does not depend on either.
  */
-export function exitIfShutdownForced(err: unknown): void {
-  if (!(err instanceof GracefulShutdownPeriodExpiredError)) return;
-  console.error(`worker shutdown forced: ${err.message}; what was in hand is retried after its timeout`);
-  process.exit(1);
+export function exitWhenStopTakes(): void {
+  setTimeout(() => {
+    console.error(`worker shutdown forced: still stopping ${workerStopLimitMs / 1000} s after it began; what was in hand is retried after its timeout`);
+    process.exit(1);
+  }, workerStopLimitMs).unref();
 }
 
 /**

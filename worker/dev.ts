@@ -18,7 +18,7 @@ import { createDb, surviveClosedSocketWrites } from '../db/client';
 import { apiKeys } from '../db/schema';
 import { allSearchAttributeKeys } from '../workflows/messages';
 import { ensureServers, TemporalServerUnavailableError } from '../scripts/temporal-servers';
-import { channelsFromConfig, createWorker, exitIfShutdownForced } from './create-worker';
+import { channelsFromConfig, createWorker, exitWhenStopTakes } from './create-worker';
 import { ensureSearchAttributes } from './search-attributes';
 import { ensureSweepSchedule, sweepScheduleId } from './sweep-schedule';
 
@@ -110,12 +110,11 @@ Press Ctrl-C to stop.
     if (stopping) return;
     stopping = true;
     console.log(`\n${signal}: stopping API, worker, database${ownTemporal ? ', Temporal dev server' : ''}...`);
+    exitWhenStopTakes();
     await app.close();
     worker.shutdown();
-    await workerRun.catch((err: unknown) => {
-      exitIfShutdownForced(err);
-      throw err;
-    });
+    // A worker that gave up on work in hand: said, and the rest still stops.
+    await workerRun.catch((err: unknown) => console.error(`worker: ${err instanceof Error ? err.message : String(err)}`));
     await nativeConnection.close();
     await connection.close();
     await db.close();

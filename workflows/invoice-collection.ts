@@ -59,9 +59,9 @@ const DAY_MS = 86_400_000;
 const isIsoDate = (value: unknown): value is string => typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(Date.parse(value));
 const isPositiveInt = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) > 0;
 
-// A delivery is retried with backoff for about an hour and a half, then the case is blocked
-// for a person to look at: never an endless retry. Permanent errors (bad key, bad address)
-// are not retried at all.
+// A delivery is retried with backoff for about an hour and a half of sending time (a wait for
+// the debtor's contact window is one attempt), then the case is blocked for a person to look
+// at: never an endless retry. Permanent errors (bad key, bad address) are not retried at all.
 const acts = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes', maximumAttempts: 15 },
@@ -980,7 +980,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
         }
         // Woken by money (a backlog delivered at 3 a.m., say), or by a person in another time
         // zone: a contact waits for the debtor's window, as the step did in the first place.
-        // Runs started before the review fixes send at once when a person resumes them.
+        // Runs started before the review fixes do not wait here when a person resumes them:
+        // their e-mails wait in the activity (activities/channels.ts), their call tasks not.
         if (timedContact.has(step.action) && ((retryOnPayment && !resumed) || (resumed && reviewFixes))) {
           await waitForContactWindow();
           if (isPaid()) return;

@@ -2,23 +2,16 @@
 // activities that read the case and write communications and case state fail while it is
 // away and are retried; once it is back, every step is done, every debtor has the e-mail
 // once, and every case is where it should be.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { until } from '../support/until';
-import { afterTheEmail, expectStormDelivered, markedSent, registerStorm, report, startFaultStack, untilAllInStage, type FaultStack } from './support';
+import { afterTheEmail, expectStormDelivered, markedSent, registerStorm, report, untilAllInStage, useFaultStack } from './support';
 
 const cases = 100;
 const outageMs = 30_000;
-let stack: FaultStack;
-
-beforeAll(async () => {
-  stack = await startFaultStack();
-});
-
-afterAll(async () => {
-  await stack?.stop();
-});
+const faultStack = useFaultStack();
 
 it('completes every step once after the worker loses its database for 30 s mid-storm', async () => {
+  const stack = faultStack();
   const { h, proxy } = stack;
   const workflowIds = await registerStorm(h, cases, `dbout-${Date.now()}`);
   h.sendgrid.latency(200);

@@ -1,23 +1,16 @@
 // SendGrid answering 500 to every send during a storm, then 200: the sends are retried with
 // backoff (the case waits, it is not blocked), and once SendGrid is back every debtor gets
 // the e-mail exactly once: a 500 means SendGrid took nothing, so a retry cannot duplicate.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { collectionCases } from '../../db/schema';
 import { until } from '../support/until';
-import { afterTheEmail, expectStormDelivered, registerStorm, report, startFaultStack, untilAllInStage, type FaultStack } from './support';
+import { afterTheEmail, expectStormDelivered, registerStorm, report, untilAllInStage, useFaultStack } from './support';
 
 const cases = 100;
-let stack: FaultStack;
-
-beforeAll(async () => {
-  stack = await startFaultStack();
-});
-
-afterAll(async () => {
-  await stack?.stop();
-});
+const faultStack = useFaultStack();
 
 it('delivers every e-mail exactly once after SendGrid answers 500 for a while', async () => {
+  const stack = faultStack();
   const { h } = stack;
   const prefix = `sg500-${Date.now()}`;
   const workflowIds = await registerStorm(h, cases, prefix);

@@ -6,7 +6,7 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { inArray } from 'drizzle-orm';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { createDb } from '../../db/client';
 import { collectionCases, collectionPolicies, communications } from '../../db/schema';
 import { caseStatusQuery } from '../../workflows/messages';
@@ -18,6 +18,18 @@ import { until } from '../support/until';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process';
 
 export type FaultStack = Awaited<ReturnType<typeof startFaultStack>>;
+
+/** The test file's fault stack: started before its tests, stopped after them; call the result inside a test. */
+export function useFaultStack(): () => FaultStack {
+  let stack: FaultStack | undefined;
+  beforeAll(async () => {
+    stack = await startFaultStack();
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+  return () => stack!;
+}
 
 /** The storms' ladder: one e-mail, due at once for an invoice three days overdue. */
 export const stormPolicy = emailFirstPolicy('storm');

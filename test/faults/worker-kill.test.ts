@@ -1,22 +1,15 @@
 // kill -9 of the worker in the middle of a storm of e-mails, then a new worker: no case is
 // lost, every debtor gets the e-mail, and the only e-mails sent twice are ones SendGrid had
 // accepted but the dead worker had not yet marked sent (the documented at-least-once window).
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { until } from '../support/until';
-import { acceptedByKey, afterTheEmail, expectStormDelivered, markedSent, registerStorm, report, startFaultStack, untilAllInStage, type FaultStack } from './support';
+import { acceptedByKey, afterTheEmail, expectStormDelivered, markedSent, registerStorm, report, untilAllInStage, useFaultStack } from './support';
 
 const cases = 150;
-let stack: FaultStack;
-
-beforeAll(async () => {
-  stack = await startFaultStack();
-});
-
-afterAll(async () => {
-  await stack?.stop();
-});
+const faultStack = useFaultStack();
 
 it('loses no case and re-sends only the e-mails in flight when the worker is killed mid-storm', async () => {
+  const stack = faultStack();
   const { h } = stack;
   // Registered with no worker polling, so every first e-mail is due at once when one starts.
   const workflowIds = await registerStorm(h, cases, `kill-${Date.now()}`);
