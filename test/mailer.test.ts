@@ -269,6 +269,32 @@ describe('mailer (real @sendgrid/mail client against a fake SendGrid)', () => {
     expect(fake.requests.map((r) => r.status).sort()).toEqual([202, 429]);
   });
 
+  it('asks a send that gave up waiting behind the send ahead whether it is still due', async () => {
+    fake.rateLimit({ perSecond: 1 });
+    const fresh = createMailer({ apiKey: fake.apiKey, baseUrl: fake.url, from, rateLimitWaitMs: 1_200 });
+    const nextSecond = () => new Promise((resolve) => setTimeout(resolve, 1_010 - (Date.now() % 1_000)));
+    // Two at the start of a window teach the mailer SendGrid's limit (one a second): one 202,
+    // one 429 and a wait for the next window.
+    await nextSecond();
+    await Promise.all([fresh.send(message()), fresh.send(message())]);
+    expect(fake.messages).toHaveLength(2);
+    // In a window of their own, with SendGrid answering slowly: the first send goes ahead to
+    // learn whether there is room; the second waits behind it longer than it may, is asked
+    // whether it is still due, and stays.
+    fake.latency(2_500);
+    await nextSecond();
+    let asked = 0;
+    const paidMeanwhile = async () => {
+      asked += 1;
+      throw new Error('paid meanwhile');
+    };
+    const results = await Promise.allSettled([fresh.send(message()), fresh.send({ ...message(), stillDue: paidMeanwhile })]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+    expect(results[1]).toMatchObject({ reason: { message: 'paid meanwhile' } });
+    expect(asked).toBe(1);
+    expect(fake.messages).toHaveLength(3);
+  });
+
   it('retries a 500', async () => {
     fake.failNext(1, 500);
     const failure = await failureOf(mailer.send(message()));
