@@ -17,7 +17,7 @@ export default defineConfig({
     setupFiles: ['test/support/quiet-runtime.ts'],
     // Each test waits out real timeouts (a dead worker's activities time out after a minute).
     testTimeout: 600_000,
-    // The stack's stop bounds each part itself (a worker 90 s, the rest 30 s each).
+    // The stack's stop bounds each part itself (a worker its stop limit, 70 s, then SIGKILL; the rest 30 s each).
     hookTimeout: 240_000,
     maxWorkers: 2,
   },

@@ -16,6 +16,7 @@ import { startDevServerHarness, type Harness } from '../support/harness';
 import { startTcpProxy } from '../support/tcp-proxy';
 import { until } from '../support/until';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process';
+import { workerStopLimitMs } from '../../worker/create-worker';
 
 export type FaultStack = Awaited<ReturnType<typeof startFaultStack>>;
 
@@ -67,7 +68,8 @@ export async function startFaultStack() {
         if (outcome === 'hung') console.warn(`fault stack: stopping ${part} did not finish in ${limitMs / 1000} s; left behind`);
         else if (Date.now() - startedAt > 10_000) console.warn(`fault stack: stopping ${part} took ${Date.now() - startedAt} ms`);
       };
-      for (const worker of workers) await timed(`worker ${worker.pid}`, () => stopWorker(worker), 90_000);
+      // A worker bounds its own stop (stopWorker); the rest get 30 s each.
+      for (const worker of workers) await stopWorker(worker);
       await timed('the API and harness', () => h.stop());
       await timed('the TCP proxy', () => proxy.close());
       await timed('the database', () => server.dispose());
@@ -76,19 +78,15 @@ export async function startFaultStack() {
 }
 
 /**
- * Stops a worker as a deployment does (SIGTERM). The worker gives up waiting on work in hand
- * after its shutdown force time (a minute), so a slow stop is not failed here; its log is shown,
- * for whoever reads the run to see what it waited on.
+ * Stops a worker as a deployment does (SIGTERM). The worker ends itself within its stop limit
+ * (workerStopLimitMs), so a slow stop is not failed here: its log is shown, for whoever reads
+ * the run to see what it waited on, and one that outlives the limit is killed.
  */
 async function stopWorker(worker: ServiceProcess): Promise<void> {
   if (!worker.isRunning()) return;
   const startedAt = Date.now();
   const exited = worker.kill('SIGTERM');
-  // The worker's own limit is a minute (shutdownForceTime); past 75 s, something else holds it.
-  const watchdog = setTimeout(() => {
-    console.warn(`worker ${worker.pid} still running 75 s after SIGTERM: killed; its log ends:\n${worker.output().slice(-8_000)}`);
-    void worker.kill('SIGKILL');
-  }, 75_000);
+  const watchdog = setTimeout(() => void worker.kill('SIGKILL'), workerStopLimitMs + 5_000);
   const code = await exited.finally(() => clearTimeout(watchdog));
   const tookMs = Date.now() - startedAt;
   if (code !== 0 || tookMs > 20_000) {
