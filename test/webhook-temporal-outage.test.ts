@@ -357,8 +357,10 @@ describe('case commands while Temporal is unreachable', () => {
 
     // The pause behind it goes on; the dispute never reaches the case.
     await inAnotherApiProcess('the pause delivered', async () => (await storedCommands(invoice.externalId))[1]?.outcome === 'applied');
-    const status = await h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
-    expect(status).toMatchObject({ stage: 'Paused', dispute: null });
+    // Delivered is in the case's history; the case acts on it in its next workflow task.
+    const caseStatus = () => h.client.workflow.getHandle(collectionWorkflowId(invoice.externalId)).query(caseStatusQuery);
+    await until('the case paused', async () => (await caseStatus()).stage === 'Paused');
+    expect(await caseStatus()).toMatchObject({ stage: 'Paused', dispute: null });
     expect(await timelineTypes(invoice.externalId)).toEqual(['command.withdrawn', 'command.pause']);
     // A command its case has is no longer waiting: not withdrawn.
     const pause = (await storedCommands(invoice.externalId))[1]!;
