@@ -2,7 +2,7 @@ import { and, asc, desc, eq, gte, lte, sql, type SQL } from 'drizzle-orm';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { collectionCases, customers, invoices } from '../../db/schema';
-import { collectionStages } from '../../domain/collection';
+import { collectionStages, daysOverdue } from '../../domain/collection';
 import type { AppContext } from '../app';
 import { requireRole } from '../auth';
 import { caseView } from '../invoice-service';
@@ -62,9 +62,11 @@ export const caseListRoutes =
       },
       async (request) => {
         const q = request.query;
-        const today = new Date(Date.now() - (Date.now() % DAY_MS)).toISOString().slice(0, 10);
+        // One instant for the whole request, from the API's clock, so the filter and the figures agree.
+        const now = await services.clock();
+        const today = Date.parse(now.toISOString().slice(0, 10));
         // Days overdue = today - due date, so a range of days is a range of due dates.
-        const dueBefore = (days: number) => new Date(Date.parse(`${today}T00:00:00Z`) - days * DAY_MS).toISOString().slice(0, 10);
+        const dueBefore = (days: number) => new Date(today - days * DAY_MS).toISOString().slice(0, 10);
         const where: SQL[] = [];
         if (q.stage) where.push(eq(collectionCases.stage, q.stage));
         if (q.customer) where.push(eq(customers.externalId, q.customer));
@@ -97,7 +99,7 @@ export const caseListRoutes =
             currency: r.invoice.currency,
             customerExternalId: r.customer.externalId,
             customerName: r.customer.name,
-            daysOverdue: Math.floor((Date.parse(`${today}T00:00:00Z`) - Date.parse(`${r.invoice.dueDate}T00:00:00Z`)) / DAY_MS),
+            daysOverdue: daysOverdue(r.invoice.dueDate, now),
           })),
           total: count?.total ?? 0,
           limit: q.limit,
