@@ -59,18 +59,28 @@ const minutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.sl
 /**
  * The earliest instant at or after `earliest` that lies inside the contact window in the
  * debtor's time zone: on an allowed weekday, between the window's start and end.
+ *
+ * It walks the debtor's calendar days. `steps: 'fixed-24h'` is the old walk in 24-hour
+ * jumps, kept for cases that started with it (replay): after 23:00 on the eve of a 23-hour day
+ * (summer time begins), a jump lands on the day after, so that day was never offered.
  */
-export function nextContactTime(earliest: Date, timeZone: string, window: ContactWindow): Date {
+export function nextContactTime(earliest: Date, timeZone: string, window: ContactWindow, steps: 'local-days' | 'fixed-24h' = 'local-days'): Date {
   const start = minutes(window.start);
   const end = minutes(window.end);
+  const first = localParts(earliest, timeZone);
   for (let dayOffset = 0; dayOffset < 8; dayOffset++) {
-    const probe = new Date(earliest.getTime() + dayOffset * 86_400_000);
-    const p = localParts(probe, timeZone);
+    const p = steps === 'local-days' ? localDay(first, dayOffset) : localParts(new Date(earliest.getTime() + dayOffset * 86_400_000), timeZone);
     if (!window.weekdays.includes(p.weekday)) continue;
-    const now = dayOffset === 0 ? p.hour * 60 + p.minute : -1;
+    const now = dayOffset === 0 ? first.hour * 60 + first.minute : -1;
     if (now >= end) continue;
     if (now >= start) return earliest; // already inside the window today
     return zonedTime(p.year, p.month, p.day, Math.floor(start / 60), start % 60, timeZone);
   }
   throw new Error(`contact window ${JSON.stringify(window)} has no allowed time`);
+}
+
+/** The calendar date `days` after the local date of `from`, with its weekday (1 = Monday). */
+function localDay(from: LocalParts, days: number): { year: number; month: number; day: number; weekday: number } {
+  const date = new Date(Date.UTC(from.year, from.month - 1, from.day + days));
+  return { year: date.getUTCFullYear(), month: date.getUTCMonth() + 1, day: date.getUTCDate(), weekday: date.getUTCDay() || 7 };
 }

@@ -22,7 +22,7 @@ import {
   webhookEvents,
 } from '../db/schema';
 import { defaultPolicy, policySchema } from '../domain/policy';
-import { collectionWorkflowId } from '../domain/collection';
+import { collectionWorkflowId, stepDueForDebtor } from '../domain/collection';
 import { localParts, nextContactTime, zonedTime } from '../domain/contact-window';
 import {
   caseStatusQuery,
@@ -242,6 +242,42 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(sentAt.hour * 60 + sentAt.minute, `sent at ${sentAt.hour}:${sentAt.minute} Berlin time`).toBeGreaterThanOrEqual(9 * 60);
     expect(sentAt.hour * 60 + sentAt.minute).toBeLessThan(9 * 60 + 30);
     expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+  });
+
+  it('offers the debtor the day summer time begins: a contact moved late into the evening before goes out that Sunday, not a week later', async () => {
+    const name = 'sundays-only';
+    const policy = emailFirstPolicy(name);
+    policy.definition = policySchema.parse({ ...policy.definition, contactWindow: { weekdays: [7], start: '09:00', end: '18:00' } });
+    await h.db.db.insert(collectionPolicies).values(policy).onConflictDoNothing();
+    // The next Berlin day of 23 hours (a Sunday in March), at least a week ahead.
+    const berlin = (day: Date, hh: number, mm: number) => zonedTime(day.getUTCFullYear(), day.getUTCMonth() + 1, day.getUTCDate(), hh, mm, 'Europe/Berlin');
+    const sunday = new Date(Date.parse(isoDate(7, new Date(await env.currentTimeMs()))));
+    while (berlin(new Date(sunday.getTime() + 86_400_000), 0, 0).getTime() - berlin(sunday, 0, 0).getTime() !== 23 * 3_600_000) sunday.setUTCDate(sunday.getUTCDate() + 1);
+    const friday = new Date(sunday.getTime() - 2 * 86_400_000);
+    const saturday = new Date(sunday.getTime() - 86_400_000);
+    const sleepTo = async (at: Date) => env.sleep(at.getTime() - (await env.currentTimeMs()));
+
+    // Friday noon: due today, so its e-mail (day 1) is due at Saturday's midnight, and would go out on Sunday.
+    await sleepTo(berlin(friday, 12, 0));
+    const base = invoicePayload({ issueDate: isoDate(-30, friday), dueDate: isoDate(0, friday), policy: name });
+    const address = 'summer-time@muster.example';
+    const payload = { ...base, customer: { ...base.customer, email: address, timeZone: 'Europe/Berlin' } };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
+    const command = (what: 'pause' | 'resume') =>
+      h.app.inject({ method: 'POST', url: `/invoices/${payload.externalId}/${what}`, headers: h.auth('collector'), payload: { reason: 'customer on the phone' } });
+    // Paused just long enough to move the e-mail (and the rest of the ladder) to Saturday 23:30.
+    const pausedAt = await env.currentTimeMs();
+    expect((await command('pause')).statusCode).toBe(202);
+    const dueAt = stepDueForDebtor(payload.dueDate, 1, 'Europe/Berlin');
+    await sleepTo(new Date(pausedAt + berlin(saturday, 23, 30).getTime() - dueAt.getTime()));
+    expect((await command('resume')).statusCode).toBe(202);
+
+    await sleepTo(berlin(sunday, 12, 0));
+    expect(emailsTo(address), 'sent by Sunday noon').toHaveLength(1);
+    const [sent] = await h.db.db.select().from(communications).where(eq(communications.caseId, (await caseRow(handle.workflowId)).id));
+    expect(localParts(sent!.createdAt, 'Europe/Berlin')).toMatchObject({ day: sunday.getUTCDate(), weekday: 7, hour: 9 });
+    await replayAndRecord(handle, 'contact-window-local-days-v1');
   });
 
   it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {

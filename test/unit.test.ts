@@ -190,6 +190,16 @@ describe('contact windows', () => {
     expect(localParts(new Date('2026-03-30T07:00:00Z'), 'Europe/Berlin')).toMatchObject({ hour: 9, weekday: 1 });
   });
 
+  it('offers the day summer time begins, late on the evening before it too', () => {
+    const sundays = { weekdays: [7], start: '09:00', end: '18:00' };
+    // Saturday 2026-03-28 23:30 in Berlin (22:30 UTC); the Sunday after has 23 hours, and its 09:00 is 07:00 UTC.
+    expect(nextContactTime(new Date('2026-03-28T22:30:00Z'), 'Europe/Berlin', sundays).toISOString()).toBe('2026-03-29T07:00:00.000Z');
+    // The old 24-hour jumps (runs started before the fix) landed on Monday 00:30 and waited a week.
+    expect(nextContactTime(new Date('2026-03-28T22:30:00Z'), 'Europe/Berlin', sundays, 'fixed-24h').toISOString()).toBe('2026-04-05T07:00:00.000Z');
+    // And the day summer time ends (25 hours) in New York: Sunday 2026-11-01 09:00 EST is 14:00 UTC.
+    expect(nextContactTime(new Date('2026-11-01T03:30:00Z'), 'America/New_York', sundays).toISOString()).toBe('2026-11-01T14:00:00.000Z');
+  });
+
   it('refuses a policy window outside 08:00-21:00', () => {
     expect(contactWindowSchema.safeParse({ weekdays: [1], start: '07:00', end: '18:00' }).success).toBe(false);
     expect(contactWindowSchema.safeParse({ weekdays: [1], start: '09:00', end: '22:00' }).success).toBe(false);

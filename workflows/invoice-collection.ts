@@ -102,6 +102,8 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * it with no command), so it is asked here, before anything else.
    */
   const reviewFixes = patched('collections-review-2026-12');
+  // The contact window walks the debtor's calendar days; runs started before walk 24-hour jumps.
+  const contactDays = patched('contact-window-local-days') ? 'local-days' : 'fixed-24h';
   const { workflowId } = workflowInfo();
   const { policy } = input;
   let stage: CollectionStage = 'Scheduled';
@@ -489,7 +491,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
 
   /** Waits until the debtor may be contacted (their business hours), unless the case ends (or `stop()` holds) first. */
   async function waitForContactWindow(stop: () => boolean = isPaid): Promise<void> {
-    await sleepUntilOr(nextContactTime(new Date(), input.customerTimeZone, policy.contactWindow).getTime(), stop);
+    await sleepUntilOr(contactTime(new Date()).getTime(), stop);
   }
 
   /**
@@ -604,7 +606,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
       dueSoFar += instalment.amountMinor;
       const met = () => totalPaid - p.paidBefore >= dueSoFar;
       const dueAt = Date.parse(`${instalment.dueDate}T00:00:00Z`);
-      const remindAt = nextContactTime(new Date(Math.max(dueAt - 3 * DAY_MS, Date.now())), input.customerTimeZone, policy.contactWindow);
+      const remindAt = contactTime(new Date(Math.max(dueAt - 3 * DAY_MS, Date.now())));
       const interrupted = () => isPaid() || plan !== p || (dispute !== null && !dispute.handled) || met();
       nextAction = { kind: `instalment ${i + 1} reminder`, at: remindAt.toISOString() };
       await publish('plan.instalment_scheduled', { instalment: i + 1, dueDate: instalment.dueDate });
@@ -729,7 +731,12 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     const due = reviewFixes ? stepDueForDebtor(input.dueDate, step.offsetDays, input.customerTimeZone) : stepDueAt(input.dueDate, step.offsetDays);
     const scheduled = runNextStepNow ? Date.now() : due.getTime() + shiftMs;
     const at = new Date(Math.max(scheduled, Date.now()));
-    return timedContact.has(step.action) ? nextContactTime(at, input.customerTimeZone, policy.contactWindow) : at;
+    return timedContact.has(step.action) ? contactTime(at) : at;
+  }
+
+  /** The first moment at or after `at` inside the debtor's contact window. */
+  function contactTime(at: Date): Date {
+    return nextContactTime(at, input.customerTimeZone, policy.contactWindow, contactDays);
   }
 
   async function runStep(step: PolicyStep, index: number): Promise<void> {
