@@ -133,6 +133,17 @@ export function stepDueForDebtor(dueDate: string, offsetDays: number, timeZone: 
   return local > utc ? local : utc;
 }
 
+/** When a policy step `offsetDays` from the due date falls due: in UTC days, or the debtor's. */
+export type StepDue = (offsetDays: number) => Date;
+export const utcStepDue =
+  (dueDate: string): StepDue =>
+  (offsetDays) =>
+    stepDueAt(dueDate, offsetDays);
+export const debtorStepDue =
+  (dueDate: string, timeZone: string): StepDue =>
+  (offsetDays) =>
+    stepDueForDebtor(dueDate, offsetDays, timeZone);
+
 /** Whole days from the due date to `now` (0 on the due date, negative before it). */
 export function daysOverdue(dueDate: string, now: Date): number {
   return Math.floor((now.getTime() - Date.parse(`${dueDate}T00:00:00Z`)) / 86_400_000);
@@ -143,7 +154,7 @@ export function daysOverdue(dueDate: string, now: Date): number {
  * offset) is already due. A case that wakes after its worker was down runs only the latest
  * due step, never a burst of reminders at once. Gated steps are never superseded.
  */
-export function isStepSuperseded(policy: CollectionPolicy, dueDate: string, index: number, now: Date, shiftMs = 0): boolean {
+export function isStepSuperseded(policy: CollectionPolicy, dueAt: StepDue, index: number, now: Date, shiftMs = 0): boolean {
   const step = policy.steps[index]!;
   if (isGated(step.action)) return false;
   return policy.steps.some(
@@ -151,7 +162,7 @@ export function isStepSuperseded(policy: CollectionPolicy, dueDate: string, inde
       j > index &&
       !isGated(later.action) &&
       later.offsetDays > step.offsetDays &&
-      stepDueAt(dueDate, later.offsetDays).getTime() + shiftMs <= now.getTime(),
+      dueAt(later.offsetDays).getTime() + shiftMs <= now.getTime(),
   );
 }
 
@@ -160,17 +171,17 @@ export function isStepSuperseded(policy: CollectionPolicy, dueDate: string, inde
  * contact step already due (that step runs now, the later ones keep their spacing), instead
  * of firing every missed step at once, or an escalation with no reminder before it.
  */
-export function lateStartShiftMs(policy: CollectionPolicy, dueDate: string, now: Date): number {
+export function lateStartShiftMs(policy: CollectionPolicy, dueAt: StepDue, now: Date): number {
   const due = policy.steps
-    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueDate, now))
-    .map((s) => stepDueAt(dueDate, s.offsetDays).getTime())
+    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueAt, now))
+    .map((s) => dueAt(s.offsetDays).getTime())
     .filter((t) => t <= now.getTime());
   return due.length ? now.getTime() - Math.max(...due) : 0;
 }
 
 /** A heads-up before the due date makes no sense once the due date has come: it is dropped. */
-export function isPreDueStepTooLate(offsetDays: number, dueDate: string, now: Date): boolean {
-  return offsetDays < 0 && now.getTime() >= stepDueAt(dueDate, 0).getTime();
+export function isPreDueStepTooLate(offsetDays: number, dueAt: StepDue, now: Date): boolean {
+  return offsetDays < 0 && now.getTime() >= dueAt(0).getTime();
 }
 
 /**

@@ -277,7 +277,24 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(emailsTo(address), 'sent by Sunday noon').toHaveLength(1);
     const [sent] = await h.db.db.select().from(communications).where(eq(communications.caseId, (await caseRow(handle.workflowId)).id));
     expect(localParts(sent!.createdAt, 'Europe/Berlin')).toMatchObject({ day: sunday.getUTCDate(), weekday: 7, hour: 9 });
-    await replayAndRecord(handle, 'contact-window-local-days-v1');
+    await replayAndRecord(handle, 'debtor-calendar-days-v1');
+  });
+
+  it("starts a late case's step at once for a debtor west of UTC, not hours later", async () => {
+    const name = 'late-start-west';
+    await h.db.db.insert(collectionPolicies).values(emailFirstPolicy(name)).onConflictDoNothing();
+    // 10:00 in Los Angeles, on a day that began there 8 hours after it began in UTC.
+    const now = new Date(await env.currentTimeMs());
+    const today = localParts(new Date(now.getTime() + 86_400_000), 'America/Los_Angeles');
+    await env.sleep(zonedTime(today.year, today.month, today.day, 10, 0, 'America/Los_Angeles').getTime() - now.getTime());
+    // Due five days ago there: day 1 (an e-mail) is the latest step due, so it runs now.
+    const dueDate = isoDate(-5, new Date(Date.UTC(today.year, today.month - 1, today.day)));
+    const base = invoicePayload({ issueDate: isoDate(-30, new Date(dueDate)), dueDate, policy: name });
+    const address = 'late-west@muster.example';
+    const payload = { ...base, customer: { ...base.customer, email: address, timeZone: 'America/Los_Angeles' } };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    await env.sleep('1 hour');
+    expect(emailsTo(address), 'sent within the hour').toHaveLength(1);
   });
 
   it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {

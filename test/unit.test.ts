@@ -8,7 +8,7 @@ import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { isTemporalUnreachable } from '../api/invoice-service';
 import { ConfigError, configSchema, loadConfig } from '../config';
-import { collectionStartsAt, daysOverdue, isStepSuperseded, lateStartShiftMs, stepDueAt, stepDueForDebtor } from '../domain/collection';
+import { collectionStartsAt, daysOverdue, debtorStepDue, isStepSuperseded, lateStartShiftMs, stepDueAt, stepDueForDebtor, utcStepDue } from '../domain/collection';
 import { localParts, nextContactTime } from '../domain/contact-window';
 import { formatMoney } from '../domain/money';
 import { currencySchema, positiveMinorUnitsSchema } from '../domain/schemas';
@@ -59,7 +59,7 @@ describe('schedule arithmetic', () => {
   it('supersedes a contact step once a later one is due, so a late wake-up sends one reminder, not a burst', () => {
     const due = '2026-01-31';
     const wokeOnDay = (day: number) => new Date(stepDueAt(due, day).getTime() + 3_600_000);
-    const superseded = (day: number) => defaultPolicy.steps.map((s, i) => [s.id, isStepSuperseded(defaultPolicy, due, i, wokeOnDay(day))]);
+    const superseded = (day: number) => defaultPolicy.steps.map((s, i) => [s.id, isStepSuperseded(defaultPolicy, utcStepDue(due), i, wokeOnDay(day))]);
     // A worker down from day 0 to day 31: pre-due, day 1 and day 7 are superseded; day 30's steps run.
     expect(Object.fromEntries(superseded(31))).toMatchObject({
       'pre-due': true,
@@ -76,8 +76,22 @@ describe('schedule arithmetic', () => {
 
   it('resumes a late-starting case at the latest contact step due, keeping the spacing after it', () => {
     // Registered on day 20: day 7 is the latest contact step due, so the ladder moves 13 days.
-    expect(lateStartShiftMs(defaultPolicy, '2026-01-31', stepDueAt('2026-01-31', 20))).toBe(13 * 86_400_000);
-    expect(lateStartShiftMs(defaultPolicy, '2026-01-31', stepDueAt('2026-01-31', -10))).toBe(0);
+    expect(lateStartShiftMs(defaultPolicy, utcStepDue('2026-01-31'), stepDueAt('2026-01-31', 20))).toBe(13 * 86_400_000);
+    expect(lateStartShiftMs(defaultPolicy, utcStepDue('2026-01-31'), stepDueAt('2026-01-31', -10))).toBe(0);
+  });
+
+  it("counts a late start and a late wake-up in the debtor's days, west of UTC too", () => {
+    const due = '2026-01-31';
+    // Los Angeles (UTC-8): day 20 begins there at 08:00 UTC. Registered at 20:00 local on day 20,
+    // the day-7 step fell due 13 days and 20 hours ago: it runs now, not 8 hours from now.
+    const la = debtorStepDue(due, 'America/Los_Angeles');
+    const registered = new Date(la(20).getTime() + 20 * 3_600_000);
+    expect(lateStartShiftMs(defaultPolicy, la, registered)).toBe(registered.getTime() - la(7).getTime());
+    expect(la(7).getTime() + lateStartShiftMs(defaultPolicy, la, registered)).toBe(registered.getTime());
+    // At 02:00 UTC on day 30 it is still day 29 in Los Angeles: the day-7 steps are not yet superseded.
+    const early = new Date(stepDueAt(due, 30).getTime() + 2 * 3_600_000);
+    expect(isStepSuperseded(defaultPolicy, la, 2, early)).toBe(false);
+    expect(isStepSuperseded(defaultPolicy, utcStepDue(due), 2, early)).toBe(true);
   });
 
   it("starts a case a day before its policy's earliest step", () => {

@@ -15,11 +15,13 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  debtorStepDue,
   isPreDueStepTooLate,
   isStepSuperseded,
   lateStartShiftMs,
   stepDueAt,
   stepDueForDebtor,
+  utcStepDue,
   type CarriedState,
   type CollectionInput,
   type CollectionOutcome,
@@ -102,8 +104,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * it with no command), so it is asked here, before anything else.
    */
   const reviewFixes = patched('collections-review-2026-12');
-  // The contact window walks the debtor's calendar days; runs started before walk 24-hour jumps.
-  const contactDays = patched('contact-window-local-days') ? 'local-days' : 'fixed-24h';
+  // The debtor's calendar decides the contact window's days (not 24-hour jumps) and, for a case
+  // that starts late, which steps are already due (not UTC days). Runs started before keep theirs.
+  const debtorCalendar = patched('debtor-calendar-days');
+  const contactDays = debtorCalendar ? 'local-days' : 'fixed-24h';
+  const ruleDue = debtorCalendar ? debtorStepDue(input.dueDate, input.customerTimeZone) : utcStepDue(input.dueDate);
   const { workflowId } = workflowInfo();
   const { policy } = input;
   let stage: CollectionStage = 'Scheduled';
@@ -144,7 +149,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
   let endedAs: CollectionOutcome | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
-  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, input.dueDate, new Date());
+  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, ruleDue, new Date());
   // Carried across runs: the database only accepts a higher sequence number.
   let stateSeq = carried?.stateSeq ?? 0;
   const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
@@ -1040,9 +1045,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   for (const [index, step] of policy.steps.entries()) {
     if (index < (carried?.nextStep ?? 0)) continue;
     if (isPaid()) break;
-    const superseded = () => isStepSuperseded(policy, input.dueDate, index, new Date(), shiftMs);
+    const superseded = () => isStepSuperseded(policy, ruleDue, index, new Date(), shiftMs);
     if (!stepApplies(step, balance) || superseded()) continue;
-    if (isPreDueStepTooLate(step.offsetDays, input.dueDate, new Date())) continue;
+    if (isPreDueStepTooLate(step.offsetDays, ruleDue, new Date())) continue;
 
     stage = 'Scheduled';
     nextAction = { kind: step.id, at: stepTime(step).toISOString() };
