@@ -126,11 +126,27 @@ export function stepDueAt(dueDate: string, offsetDays: number): Date {
  */
 export function stepDueForDebtor(dueDate: string, offsetDays: number, timeZone: string): Date {
   const utc = stepDueAt(dueDate, offsetDays);
-  const [year, month, day] = [utc.getUTCFullYear(), utc.getUTCMonth() + 1, utc.getUTCDate()];
-  let local = zonedTime(year, month, day, 0, 0, timeZone);
-  // Where summer time begins at midnight (Santiago, Havana, the Azores) that day has no 00:00: it begins at 01:00.
-  if (localParts(local, timeZone).day !== day) local = zonedTime(year, month, day, 1, 0, timeZone);
+  const local = localDayBegins(utc, timeZone);
   return local > utc ? local : utc;
+}
+
+/**
+ * When the due date has come, for the rule that drops a pre-due heads-up: as soon as it has
+ * begun where the debtor is or in UTC, whichever is first. A heads-up after that would reach
+ * someone on or after the day it announces.
+ */
+export function dueDateBegins(dueDate: string, timeZone: string): Date {
+  const utc = stepDueAt(dueDate, 0);
+  const local = localDayBegins(utc, timeZone);
+  return local < utc ? local : utc;
+}
+
+/** The instant the calendar day of `utcMidnight` (a 00:00 UTC) begins in `timeZone`. */
+function localDayBegins(utcMidnight: Date, timeZone: string): Date {
+  const [year, month, day] = [utcMidnight.getUTCFullYear(), utcMidnight.getUTCMonth() + 1, utcMidnight.getUTCDate()];
+  const local = zonedTime(year, month, day, 0, 0, timeZone);
+  // Where summer time begins at midnight (Santiago, Havana, the Azores) that day has no 00:00: it begins at 01:00.
+  return localParts(local, timeZone).day === day ? local : zonedTime(year, month, day, 1, 0, timeZone);
 }
 
 /** When a policy step `offsetDays` from the due date falls due: in UTC days, or the debtor's. */
@@ -171,17 +187,17 @@ export function isStepSuperseded(policy: CollectionPolicy, dueAt: StepDue, index
  * contact step already due (that step runs now, the later ones keep their spacing), instead
  * of firing every missed step at once, or an escalation with no reminder before it.
  */
-export function lateStartShiftMs(policy: CollectionPolicy, dueAt: StepDue, now: Date): number {
+export function lateStartShiftMs(policy: CollectionPolicy, dueAt: StepDue, now: Date, dueDateCame = dueAt(0)): number {
   const due = policy.steps
-    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueAt, now))
+    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueDateCame, now))
     .map((s) => dueAt(s.offsetDays).getTime())
     .filter((t) => t <= now.getTime());
   return due.length ? now.getTime() - Math.max(...due) : 0;
 }
 
 /** A heads-up before the due date makes no sense once the due date has come: it is dropped. */
-export function isPreDueStepTooLate(offsetDays: number, dueAt: StepDue, now: Date): boolean {
-  return offsetDays < 0 && now.getTime() >= dueAt(0).getTime();
+export function isPreDueStepTooLate(offsetDays: number, dueDateCame: Date, now: Date): boolean {
+  return offsetDays < 0 && now.getTime() >= dueDateCame.getTime();
 }
 
 /**

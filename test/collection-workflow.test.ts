@@ -297,6 +297,29 @@ describe('invoice collection workflow (time-skipping server)', () => {
     expect(emailsTo(address), 'sent within the hour').toHaveLength(1);
   });
 
+  it('drops a heads-up that the contact window carries onto the due date', async () => {
+    // Friday 20:00 in Berlin, after business hours, with the invoice due on Monday: the heads-up
+    // (3 days before) is due, but its window opens only on Monday, the due date itself.
+    const now = new Date(await env.currentTimeMs());
+    let friday = localParts(new Date(now.getTime() + 86_400_000), 'Europe/Berlin');
+    for (let d = 1; friday.weekday !== 5; d++) friday = localParts(new Date(now.getTime() + d * 86_400_000), 'Europe/Berlin');
+    const at = (days: number, hh: number) => zonedTime(friday.year, friday.month, friday.day + days, hh, 0, 'Europe/Berlin');
+    await env.sleep(at(0, 20).getTime() - now.getTime());
+    const base = invoicePayload({ issueDate: isoDate(-30, at(0, 12)), dueDate: isoDate(3, at(0, 12)) });
+    const address = 'heads-up@muster.example';
+    const payload = { ...base, customer: { ...base.customer, email: address, timeZone: 'Europe/Berlin' } };
+    expect((await h.app.inject({ method: 'POST', url: '/invoices', headers: h.auth('collector'), payload })).statusCode).toBe(201);
+    const handle = env.client.workflow.getHandle(collectionWorkflowId(payload.externalId));
+
+    await env.sleep(at(3, 12).getTime() - (await env.currentTimeMs())); // Monday noon, the due date
+    expect(emailsTo(address)).toHaveLength(0);
+    expect((await handle.query(caseStatusQuery)).history).toEqual(
+      expect.arrayContaining([expect.objectContaining({ kind: 'skipped', detail: 'pre-due: the due date has come' })]),
+    );
+    await env.sleep('3 days'); // the day-1 reminder, in business hours
+    expect(await contacts(handle.workflowId)).toEqual(['courtesy_reminder:email:sent']);
+  });
+
   it('stops chasing as soon as the invoice is paid: nothing after the payment', async () => {
     const { payload, handle } = await register(0, { email: 'paid@muster.example' });
     await env.sleep('4 days'); // past day 1, even when it fell on a weekend

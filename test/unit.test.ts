@@ -8,7 +8,18 @@ import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { isTemporalUnreachable } from '../api/invoice-service';
 import { ConfigError, configSchema, loadConfig } from '../config';
-import { collectionStartsAt, daysOverdue, debtorStepDue, isStepSuperseded, lateStartShiftMs, stepDueAt, stepDueForDebtor, utcStepDue } from '../domain/collection';
+import {
+  collectionStartsAt,
+  daysOverdue,
+  debtorStepDue,
+  dueDateBegins,
+  isPreDueStepTooLate,
+  isStepSuperseded,
+  lateStartShiftMs,
+  stepDueAt,
+  stepDueForDebtor,
+  utcStepDue,
+} from '../domain/collection';
 import { localParts, nextContactTime } from '../domain/contact-window';
 import { formatMoney } from '../domain/money';
 import { currencySchema, positiveMinorUnitsSchema } from '../domain/schemas';
@@ -92,6 +103,19 @@ describe('schedule arithmetic', () => {
     const early = new Date(stepDueAt(due, 30).getTime() + 2 * 3_600_000);
     expect(isStepSuperseded(defaultPolicy, la, 2, early)).toBe(false);
     expect(isStepSuperseded(defaultPolicy, utcStepDue(due), 2, early)).toBe(true);
+  });
+
+  it('drops a heads-up once the due date has begun for the debtor or in UTC, whichever is first', () => {
+    const due = '2027-03-10';
+    // Los Angeles: 18:30 on the eve is 02:30 UTC on the due date: too late for a heads-up, and no shift.
+    const came = dueDateBegins(due, 'America/Los_Angeles');
+    expect(came.toISOString()).toBe('2027-03-10T00:00:00.000Z');
+    const eve = new Date('2027-03-10T02:30:00Z');
+    expect(isPreDueStepTooLate(-3, came, eve)).toBe(true);
+    expect(lateStartShiftMs(defaultPolicy, debtorStepDue(due, 'America/Los_Angeles'), eve, came)).toBe(0);
+    // Tokyo: the due date begins at 15:00 UTC the day before; at 08:00 there it has come.
+    expect(dueDateBegins(due, 'Asia/Tokyo').toISOString()).toBe('2027-03-09T15:00:00.000Z');
+    expect(isPreDueStepTooLate(-3, dueDateBegins(due, 'Asia/Tokyo'), new Date('2027-03-09T23:00:00Z'))).toBe(true);
   });
 
   it("starts a case a day before its policy's earliest step", () => {

@@ -16,6 +16,7 @@ import {
 import type { Activities } from '../activities';
 import {
   debtorStepDue,
+  dueDateBegins,
   isPreDueStepTooLate,
   isStepSuperseded,
   lateStartShiftMs,
@@ -104,11 +105,14 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    * it with no command), so it is asked here, before anything else.
    */
   const reviewFixes = patched('collections-review-2026-12');
-  // The debtor's calendar decides the contact window's days (not 24-hour jumps) and, for a case
-  // that starts late, which steps are already due (not UTC days). Runs started before keep theirs.
+  // The debtor's calendar decides the contact window's days (not 24-hour jumps), which steps a
+  // late case finds already due (not UTC days), and when the due date has come for a heads-up
+  // (also after its wait for the window). Runs started before keep the old rules until they
+  // continue as new (their shift carried over).
   const debtorCalendar = patched('debtor-calendar-days');
   const contactDays = debtorCalendar ? 'local-days' : 'fixed-24h';
   const ruleDue = debtorCalendar ? debtorStepDue(input.dueDate, input.customerTimeZone) : utcStepDue(input.dueDate);
+  const dueDateCame = debtorCalendar ? dueDateBegins(input.dueDate, input.customerTimeZone) : stepDueAt(input.dueDate, 0);
   const { workflowId } = workflowInfo();
   const { policy } = input;
   let stage: CollectionStage = 'Scheduled';
@@ -149,7 +153,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
   let endedAs: CollectionOutcome | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
-  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, ruleDue, new Date());
+  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, ruleDue, new Date(), dueDateCame);
   // Carried across runs: the database only accepts a higher sequence number.
   let stateSeq = carried?.stateSeq ?? 0;
   const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
@@ -1047,7 +1051,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (isPaid()) break;
     const superseded = () => isStepSuperseded(policy, ruleDue, index, new Date(), shiftMs);
     if (!stepApplies(step, balance) || superseded()) continue;
-    if (isPreDueStepTooLate(step.offsetDays, ruleDue, new Date())) continue;
+    if (isPreDueStepTooLate(step.offsetDays, dueDateCame, new Date())) continue;
 
     stage = 'Scheduled';
     nextAction = { kind: step.id, at: stepTime(step).toISOString() };
@@ -1058,6 +1062,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     // Checked again after the wait: a payment may have changed the branch, the worker may
     // have been down past later steps, or the debtor may have asked for no more contact.
     if (!stepApplies(step, balance) || superseded()) continue;
+    // A heads-up the contact window (or a hold) carried onto the due date announces nothing.
+    if (debtorCalendar && isPreDueStepTooLate(step.offsetDays, dueDateCame, new Date())) {
+      note('skipped', `${step.id}: the due date has come`);
+      continue;
+    }
     if (communicationCeased && contactActions.has(step.action)) {
       note('skipped', `${step.id}: communication ceased`);
       continue;
