@@ -187,9 +187,17 @@ export function isStepSuperseded(policy: CollectionPolicy, dueAt: StepDue, index
  * contact step already due (that step runs now, the later ones keep their spacing), instead
  * of firing every missed step at once, or an escalation with no reminder before it.
  */
-export function lateStartShiftMs(policy: CollectionPolicy, dueAt: StepDue, now: Date, dueDateCame = dueAt(0)): number {
+export function lateStartShiftMs(
+  policy: CollectionPolicy,
+  dueAt: StepDue,
+  now: Date,
+  dueDateCame = dueAt(0),
+  // When a step due now would run (a contact waits for the debtor's window): a heads-up that
+  // would run once the due date has come is dropped, and moves nothing.
+  runsAt: (step: CollectionPolicy['steps'][number]) => Date = () => now,
+): number {
   const due = policy.steps
-    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueDateCame, now))
+    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueDateCame, runsAt(s)))
     .map((s) => dueAt(s.offsetDays).getTime())
     .filter((t) => t <= now.getTime());
   return due.length ? now.getTime() - Math.max(...due) : 0;

@@ -153,7 +153,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
   let endedAs: CollectionOutcome | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
-  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, ruleDue, new Date(), dueDateCame);
+  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, ruleDue, new Date(), dueDateCame, debtorCalendar ? (step) => runsAt(step, new Date()) : undefined);
   // Carried across runs: the database only accepts a higher sequence number.
   let stateSeq = carried?.stateSeq ?? 0;
   const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
@@ -739,7 +739,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     // Runs started before the review fixes take the day at 00:00 UTC.
     const due = reviewFixes ? stepDueForDebtor(input.dueDate, step.offsetDays, input.customerTimeZone) : stepDueAt(input.dueDate, step.offsetDays);
     const scheduled = runNextStepNow ? Date.now() : due.getTime() + shiftMs;
-    const at = new Date(Math.max(scheduled, Date.now()));
+    return runsAt(step, new Date(Math.max(scheduled, Date.now())));
+  }
+
+  /** When a step due at `at` runs: a contact at the debtor's next window, anything else then. */
+  function runsAt(step: PolicyStep, at: Date): Date {
     return timedContact.has(step.action) ? contactTime(at) : at;
   }
 
@@ -1051,7 +1055,11 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
     if (isPaid()) break;
     const superseded = () => isStepSuperseded(policy, ruleDue, index, new Date(), shiftMs);
     if (!stepApplies(step, balance) || superseded()) continue;
-    if (isPreDueStepTooLate(step.offsetDays, dueDateCame, new Date())) continue;
+    // A heads-up that would run once the due date has come (its window opens only then) is dropped.
+    if (isPreDueStepTooLate(step.offsetDays, dueDateCame, debtorCalendar ? stepTime(step) : new Date())) {
+      if (debtorCalendar) note('skipped', `${step.id}: the due date has come`);
+      continue;
+    }
 
     stage = 'Scheduled';
     nextAction = { kind: step.id, at: stepTime(step).toISOString() };
