@@ -186,18 +186,14 @@ export function isStepSuperseded(policy: CollectionPolicy, dueAt: StepDue, index
  * For a case that starts late: how far to push the timeline so that it resumes at the latest
  * contact step already due (that step runs now, the later ones keep their spacing), instead
  * of firing every missed step at once, or an escalation with no reminder before it.
+ *
+ * Only overdue steps move the ladder: a heads-up sent late (or dropped) leaves "day 1" on day 1.
+ * `preDueStepsShift` is the old rule, kept for runs started with it: a late heads-up moved
+ * every reminder after it by its lateness.
  */
-export function lateStartShiftMs(
-  policy: CollectionPolicy,
-  dueAt: StepDue,
-  now: Date,
-  dueDateCame = dueAt(0),
-  // When a step due now would run (a contact waits for the debtor's window): a heads-up that
-  // would run once the due date has come is dropped, and moves nothing.
-  runsAt: (step: CollectionPolicy['steps'][number]) => Date = () => now,
-): number {
+export function lateStartShiftMs(policy: CollectionPolicy, dueAt: StepDue, now: Date, preDueStepsShift = false): number {
   const due = policy.steps
-    .filter((s) => !isGated(s.action) && !isPreDueStepTooLate(s.offsetDays, dueDateCame, runsAt(s)))
+    .filter((s) => !isGated(s.action) && (s.offsetDays >= 0 || (preDueStepsShift && !isPreDueStepTooLate(s.offsetDays, dueAt(0), now))))
     .map((s) => dueAt(s.offsetDays).getTime())
     .filter((t) => t <= now.getTime());
   return due.length ? now.getTime() - Math.max(...due) : 0;

@@ -106,9 +106,9 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
    */
   const reviewFixes = patched('collections-review-2026-12');
   // The debtor's calendar decides the contact window's days (not 24-hour jumps), which steps a
-  // late case finds already due (not UTC days), and when the due date has come for a heads-up
-  // (also after its wait for the window). Runs started before keep the old rules until they
-  // continue as new (their shift carried over).
+  // late case finds already due (not UTC days; only overdue steps move the ladder), and when the
+  // due date has come for a heads-up (also where its window opens only then). Runs started
+  // before keep the old rules until they continue as new (their shift carried over).
   const debtorCalendar = patched('debtor-calendar-days');
   const contactDays = debtorCalendar ? 'local-days' : 'fixed-24h';
   const ruleDue = debtorCalendar ? debtorStepDue(input.dueDate, input.customerTimeZone) : utcStepDue(input.dueDate);
@@ -153,7 +153,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   /** Set when the case ends other than by payment: written off, sold, cancelled. */
   let endedAs: CollectionOutcome | null = null;
   /** Added to every remaining step's time: a late start or a pause moves the rest of the ladder. */
-  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, ruleDue, new Date(), dueDateCame, debtorCalendar ? (step) => runsAt(step, new Date()) : undefined);
+  let shiftMs = carried?.shiftMs ?? lateStartShiftMs(policy, ruleDue, new Date(), !debtorCalendar);
   // Carried across runs: the database only accepts a higher sequence number.
   let stateSeq = carried?.stateSeq ?? 0;
   const appliedPayments = new Set<string>(carried?.appliedPayments ?? []);
