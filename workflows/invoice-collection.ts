@@ -21,7 +21,6 @@ import {
   isStepSuperseded,
   lateStartShiftMs,
   stepDueAt,
-  stepDueForDebtor,
   utcStepDue,
   type CarriedState,
   type CollectionInput,
@@ -111,8 +110,10 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
   // before keep the old rules until they continue as new (their shift carried over).
   const debtorCalendar = patched('debtor-calendar-days');
   const contactDays = debtorCalendar ? 'local-days' : 'fixed-24h';
-  const ruleDue = debtorCalendar ? debtorStepDue(input.dueDate, input.customerTimeZone) : utcStepDue(input.dueDate);
-  const dueDateCame = debtorCalendar ? dueDateBegins(input.dueDate, input.customerTimeZone) : stepDueAt(input.dueDate, 0);
+  // When each step falls due; runs started before the review fixes take the day at 00:00 UTC.
+  const stepDue = reviewFixes ? debtorStepDue(input.dueDate, input.customerTimeZone) : utcStepDue(input.dueDate);
+  const ruleDue = debtorCalendar ? stepDue : utcStepDue(input.dueDate);
+  const dueDateCame = debtorCalendar ? dueDateBegins(input.dueDate, input.customerTimeZone) : ruleDue(0);
   const { workflowId } = workflowInfo();
   const { policy } = input;
   let stage: CollectionStage = 'Scheduled';
@@ -736,9 +737,7 @@ export async function invoiceCollection(input: CollectionInput): Promise<Collect
 
   /** When a step is due: its offset plus any shift, moved into the debtor's contact window. */
   function stepTime(step: PolicyStep): Date {
-    // Runs started before the review fixes take the day at 00:00 UTC.
-    const due = reviewFixes ? stepDueForDebtor(input.dueDate, step.offsetDays, input.customerTimeZone) : stepDueAt(input.dueDate, step.offsetDays);
-    const scheduled = runNextStepNow ? Date.now() : due.getTime() + shiftMs;
+    const scheduled = runNextStepNow ? Date.now() : stepDue(step.offsetDays).getTime() + shiftMs;
     return runsAt(step, new Date(Math.max(scheduled, Date.now())));
   }
 
